@@ -1,0 +1,3 @@
+"""tfops: GitOps for Terraform outside Kubernetes."""
+
+__version__ = "0.1.0"

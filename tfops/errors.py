@@ -1,0 +1,144 @@
+"""The exception tree of tfops.
+
+Every error a user can meet says what happened, where, and what to do. The tree
+splits on one question the scheduler must answer: may this be tried again by
+itself?
+
+    TfopsError                      base; ``hint`` says what to do
+    ├── TerminalError               retrying will not help; a person must act
+    │   ├── ConfigError             bad tfops.yaml / environment (file, field, reason)
+    │   ├── StackPathError          a stack path escapes the repository or is missing
+    │   ├── PlanFormatError         `show -json` in a format this tfops does not read
+    │   ├── UnknownCommitError      a commit that is not on the fetched branch
+    │   ├── ProcessError            a process failed (command, exit code, output tail)
+    │   │   └── TerraformError      Terraform failed; subclasses say how
+    │   │       ├── ConfigurationError   HCL/validation errors in the stack's code
+    │   │       ├── ProviderError        a provider failed (API error, crash, bad credentials)
+    │   │       ├── StalePlanError       the saved plan no longer matches state; re-plan
+    │   │       └── InitRequiredError    the working directory needs `terraform init`
+    │   └── RunTimedOut             the run passed its wall-clock limit
+    └── RetryableError              transient; the next attempt may succeed
+        ├── GitFetchError           the remote is unreachable or refused us
+        └── StateLockError          another process holds the state lock
+                                    (a TerraformError too: it has command and output)
+
+``StateLockError`` and ``InitRequiredError`` are handled inside a run (wait for the
+next schedule; re-init once); everything else ends the run ``failed`` with its
+message recorded. ``RunCancelled`` is not an error of the run's making: it ends
+the run ``interrupted``.
+"""
+
+from __future__ import annotations
+
+
+class TfopsError(Exception):
+    """Base of every error tfops raises on purpose."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message}\n  hint: {self.hint}" if self.hint else message
+
+
+class TerminalError(TfopsError):
+    """Retrying will not help; the cause must be fixed by a person."""
+
+
+class RetryableError(TfopsError):
+    """Transient; the same action may succeed later."""
+
+
+class ConfigError(TerminalError):
+    hint = "fix the configuration and run `tfops check-config`"
+
+
+class StackPathError(ConfigError):
+    hint = "stack paths are relative to the repository root and must stay inside it"
+
+
+class PlanFormatError(TerminalError):
+    hint = "use a Terraform version whose `show -json` format_version is 0.x or 1.x"
+
+
+class UnknownCommitError(TerminalError):
+    hint = "tfops only plans commits it fetched itself from the configured branch"
+
+
+class RunCancelled(TfopsError):
+    """The run was stopped on purpose (shutdown); it ends `interrupted`."""
+
+
+class RunTimedOut(TerminalError):
+    hint = "raise terraform.timeout, or find what Terraform waits on in the run log"
+
+
+class ProcessError(TerminalError):
+    """A process ended badly. Carries what a person needs to see."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: list[str] | tuple[str, ...] = (),
+        exit_code: int | None = None,
+        output_tail: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.argv = tuple(argv)
+        self.exit_code = exit_code
+        self.output_tail = output_tail
+
+    def __str__(self) -> str:
+        lines = [super(TfopsError, self).__str__()]
+        if self.argv:
+            lines.append(f"  command: {' '.join(self.argv)}")
+        if self.exit_code is not None:
+            lines.append(f"  exit code: {self.exit_code}")
+        if self.output_tail:
+            lines.append("  output (tail):")
+            lines.extend(f"    {line}" for line in self.output_tail.rstrip().splitlines())
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class TerraformError(ProcessError):
+    hint = "read the Terraform output above; the full log is in the run's log file"
+
+
+class ConfigurationError(TerraformError):
+    hint = "the stack's Terraform code is invalid at this commit; fix it and push"
+
+
+class ProviderError(TerraformError):
+    hint = "a provider call failed: check credentials, quotas and the provider's message"
+
+
+class StalePlanError(TerraformError):
+    hint = "state changed since the plan was made; tfops plans again instead of applying it"
+
+
+class InitRequiredError(TerraformError):
+    hint = "the working directory needs `terraform init`; tfops re-initialises once by itself"
+
+
+class StateLockError(TerraformError, RetryableError):
+    hint = (
+        "another Terraform holds the state lock; tfops tries again at the next schedule. "
+        "If no Terraform is running, release it with `terraform force-unlock LOCK_ID`"
+    )
+
+    def __init__(self, message: str, *, lock_id: str | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.lock_id = lock_id
+
+
+class GitFetchError(RetryableError):
+    hint = "check the repository URL, network and credentials; tfops retries with backoff"
