@@ -1,0 +1,144 @@
+"""The tables of the tfops store, written once for SQLite and PostgreSQL.
+
+Portability rules, so the same schema runs on both without edits:
+
+- enums are stored as VARCHAR holding the ``StrEnum`` value; the store validates
+  them in Python, so adding a status never needs an ``ALTER TYPE`` or a rebuilt
+  CHECK constraint;
+- JSON columns use ``sqlalchemy.JSON`` (TEXT on SQLite, JSON on PostgreSQL);
+- timestamps are ``DateTime(timezone=True)`` through :class:`UTCDateTime`, which
+  refuses naive datetimes on the way in and hands back aware UTC datetimes on the
+  way out, even from SQLite, which keeps no zone;
+- every constraint and index has a name from :data:`NAMING_CONVENTION`, so later
+  migrations can drop or alter them by name on either database.
+
+The Alembic migrations in ``migrations/versions`` create exactly these tables; a
+test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Long enough for a SHA-256 Git object name; SHA-1 names (40) fit too.
+SHA_LENGTH = 64
+NAME_LENGTH = 200
+STATUS_LENGTH = 32
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores the UTC wall time as text and
+    the zone is put back on read. Naive datetimes are refused rather than guessed
+    at, because a local time silently stored as UTC is a bug nobody notices.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; tfops stores aware UTC times")
+        in_utc = value.astimezone(UTC)
+        # SQLite's DATETIME ignores the zone; store UTC wall time so text order is time order.
+        return in_utc.replace(tzinfo=None) if dialect.name == "sqlite" else in_utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _json() -> JSON:
+    # Python None is SQL NULL, so "no summary" and "summary is null" do not differ.
+    return JSON(none_as_null=True)
+
+
+stacks = Table(
+    "stacks",
+    metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("head_sha", String(SHA_LENGTH), nullable=True),
+    Column("applied_sha", String(SHA_LENGTH), nullable=True),
+    Column("drift", String(STATUS_LENGTH), nullable=False),
+    Column("drift_checked_at", UTCDateTime, nullable=True),
+    Column("drift_summary", _json(), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stack", String(NAME_LENGTH), ForeignKey("stacks.name"), nullable=False),
+    Column("kind", String(STATUS_LENGTH), nullable=False),
+    Column("status", String(STATUS_LENGTH), nullable=False),
+    Column("trigger", _json(), nullable=False),
+    Column("commit_sha", String(SHA_LENGTH), nullable=True),
+    Column("plan_sha256", String(SHA_LENGTH), nullable=True),
+    Column("summary", _json(), nullable=True),
+    Column("log_path", Text, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("decided_by", String(NAME_LENGTH), nullable=True),
+    Index(None, "stack", "id"),
+    Index(None, "status"),
+    # Slack buttons carry run ids: SQLite must never hand out an id twice.
+    sqlite_autoincrement=True,
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("from_status", String(STATUS_LENGTH), nullable=True),
+    Column("to_status", String(STATUS_LENGTH), nullable=False),
+    Column("message", Text, nullable=False),
+    Index(None, "run_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(NAME_LENGTH), primary_key=True),
+    Column("value", JSON(none_as_null=False), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,520 @@
+"""The persistent record of tfops: stacks, runs, their status history, small facts.
+
+The store never sees a secret. Callers hand it summaries, errors and messages
+that have already been through redaction (``tfops.terraform.plan``); it stores
+what it is given verbatim and so must only ever be given redacted data.
+
+Every method opens its own short transaction and returns plain dataclasses from
+``tfops.models`` (or :class:`RunEvent`), never ORM rows, so no caller holds a
+session or a connection. One :class:`Store` (one engine, one connection pool) is
+shared by every thread of the daemon.
+
+The store's guarantee behind "every run ends in exactly one terminal status":
+:meth:`Store.transition` refuses to move a run that is terminal already, and
+the status check and the update happen in one transaction that holds the write
+lock (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` elsewhere) with a
+compare-and-set update as a second guard.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, Row, create_engine, event, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import Executable
+
+from tfops.errors import TerminalError
+from tfops.models import DriftState, Run, RunKind, RunStatus, StackState, Trigger
+from tfops.store import schema
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# How long a SQLite connection waits for another writer before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# Execution option that marks a connection as about to write (see _on_begin).
+_WRITE_OPTION = "tfops_write"
+
+# What transition() may set besides the status; the rest of a run is fixed at creation.
+SETTABLE_RUN_FIELDS = frozenset(
+    {
+        "commit_sha",
+        "plan_sha256",
+        "summary",
+        "log_path",
+        "exit_code",
+        "error",
+        "started_at",
+        "finished_at",
+        "decided_by",
+    }
+)
+
+
+class InvalidTransition(TerminalError):
+    """A run cannot move to the requested status from the one it is in."""
+
+    hint = "the run was finished or moved on by someone else; look at `tfops show RUN_ID`"
+
+
+class RunNotFound(TerminalError):
+    hint = "list runs with `tfops runs`"
+
+
+class StackNotFound(TerminalError):
+    hint = "stacks are recorded when the daemon loads its configuration; check the stack name"
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One status change of a run. Events are only ever appended."""
+
+    at: datetime
+    from_status: RunStatus | None
+    to_status: RunStatus
+    message: str
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
+
+    Only redacted data may be passed in: summaries, errors and messages are
+    stored as given and are shown by the CLI and the status page.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            self._engine = _sqlite_engine(parsed)
+        else:
+            self._engine = create_engine(parsed, pool_pre_ping=True)
+        # Serializes upgrade() inside this process; the database lock covers other processes.
+        self._upgrade_lock = threading.Lock()
+
+    @classmethod
+    def sqlite_url(cls, path: Path) -> str:
+        """A SQLAlchemy URL for a SQLite file, safe for any characters in the path."""
+        return URL.create("sqlite", database=str(Path(path).absolute())).render_as_string(hide_password=False)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration; a no-op when it is there already."""
+        config = Config()
+        # ConfigParser interpolates '%': escape it so any directory name works.
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        with self._upgrade_lock, self._writing() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query (readiness check)."""
+        try:
+            with self._engine.connect() as connection:
+                return connection.execute(text("SELECT 1")).scalar_one() == 1
+        except SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine, for tests and `tfops db` tooling; not for queries elsewhere."""
+        return self._engine
+
+    # -- stacks --------------------------------------------------------------------------------------
+
+    def sync_stacks(self, stacks: Iterable[tuple[str, str]]) -> None:
+        """Record the configured stacks: insert new ones, update moved paths.
+
+        A stack that left the configuration keeps its row, and with it its run history.
+        """
+        wanted = _unique_pairs(stacks)
+        now = utc_now()
+        with self._writing() as connection:
+            known = dict(connection.execute(select(schema.stacks.c.name, schema.stacks.c.path)).all())
+            for name, path in wanted.items():
+                if name not in known:
+                    connection.execute(
+                        insert(schema.stacks).values(
+                            name=name,
+                            path=path,
+                            drift=DriftState.UNKNOWN.value,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                elif known[name] != path:
+                    connection.execute(
+                        update(schema.stacks)
+                        .where(schema.stacks.c.name == name)
+                        .values(path=path, updated_at=now)
+                    )
+
+    def get_stack(self, name: str) -> StackState | None:
+        with self._reading() as connection:
+            row = connection.execute(select(schema.stacks).where(schema.stacks.c.name == name)).first()
+        return _stack_from_row(row) if row else None
+
+    def list_stacks(self) -> list[StackState]:
+        """Every stack ever recorded, by name, including ones no longer configured."""
+        with self._reading() as connection:
+            rows = connection.execute(select(schema.stacks).order_by(schema.stacks.c.name)).all()
+        return [_stack_from_row(row) for row in rows]
+
+    def set_head(self, name: str, sha: str) -> None:
+        """Record the branch head seen for one stack."""
+        self._update_stack(name, head_sha=sha)
+
+    def set_head_all(self, sha: str) -> None:
+        """Record the branch head for every stack: they all live on the same branch."""
+        with self._writing() as connection:
+            connection.execute(update(schema.stacks).values(head_sha=sha, updated_at=utc_now()))
+
+    def mark_stack_applied(self, name: str, sha: str) -> None:
+        """Record the commit the stack's infrastructure now matches."""
+        self._update_stack(name, applied_sha=sha)
+
+    def set_drift(self, name: str, state: DriftState, *, summary: dict[str, Any] | None = None) -> None:
+        """Record a drift check's outcome; ``summary`` must already be redacted."""
+        now = utc_now()
+        self._update_stack(
+            name, drift=DriftState(state).value, drift_checked_at=now, drift_summary=summary, now=now
+        )
+
+    def _update_stack(self, name: str, *, now: datetime | None = None, **values: Any) -> None:
+        with self._writing() as connection:
+            result = connection.execute(
+                update(schema.stacks)
+                .where(schema.stacks.c.name == name)
+                .values(**values, updated_at=now or utc_now())
+            )
+            if result.rowcount != 1:
+                raise StackNotFound(f"stack {name!r} is not recorded in the store")
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        stack: str,
+        kind: RunKind,
+        trigger: Trigger,
+        commit_sha: str | None,
+        status: RunStatus = RunStatus.QUEUED,
+        message: str = "",
+    ) -> Run:
+        """Record a new run and its first event."""
+        status = RunStatus(status)
+        now = utc_now()
+        with self._writing() as connection:
+            if not _stack_exists(connection, stack):
+                raise StackNotFound(f"cannot create a run for stack {stack!r}: it is not recorded")
+            result = connection.execute(
+                insert(schema.runs).values(
+                    stack=stack,
+                    kind=RunKind(kind).value,
+                    status=status.value,
+                    trigger=trigger.to_dict(),
+                    commit_sha=commit_sha,
+                    created_at=now,
+                    started_at=now if _starts_work(RunStatus.QUEUED, status) else None,
+                    finished_at=now if status.is_terminal else None,
+                )
+            )
+            run_id = result.inserted_primary_key[0]
+            _append_event(connection, run_id, now, None, status, message)
+            return _run_from_row(_select_run(connection, run_id))
+
+    def get_run(self, run_id: int) -> Run | None:
+        with self._reading() as connection:
+            row = _select_run(connection, run_id)
+        return _run_from_row(row) if row else None
+
+    def list_runs(self, *, stack: str | None = None, limit: int = 20) -> list[Run]:
+        """The newest runs first, optionally of one stack."""
+        query = select(schema.runs).order_by(schema.runs.c.id.desc()).limit(limit)
+        if stack is not None:
+            query = query.where(schema.runs.c.stack == stack)
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [_run_from_row(row) for row in rows]
+
+    def last_run(self, stack: str) -> Run | None:
+        runs = self.list_runs(stack=stack, limit=1)
+        return runs[0] if runs else None
+
+    def runs_with_status(self, statuses: Collection[RunStatus]) -> list[Run]:
+        """Runs in any of ``statuses``, oldest first (the order they were queued)."""
+        values = [RunStatus(status).value for status in statuses]
+        if not values:
+            return []
+        query = select(schema.runs).where(schema.runs.c.status.in_(values)).order_by(schema.runs.c.id)
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [_run_from_row(row) for row in rows]
+
+    def open_runs(self, stack: str) -> list[Run]:
+        """The stack's runs that have not reached a terminal status, oldest first."""
+        open_statuses = [status.value for status in RunStatus if not status.is_terminal]
+        query = (
+            select(schema.runs)
+            .where(schema.runs.c.stack == stack, schema.runs.c.status.in_(open_statuses))
+            .order_by(schema.runs.c.id)
+        )
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [_run_from_row(row) for row in rows]
+
+    def transition(
+        self,
+        run_id: int,
+        to: RunStatus,
+        *,
+        allowed_from: Collection[RunStatus] | None = None,
+        message: str = "",
+        **fields: Any,
+    ) -> Run:
+        """Move a run to ``to``, set ``fields`` and append an event, all in one transaction.
+
+        Raises InvalidTransition when the run is terminal already or its status is not in
+        ``allowed_from``; TypeError for a field that is not settable. ``finished_at`` is set
+        when ``to`` is terminal and ``started_at`` when the run leaves ``queued`` for work,
+        unless given. ``error`` and ``summary`` must already be redacted.
+        """
+        unknown = set(fields) - SETTABLE_RUN_FIELDS
+        if unknown:
+            raise TypeError(f"transition() got fields it may not set: {', '.join(sorted(unknown))}")
+        to = RunStatus(to)
+        allowed = None if allowed_from is None else frozenset(RunStatus(s) for s in allowed_from)
+        now = utc_now()
+        with self._writing() as connection:
+            row = _select_run(connection, run_id, for_update=True)
+            if row is None:
+                raise RunNotFound(f"run {run_id} does not exist")
+            current = RunStatus(row.status)
+            _check_transition(run_id, current, to, allowed)
+            values = {**_automatic_timestamps(current, to, now, fields), **fields, "status": to.value}
+            result = connection.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id, schema.runs.c.status == current.value)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                # Only reachable on a database without row locks: someone else moved it first.
+                raise InvalidTransition(f"run {run_id} changed status concurrently; not moved to {to}")
+            _append_event(connection, run_id, now, current, to, message)
+            return _run_from_row(_select_run(connection, run_id))
+
+    def events(self, run_id: int) -> list[RunEvent]:
+        """The run's status history, oldest first."""
+        query = (
+            select(schema.run_events)
+            .where(schema.run_events.c.run_id == run_id)
+            .order_by(schema.run_events.c.id)
+        )
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [
+            RunEvent(
+                at=row.at,
+                from_status=RunStatus(row.from_status) if row.from_status else None,
+                to_status=RunStatus(row.to_status),
+                message=row.message,
+            )
+            for row in rows
+        ]
+
+    # -- meta ----------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any | None:
+        with self._reading() as connection:
+            return connection.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == key)
+            ).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a small JSON-serialisable value under ``key``, replacing any previous one."""
+        with self._writing() as connection:
+            connection.execute(_upsert_meta(connection, key, value, utc_now()))
+
+    # -- connections ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+
+
+# -- engine ------------------------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # The scheduler's worker threads share the pool; sqlite3 connections may move between threads
+    # as long as only one uses a connection at a time, which the pool guarantees.
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take BEGIN away from the sqlite3 module (which skips it before SELECT) so that
+    # _on_sqlite_begin decides how each transaction starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # synchronous stays FULL (the default): a terminal status must survive a power cut.
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    # Writers take the write lock up front, so a read-then-write transaction cannot be
+    # overtaken between its SELECT and its UPDATE (and never fails with BUSY_SNAPSHOT).
+    # Readers use a deferred BEGIN and never block each other or, under WAL, a writer.
+    writes = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+# -- rows and rules (pure) ---------------------------------------------------------------------------
+
+
+def _unique_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, path in pairs:
+        if name in result and result[name] != path:
+            raise ValueError(f"stack {name!r} given twice with different paths: {result[name]!r}, {path!r}")
+        result[name] = path
+    return result
+
+
+def _check_transition(
+    run_id: int, current: RunStatus, to: RunStatus, allowed: frozenset[RunStatus] | None
+) -> None:
+    if current.is_terminal:
+        raise InvalidTransition(f"run {run_id} is {current} (terminal) and cannot move to {to}")
+    if allowed is not None and current not in allowed:
+        expected = ", ".join(sorted(allowed))
+        raise InvalidTransition(f"run {run_id} is {current}, not one of [{expected}]; not moved to {to}")
+
+
+def _starts_work(current: RunStatus, to: RunStatus) -> bool:
+    # A run cancelled straight from the queue (superseded, interrupted) never started.
+    return current is RunStatus.QUEUED and to is not RunStatus.QUEUED and not to.is_terminal
+
+
+def _automatic_timestamps(
+    current: RunStatus, to: RunStatus, now: datetime, given: dict[str, Any]
+) -> dict[str, datetime]:
+    stamps: dict[str, datetime] = {}
+    if _starts_work(current, to) and "started_at" not in given:
+        stamps["started_at"] = now
+    if to.is_terminal and "finished_at" not in given:
+        stamps["finished_at"] = now
+    return stamps
+
+
+def _stack_exists(connection: Connection, name: str) -> bool:
+    query = select(func.count()).select_from(schema.stacks).where(schema.stacks.c.name == name)
+    return connection.execute(query).scalar_one() == 1
+
+
+def _select_run(connection: Connection, run_id: int, *, for_update: bool = False) -> Row | None:
+    query = select(schema.runs).where(schema.runs.c.id == run_id)
+    if for_update:
+        query = query.with_for_update()
+    return connection.execute(query).first()
+
+
+def _append_event(
+    connection: Connection,
+    run_id: int,
+    at: datetime,
+    from_status: RunStatus | None,
+    to_status: RunStatus,
+    message: str,
+) -> None:
+    connection.execute(
+        insert(schema.run_events).values(
+            run_id=run_id,
+            at=at,
+            from_status=from_status.value if from_status else None,
+            to_status=to_status.value,
+            message=message,
+        )
+    )
+
+
+def _upsert_meta(connection: Connection, key: str, value: Any, now: datetime) -> Executable:
+    dialect = connection.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {dialect}")
+    dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = dialect_insert(schema.meta).values(key=key, value=value, updated_at=now)
+    return statement.on_conflict_do_update(
+        index_elements=[schema.meta.c.key],
+        set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+    )
+
+
+def _run_from_row(row: Row) -> Run:
+    return Run(
+        id=row.id,
+        stack=row.stack,
+        kind=RunKind(row.kind),
+        status=RunStatus(row.status),
+        trigger=Trigger.from_dict(row.trigger),
+        commit_sha=row.commit_sha,
+        plan_sha256=row.plan_sha256,
+        summary=row.summary,
+        log_path=row.log_path,
+        exit_code=row.exit_code,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        decided_by=row.decided_by,
+    )
+
+
+def _stack_from_row(row: Row) -> StackState:
+    return StackState(
+        name=row.name,
+        path=row.path,
+        head_sha=row.head_sha,
+        applied_sha=row.applied_sha,
+        drift=DriftState(row.drift),
+        drift_checked_at=row.drift_checked_at,
+        updated_at=row.updated_at,
+        # StackState has no drift_summary field; it travels in `extra` so models.py stays as is.
+        extra={"drift_summary": row.drift_summary} if row.drift_summary is not None else {},
+    )
