@@ -1,0 +1,563 @@
+"""tfops.yaml + TFOPS_* environment → Settings, and the errors people see when it is wrong."""
+
+from __future__ import annotations
+
+import pickle
+import textwrap
+import traceback
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from tfops.config import (
+    Settings,
+    StackEntry,
+    describe,
+    format_duration,
+    load_settings,
+    parse_duration,
+)
+from tfops.errors import ConfigError, StackPathError
+from tfops.models import OnDrift, OnMerge
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "tfops.example.yaml"
+TOKEN = "ghp_s3cr3tT0kenValue0123456789abcdefABCD"
+
+
+def write_config(directory: Path, text: str, name: str = "tfops.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def config_error(path: Path | None, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ or {})
+    return str(caught.value)
+
+
+# --------------------------------------------------------------------------- the shipped example
+
+
+def test_example_config_loads_and_sets_every_section(tmp_path):
+    settings = load_settings(EXAMPLE_CONFIG, {"TFOPS_DATA_DIR": str(tmp_path)})
+
+    assert settings.data_dir == tmp_path
+    assert settings.repo.url == "git@github.com:acme/infra.git"
+    assert settings.repo.poll_interval == 60.0
+    assert settings.terraform.timeout == 1800.0
+    assert settings.defaults.drift_interval == 900.0
+    assert [entry.discover or entry.name for entry in settings.stacks] == ["stacks/*", "network"]
+    assert settings.stacks[1].env == {"TF_VAR_region": "eu-west-1"}
+    assert settings.store_url == f"sqlite:///{tmp_path}/tfops.db"
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        inner = field.annotation if isinstance(field.annotation, type) else None
+        if inner is not None and issubclass(inner, BaseModel):
+            names |= _fields(inner, f"{prefix}{name}.")
+        else:
+            names.add(prefix + name)
+    return names
+
+
+def test_example_config_mentions_every_option():
+    text = EXAMPLE_CONFIG.read_text()
+    options = _fields(Settings) | {f"stacks.{name}" for name in StackEntry.model_fields}
+    missing = [option for option in options if f"{option.rsplit('.', 1)[-1]}:" not in text]
+    assert missing == []
+
+
+# --------------------------------------------------------------------------- where settings come from
+
+
+def test_without_a_file_defaults_and_environment_apply(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={"HOME": str(tmp_path), "TFOPS_REPO__BRANCH": "dev"})
+
+    assert settings.config_file is None
+    assert settings.repo.branch == "dev"
+    assert settings.data_dir == tmp_path / ".local/state/tfops"
+    assert settings.checkout_dir == settings.data_dir / "repo"
+    assert settings.plugin_cache_dir == settings.data_dir / "plugin-cache"
+    assert settings.runs_dir == settings.data_dir / "runs"
+    assert settings.stacks_dir == settings.data_dir / "stacks"
+    assert settings.terraform.max_parallel == 4
+    assert settings.defaults.on_merge is OnMerge.APPLY
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"STATE_DIRECTORY": "/var/lib/tfops:/var/lib/other", "XDG_STATE_HOME": "/x"}, "/var/lib/tfops"),
+        ({"XDG_STATE_HOME": "/home/me/.state", "HOME": "/home/me"}, "/home/me/.state/tfops"),
+        ({"XDG_STATE_HOME": "relative/ignored", "HOME": "/home/me"}, "/home/me/.local/state/tfops"),
+    ],
+)
+def test_data_dir_default_follows_systemd_then_xdg(environ, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ=environ).data_dir == Path(expected)
+
+
+def test_tfops_yaml_in_working_directory_is_read(tmp_path, monkeypatch):
+    write_config(tmp_path, "log_level: debug\n")
+    monkeypatch.chdir(tmp_path)
+
+    settings = load_settings(environ={})
+
+    assert settings.log_level == "debug"
+    assert settings.config_file == tmp_path / "tfops.yaml"
+
+
+def test_tfops_config_variable_names_the_file_and_an_explicit_path_beats_it(tmp_path):
+    from_variable = write_config(tmp_path, "log_level: warning\n", "a.yaml")
+    explicit = write_config(tmp_path, "log_level: error\n", "b.yaml")
+
+    assert load_settings(environ={"TFOPS_CONFIG": str(from_variable)}).log_level == "warning"
+    assert load_settings(explicit, {"TFOPS_CONFIG": str(from_variable)}).log_level == "error"
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path):
+    missing = tmp_path / "nope.yaml"
+
+    assert "nope.yaml: config file not found" in config_error(missing)
+    assert "config file not found" in config_error(None, {"TFOPS_CONFIG": str(missing)})
+
+
+def test_environment_overrides_nested_values_and_wins_over_the_file(tmp_path):
+    path = write_config(
+        tmp_path,
+        """
+        repo: {url: https://example.com/infra.git, branch: main}
+        terraform: {max_parallel: 2, env_passthrough: [AWS_PROFILE]}
+        """,
+    )
+    environ = {
+        "TFOPS_REPO__BRANCH": "dev",
+        "TFOPS_TERRAFORM__MAX_PARALLEL": "8",
+        "TFOPS_TERRAFORM__ENV_PASSTHROUGH": '["AWS_*", "ARM_CLIENT_ID"]',
+        "TFOPS_DEFAULTS__DRIFT_INTERVAL": "1h",
+    }
+
+    settings = load_settings(path, environ)
+
+    assert settings.repo.branch == "dev"
+    assert settings.repo.url == "https://example.com/infra.git"  # untouched siblings survive the merge
+    assert settings.terraform.max_parallel == 8
+    assert settings.terraform.env_passthrough == ("AWS_*", "ARM_CLIENT_ID")
+    assert settings.defaults.drift_interval == 3600.0
+
+
+def test_stacks_can_come_from_the_environment_as_json(tmp_path):
+    settings = load_settings(None, {"TFOPS_STACKS": '[{"path": "core/net", "on_merge": "plan"}]'})
+    assert (settings.stacks[0].name, settings.stacks[0].on_merge) == ("net", OnMerge.PLAN)
+
+
+def test_unparseable_json_in_the_environment_names_the_variable():
+    message = config_error(None, {"TFOPS_TERRAFORM__ENV_PASSTHROUGH": "AWS_*"})
+    assert "environment TFOPS_TERRAFORM" in message
+    assert "JSON" in message
+
+
+def _path_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found += _path_fields(field.annotation, (*prefix, name))
+        elif "Path" in str(field.annotation):
+            found.append((*prefix, name))
+    return found
+
+
+def test_every_relative_path_in_the_file_resolves_against_the_file_directory(tmp_path, monkeypatch):
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    monkeypatch.chdir(tmp_path)  # somewhere else
+    path_fields = _path_fields(Settings)
+    assert ("repo", "token_file") in path_fields  # the scan does find nested fields
+    data: dict = {"terraform": {"binary": "bin/terraform"}, "repo": {"url": "../infra"}}
+    data["store"] = {"url": "sqlite:///db/tfops.db"}
+    for *sections, leaf in path_fields:
+        target = data
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[leaf] = "rel/" + "_".join((*sections, leaf))
+    config_file = config_dir / "tfops.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+
+    settings = load_settings(config_file, {})
+
+    for keys in path_fields:
+        value = settings
+        for key in keys:
+            value = getattr(value, key)
+        assert value == config_dir / "rel" / "_".join(keys), keys
+    assert settings.terraform.binary == str(config_dir / "bin/terraform")
+    assert settings.repo.url == str(tmp_path / "infra")
+    assert settings.store_url == f"sqlite:///{config_dir}/db/tfops.db"
+
+
+def test_relative_paths_from_the_environment_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "etc").mkdir()
+    path = write_config(tmp_path / "etc", "log_level: info\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    settings = load_settings(path, {"TFOPS_DATA_DIR": "state", "TFOPS_REPO__SSH_KEY_FILE": "~/.ssh/deploy"})
+
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.repo.ssh_key_file == tmp_path / "home/.ssh/deploy"
+
+
+def test_bare_binary_name_stays_a_path_lookup(tmp_path):
+    settings = load_settings(write_config(tmp_path, "terraform: {binary: tofu}\n"), {})
+    assert settings.terraform.binary == "tofu"
+
+
+# --------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("1h30m", 5400.0),
+        ("1500ms", 1.5),
+        ("1d", 86400.0),
+        ("90", 90.0),
+        (45, 45.0),
+        (2.5, 2.5),
+        (" 1M ", 60.0),
+        ("0", 0.0),
+    ],
+)
+def test_durations_parse_to_seconds(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["10x", "m", "1h-5m", "", "-5s", -1, "inf", True, None, [1]])
+def test_bad_durations_are_refused(bad):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+@given(st.integers(min_value=0, max_value=10 * 86400))
+def test_formatted_durations_parse_back(seconds):
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_bad_duration_in_the_file_names_field_and_value(tmp_path):
+    message = config_error(write_config(tmp_path, "repo:\n  poll_interval: 10 minutes\n"))
+    assert "tfops.yaml: repo.poll_interval: invalid duration '10 minutes'" in message
+    assert "(line 2)" in message
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("terraform: {timeout: 0}", "terraform.timeout: must be greater than 0"),
+        ("terraform: {stop_grace: -1s}", "terraform.stop_grace: a duration must not be negative"),
+        ("repo: {fetch_timeout: 0s}", "repo.fetch_timeout: must be greater than 0"),
+        ("terraform: {max_parallel: 0}", "terraform.max_parallel: must be >= 1 — got 0"),
+        ("terraform: {max_parallel: many}", "terraform.max_parallel: input should be a valid integer"),
+    ],
+)
+def test_limits_must_be_positive(tmp_path, yaml_text, field):
+    assert field in config_error(write_config(tmp_path, yaml_text))
+
+
+def test_zero_drift_interval_disables_checks_and_is_allowed(tmp_path):
+    settings = load_settings(
+        write_config(tmp_path, "defaults: {drift_interval: 0}\nterraform: {lock_timeout: 0}"), {}
+    )
+    assert settings.defaults.drift_interval == 0.0
+    assert settings.terraform.lock_timeout == 0.0
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+def test_unknown_key_is_an_error_naming_the_field_with_a_suggestion(tmp_path):
+    message = config_error(write_config(tmp_path, "repo:\n  url: x\n  brnach: dev\n"))
+    assert "tfops.yaml: repo.brnach: unknown key; did you mean 'branch'?" in message
+    assert "(line 3)" in message
+
+
+def test_unknown_top_level_key_is_an_error(tmp_path):
+    message = config_error(write_config(tmp_path, "log_levle: debug\n_env_file: x\n"))
+    assert "log_levle: unknown key; did you mean 'log_level'?" in message
+    assert "_env_file: unknown key" in message
+
+
+def test_unknown_nested_key_from_the_environment_names_the_variable():
+    message = config_error(None, {"TFOPS_REPO__BRANC": "dev"})
+    assert "environment TFOPS_REPO__BRANC: repo.branc: unknown key; did you mean 'branch'?" in message
+
+
+def test_bad_enum_lists_the_choices_and_the_value(tmp_path):
+    path = write_config(
+        tmp_path,
+        """
+        stacks:
+          - discover: "stacks/*"
+          - path: core/network
+            on_merge: aply
+        """,
+    )
+    assert "tfops.yaml: stacks.1.on_merge: must be one of apply, plan — got 'aply'" in config_error(path)
+
+
+def test_enum_values_are_case_insensitive(tmp_path):
+    settings = load_settings(write_config(tmp_path, "defaults: {on_drift: Remediate}\nlog_level: INFO\n"), {})
+    assert settings.defaults.on_drift is OnDrift.REMEDIATE
+    assert settings.log_level == "info"
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write_config(tmp_path, "log_format: xml\nterraform: {max_parallel: 0}\nrepo: {branch: '-x'}\n")
+    message = config_error(path)
+    assert "invalid configuration (3 problems)" in message
+    assert all(field in message for field in ("log_format", "terraform.max_parallel", "repo.branch"))
+
+
+def test_yaml_syntax_error_reports_line_and_column(tmp_path):
+    path = write_config(tmp_path, "repo:\n  url: x\n  branch: [main\nlog_level: info\n")
+    message = config_error(path)
+    assert "tfops.yaml: line 4, column 10: invalid YAML" in message
+
+
+def test_duplicate_keys_in_yaml_are_an_error(tmp_path):
+    message = config_error(write_config(tmp_path, "log_level: info\nlog_level: debug\n"))
+    assert "line 2" in message and "duplicate key 'log_level'" in message
+
+
+def test_a_file_that_is_not_a_mapping_is_an_error(tmp_path):
+    assert "must hold a mapping of settings, not a list" in config_error(write_config(tmp_path, "- a\n- b\n"))
+
+
+def test_an_empty_file_means_defaults(tmp_path):
+    assert load_settings(write_config(tmp_path, "# nothing yet\n"), {}).log_level == "info"
+
+
+# --------------------------------------------------------------------------- stack entries
+
+
+def test_stack_entry_needs_exactly_one_of_discover_and_path(tmp_path):
+    both = config_error(write_config(tmp_path, "stacks: [{discover: 'a/*', path: b}]"))
+    neither = config_error(write_config(tmp_path, "stacks: [{on_merge: plan}]"))
+    assert "stacks.0: a stack entry needs exactly one of `discover`" in both
+    assert "stacks.0: a stack entry needs exactly one of `discover`" in neither
+
+
+@pytest.mark.parametrize("bad_path", ["../x", "/etc", "stacks/../../x", "~/infra"])
+def test_stack_paths_outside_the_repository_are_refused(tmp_path, bad_path):
+    path = write_config(tmp_path, f"stacks: [{{path: '{bad_path}', name: x}}, {{discover: '{bad_path}/*'}}]")
+    with pytest.raises(StackPathError) as caught:
+        load_settings(path, {})
+    assert "stacks.0.path" in str(caught.value)
+    assert "stacks.1.discover" in str(caught.value)
+
+
+def test_stack_name_defaults_to_the_last_path_component_and_paths_are_normalised(tmp_path):
+    settings = load_settings(write_config(tmp_path, "stacks: [{path: ./core//network/}]"), {})
+    assert (settings.stacks[0].name, settings.stacks[0].path) == ("network", "core/network")
+
+
+def test_stack_names_must_be_unique(tmp_path):
+    path = write_config(tmp_path, "stacks: [{path: a/net}, {path: b/net}]")
+    assert "stacks: stack name 'net' is used by entries 0 and 1" in config_error(path)
+
+
+@pytest.mark.parametrize("name", ["my stack", "..", "a/b", "ünï"])
+def test_stack_names_are_plain(tmp_path, name):
+    path = write_config(tmp_path, f"stacks: [{{path: a, name: '{name}'}}]")
+    assert "stacks.0.name: stack name" in config_error(path)
+
+
+def test_root_stack_needs_a_name(tmp_path):
+    assert "needs a `name`" in config_error(write_config(tmp_path, "stacks: [{path: .}]"))
+
+
+def test_stack_env_values_become_text_and_names_are_checked(tmp_path):
+    ok = load_settings(write_config(tmp_path, "stacks: [{path: a, env: {TF_VAR_n: 3, TF_VAR_on: true}}]"), {})
+    assert ok.stacks[0].env == {"TF_VAR_n": "3", "TF_VAR_on": "true"}
+    assert "not an environment variable name" in config_error(
+        write_config(tmp_path, "stacks: [{path: a, env: {'BAD-NAME': x}}]")
+    )
+
+
+def test_absolute_var_files_are_refused(tmp_path):
+    message = config_error(write_config(tmp_path, "stacks: [{path: a, var_files: [/etc/secret.tfvars]}]"))
+    assert "stacks.0.var_files.0" in message and "kept in the repository" in message
+
+
+# --------------------------------------------------------------------------- repo and secrets
+
+
+def test_token_from_the_named_variable_never_shows_in_repr_describe_or_errors(tmp_path):
+    environ = {"GIT_TOKEN": TOKEN, "TFOPS_DATA_DIR": str(tmp_path)}
+    good = write_config(tmp_path, "repo: {url: 'https://github.com/acme/infra.git', token_env: GIT_TOKEN}\n")
+
+    settings = load_settings(good, environ)
+
+    assert settings.repo_token() == TOKEN
+    assert TOKEN not in repr(settings)
+    assert TOKEN not in str(settings.model_dump())
+    assert TOKEN not in describe(settings)
+    assert "token from $GIT_TOKEN (set)" in describe(settings)
+    broken = write_config(
+        tmp_path, "repo: {url: 'https://github.com/acme/infra.git', token_env: GIT_TOKEN}\nx: 1"
+    )
+    assert TOKEN not in config_error(broken, environ)
+
+
+@pytest.mark.parametrize(
+    "repo_yaml",
+    [
+        f"repo: {{token: {TOKEN}}}",
+        f"repo: {{url: 'https://x-access-token:{TOKEN}@github.com/acme/infra.git'}}",
+        f"repo: {{url: 'https://{TOKEN}@github.com/acme/infra.git'}}",
+        f"repo: {{token_env: '{TOKEN}-value'}}",
+        f"repo: {{username: 'me:{TOKEN}'}}",
+    ],
+)
+def test_inline_secrets_are_refused_without_echoing_them(tmp_path, repo_yaml):
+    message = config_error(write_config(tmp_path, repo_yaml))
+    assert TOKEN not in message
+    assert "token_env" in message
+
+
+def test_inline_token_from_the_environment_is_refused_too():
+    message = config_error(None, {"TFOPS_REPO__TOKEN": TOKEN})
+    assert "environment TFOPS_REPO__TOKEN: repo.token: inline secrets are not accepted" in message
+    assert TOKEN not in message
+
+
+def test_the_full_traceback_of_a_config_error_holds_no_secret(tmp_path):
+    # pydantic's own ValidationError shows input values; it must not ride along as a cause.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config(tmp_path, f"repo: {{token: {TOKEN}}}"), {})
+    assert TOKEN not in "".join(traceback.format_exception(caught.value))
+
+
+def test_token_file_is_read_at_call_time(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    settings = load_settings(write_config(tmp_path, "repo: {token_file: token}\n"), {})
+
+    assert settings.repo_token() == "first"
+    token_file.write_text("rotated\n")
+    assert settings.repo_token() == "rotated"
+    token_file.unlink()
+    with pytest.raises(ConfigError, match=r"repo.token_file: .* does not exist"):
+        settings.repo_token()
+
+
+def test_token_env_that_is_not_set_is_reported_by_name(tmp_path):
+    settings = load_settings(write_config(tmp_path, "repo: {token_env: GIT_TOKEN}\n"), {})
+    assert "token from $GIT_TOKEN (NOT SET)" in describe(settings)
+    with pytest.raises(ConfigError, match="GIT_TOKEN is not set"):
+        settings.repo_token()
+
+
+def test_token_env_and_token_file_are_exclusive(tmp_path):
+    path = write_config(tmp_path, "repo: {token_env: A, token_file: /t}\n")
+    assert "repo: set repo.token_env or repo.token_file, not both" in config_error(path)
+
+
+def test_no_token_configured_means_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).repo_token() is None
+
+
+@pytest.mark.parametrize(
+    "url", ["--upload-pack=touch /tmp/x", "ext::sh -c touch% /tmp/pwned", "ftp://example.com/infra.git"]
+)
+def test_repo_urls_that_are_not_git_remotes_are_refused(tmp_path, url):
+    assert "repo.url" in config_error(None, {"TFOPS_REPO__URL": url})
+
+
+@pytest.mark.parametrize("branch", ["-f", "a..b", "main.lock", "has space", "/main"])
+def test_unusable_branch_names_are_refused(branch):
+    assert "is not a usable branch name" in config_error(None, {"TFOPS_REPO__BRANCH": branch})
+
+
+def test_store_password_is_masked_in_describe_and_repr(tmp_path):
+    settings = load_settings(None, {"TFOPS_STORE__URL": "postgresql://tfops:pa55word@db/tfops", "HOME": "/h"})
+    assert settings.store_url == "postgresql://tfops:pa55word@db/tfops"
+    assert "pa55word" not in describe(settings)
+    assert "postgresql://tfops:***@db/tfops" in describe(settings)
+    assert "pa55word" not in repr(settings)
+
+
+# --------------------------------------------------------------------------- redaction patterns
+
+
+def test_redact_patterns_compile_once_loaded(tmp_path):
+    settings = load_settings(write_config(tmp_path, "redact_patterns: ['AKIA[0-9A-Z]{16}']\n"), {})
+    assert settings.compiled_redact_patterns[0].search("key AKIAABCDEFGHIJKLMNOP here")
+    assert settings.compiled_redact_patterns is settings.compiled_redact_patterns
+
+
+def test_invalid_redact_pattern_is_reported_without_the_pattern(tmp_path):
+    message = config_error(write_config(tmp_path, "redact_patterns: ['ok', 'sup3rsecret(']\n"))
+    assert "redact_patterns.1: not a valid regular expression" in message
+    assert "sup3rsecret" not in message
+
+
+def test_redact_pattern_matching_everything_is_refused(tmp_path):
+    assert "matches the empty string" in config_error(write_config(tmp_path, "redact_patterns: ['a*']\n"))
+
+
+# --------------------------------------------------------------------------- immutability and describe
+
+
+def test_settings_are_frozen_after_load(tmp_path):
+    settings = load_settings(write_config(tmp_path, "stacks: [{path: a, env: {A: b}}]\n"), {})
+
+    with pytest.raises(ValidationError):
+        settings.log_level = "debug"
+    with pytest.raises(ValidationError):
+        settings.repo.branch = "dev"
+    with pytest.raises(TypeError):
+        settings.stacks[0].env["A"] = "changed"
+    assert settings.stacks[0].env == {"A": "b"}
+    assert pickle.loads(pickle.dumps(settings.stacks[0])) == settings.stacks[0]
+
+
+def test_describe_summarises_stacks_and_policies_without_env_values(tmp_path):
+    settings = load_settings(
+        write_config(
+            tmp_path,
+            """
+            stacks:
+              - discover: "stacks/*"
+                drift_interval: 0
+              - {path: core/network, on_merge: plan, var_files: [prod.tfvars], env: {TF_VAR_pw: hunter2}}
+            """,
+        ),
+        {"TFOPS_DATA_DIR": str(tmp_path)},
+    )
+    text = describe(settings)
+
+    assert "discover stacks/* (on merge apply, on drift notify, no scheduled drift check)" in text
+    assert "network: core/network (on merge plan" in text
+    assert "env TF_VAR_pw" in text
+    assert "hunter2" not in text
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize("pattern", ["*", "AWS-*", "A*B"])
+def test_env_passthrough_takes_names_or_prefixes_but_never_everything(tmp_path, pattern):
+    message = config_error(
+        write_config(tmp_path, f"terraform: {{env_passthrough: [AWS_PROFILE, '{pattern}']}}")
+    )
+    assert "terraform.env_passthrough.1: " in message

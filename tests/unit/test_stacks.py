@@ -1,0 +1,267 @@
+"""Which directories are stacks, and which stacks a change touches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tfops.config import StackDefaults, StackEntry
+from tfops.errors import ConfigError, StackPathError
+from tfops.models import OnDrift, OnMerge, Stack
+from tfops.stacks import (
+    PathPrefixDetector,
+    affected_stacks,
+    discover_stacks,
+    stack_env,
+    validate_stack_path,
+)
+
+DEFAULTS = StackDefaults()
+
+
+def make_tree(root: Path, files: list[str]) -> Path:
+    for name in files:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# terraform\n" if name.endswith((".tf", ".tf.json")) else "notes\n")
+    return root
+
+
+def names_and_paths(stacks: list[Stack]) -> list[tuple[str, str]]:
+    return [(stack.name, stack.path) for stack in stacks]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_tree(
+        tmp_path / "repo",
+        [
+            "stacks/app/main.tf",
+            "stacks/app/.terraform/modules/vpc/main.tf",  # a module copy, not a stack
+            "stacks/db/main.tf.json",
+            "stacks/docs/README.md",  # no Terraform: not a stack
+            "stacks/.hidden/main.tf",
+            "stacks/app/nested/main.tf",  # deeper than stacks/*
+            "envs/prod/network/main.tf",
+            "envs/staging/network/main.tf",
+            "envs/prod/dns/main.tf",
+            "modules/vpc/main.tf",
+            "core/network/main.tf",
+            "core/network/prod.tfvars",
+            "shared/common.tfvars",
+            ".github/workflows/ci.tf",
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_a_glob_finds_directories_that_directly_hold_terraform_files(repo):
+    stacks = discover_stacks(repo, [StackEntry(discover="stacks/*")], DEFAULTS)
+    assert names_and_paths(stacks) == [("app", "stacks/app"), ("db", "stacks/db")]
+
+
+def test_double_star_spans_levels_but_skips_hidden_and_dot_terraform_dirs(repo):
+    stacks = discover_stacks(repo, [StackEntry(discover="stacks/**")], DEFAULTS)
+    assert [stack.path for stack in stacks] == ["stacks/app", "stacks/db", "stacks/app/nested"]
+
+
+def test_discovered_stacks_take_policy_from_the_entry_then_the_defaults(repo):
+    defaults = StackDefaults(on_merge=OnMerge.PLAN, on_drift=OnDrift.IGNORE, drift_interval=600)
+    entry = StackEntry(discover="stacks/*", on_drift=OnDrift.REMEDIATE, var_files=("ci.tfvars",))
+
+    app = discover_stacks(repo, [entry], defaults)[0]
+
+    assert (app.on_merge, app.on_drift, app.drift_interval) == (OnMerge.PLAN, OnDrift.REMEDIATE, 600)
+    assert app.var_files == ("ci.tfvars",)
+
+
+def test_directories_sharing_a_name_are_named_after_their_full_path(repo):
+    stacks = discover_stacks(repo, [StackEntry(discover="envs/*/*")], DEFAULTS)
+    assert names_and_paths(stacks) == [
+        ("dns", "envs/prod/dns"),
+        ("envs-prod-network", "envs/prod/network"),
+        ("envs-staging-network", "envs/staging/network"),
+    ]
+
+
+def test_a_discovered_name_taken_by_an_explicit_entry_falls_back_to_the_path(repo):
+    entries = [StackEntry(path="core/network"), StackEntry(discover="envs/prod/*")]
+    stacks = discover_stacks(repo, entries, DEFAULTS)
+    assert names_and_paths(stacks) == [
+        ("dns", "envs/prod/dns"),
+        ("envs-prod-network", "envs/prod/network"),
+        ("network", "core/network"),
+    ]
+
+
+def test_explicit_entry_overrides_the_discovered_stack_at_the_same_path(repo):
+    entries = [
+        StackEntry(discover="stacks/*"),
+        StackEntry(path="stacks/app", name="frontend", on_merge=OnMerge.PLAN, env={"TF_VAR_x": "1"}),
+    ]
+
+    stacks = discover_stacks(repo, entries, DEFAULTS)
+
+    assert names_and_paths(stacks) == [("db", "stacks/db"), ("frontend", "stacks/app")]
+    frontend = stacks[1]
+    assert frontend.on_merge is OnMerge.PLAN
+    assert frontend.env == (("TF_VAR_x", "1"),)
+
+
+def test_the_first_glob_matching_a_directory_decides_its_policy(repo):
+    entries = [StackEntry(discover="stacks/app", on_merge=OnMerge.PLAN), StackEntry(discover="stacks/*")]
+    stacks = discover_stacks(repo, entries, DEFAULTS)
+    assert [(stack.name, stack.on_merge) for stack in stacks] == [
+        ("app", OnMerge.PLAN),
+        ("db", OnMerge.APPLY),
+    ]
+
+
+def test_a_glob_matching_nothing_is_logged_not_fatal(repo, caplog):
+    with caplog.at_level(logging.WARNING, logger="tfops.stacks"):
+        stacks = discover_stacks(
+            repo, [StackEntry(discover="services/*"), StackEntry(path="core/network")], DEFAULTS
+        )
+    assert names_and_paths(stacks) == [("network", "core/network")]
+    assert "services/*" in caplog.text
+
+
+def test_hidden_directories_are_not_discovered_even_when_the_glob_names_them(repo):
+    assert discover_stacks(repo, [StackEntry(discover=".github/*")], DEFAULTS) == []
+
+
+def test_explicit_entry_whose_directory_is_missing_names_the_entry(repo):
+    with pytest.raises(StackPathError, match="stack 'ghost' \\(path 'stacks/ghost'\\): no such directory"):
+        discover_stacks(repo, [StackEntry(path="stacks/ghost")], DEFAULTS)
+
+
+def test_explicit_entry_without_terraform_files_is_refused(repo):
+    with pytest.raises(StackPathError, match=r"stack 'docs'.*holds no \*\.tf"):
+        discover_stacks(repo, [StackEntry(path="stacks/docs")], DEFAULTS)
+
+
+def test_the_repository_root_can_be_an_explicit_stack(tmp_path):
+    root = make_tree(tmp_path / "single", ["main.tf"])
+    stacks = discover_stacks(root, [StackEntry(path=".", name="single")], DEFAULTS)
+    assert names_and_paths(stacks) == [("single", ".")]
+
+
+def test_names_that_still_collide_are_a_config_error(tmp_path):
+    root = make_tree(tmp_path / "r", ["p/q-r/s/main.tf", "p-q/r/s/main.tf"])
+    with pytest.raises(ConfigError, match="stack name 'p-q-r-s' is used by"):
+        discover_stacks(root, [StackEntry(discover="**")], DEFAULTS)
+
+
+def test_odd_characters_in_directory_names_become_underscores(tmp_path):
+    root = make_tree(tmp_path / "r", ["stacks/my app/main.tf"])
+    assert discover_stacks(root, [StackEntry(discover="stacks/*")], DEFAULTS)[0].name == "my_app"
+
+
+def test_a_stack_symlinked_outside_the_repository_is_refused(tmp_path, repo):
+    outside = make_tree(tmp_path / "outside", ["main.tf"])
+    os.symlink(outside, repo / "stacks" / "evil")
+
+    with pytest.raises(StackPathError, match=r"stacks/evil.*resolves outside the repository"):
+        discover_stacks(repo, [StackEntry(discover="stacks/*")], DEFAULTS)
+    with pytest.raises(StackPathError, match="resolves outside the repository"):
+        discover_stacks(repo, [StackEntry(path="stacks/evil")], DEFAULTS)
+
+
+def test_a_symlink_inside_the_repository_is_followed(repo):
+    os.symlink(repo / "core" / "network", repo / "stacks" / "net")
+    stacks = discover_stacks(repo, [StackEntry(discover="stacks/*")], DEFAULTS)
+    assert "stacks/net" in [stack.path for stack in stacks]
+
+
+def test_var_files_may_be_shared_from_the_repository_but_not_from_outside(repo):
+    shared = StackEntry(path="core/network", var_files=("prod.tfvars", "../../shared/common.tfvars"))
+    assert discover_stacks(repo, [shared], DEFAULTS)[0].var_files == (
+        "prod.tfvars",
+        "../../shared/common.tfvars",
+    )
+
+    escaping = StackEntry(path="core/network", var_files=("../../../secrets.tfvars",))
+    with pytest.raises(
+        StackPathError, match=re.escape("var file '../../../secrets.tfvars' is outside the repository")
+    ):
+        discover_stacks(repo, [escaping], DEFAULTS)
+
+
+def test_stacks_come_back_sorted_by_name(repo):
+    entries = [StackEntry(path="stacks/db", name="zeta"), StackEntry(path="stacks/app", name="alpha")]
+    assert [stack.name for stack in discover_stacks(repo, entries, DEFAULTS)] == ["alpha", "zeta"]
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("stacks/app", "stacks/app"),
+        ("./stacks//app/", "stacks/app"),
+        ("stacks/x/../app", "stacks/app"),
+        (".", "."),
+        ("stacks/*", "stacks/*"),
+    ],
+)
+def test_stack_paths_are_normalised_to_relative_posix(given, expected):
+    assert validate_stack_path(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc", "a/../../x", "..", "~/x", "C:/infra", "a\\b", "", "  "])
+def test_stack_paths_that_leave_the_repository_are_refused(bad):
+    with pytest.raises(StackPathError):
+        validate_stack_path(bad)
+
+
+# --------------------------------------------------------------------------- affected stacks
+
+APP = Stack(name="app", path="stacks/app")
+APPLICATION = Stack(name="application", path="stacks/application")
+NETWORK = Stack(name="network", path="core/network", var_files=("prod.tfvars", "../../shared/common.tfvars"))
+ALL = [APP, APPLICATION, NETWORK]
+
+
+@pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        (["stacks/app/main.tf"], [APP]),
+        (["stacks/application/main.tf"], [APPLICATION]),  # "stacks/app" is not a prefix of it
+        (["stacks/app"], [APP]),  # the directory itself (a submodule bump, a rename)
+        (["stacks/app.tf", "stacks/README.md"], []),
+        (["stacks/app/modules/x/variables.tf", "core/network/main.tf"], [APP, NETWORK]),
+        (["./stacks/app/main.tf"], [APP]),
+        (["shared/common.tfvars"], [NETWORK]),  # a var file shared from outside the stack
+        (["shared/other.tfvars", "README.md", ""], []),
+    ],
+)
+def test_a_stack_is_affected_by_changes_inside_its_directory(changed, expected):
+    assert affected_stacks(ALL, changed) == expected
+
+
+def test_a_stack_at_the_repository_root_is_affected_by_any_change():
+    root = Stack(name="single", path=".")
+    assert affected_stacks([root, APP], ["docs/x.md"]) == [root]
+
+
+def test_affected_stacks_keep_the_given_order_and_appear_once():
+    changed = iter(["core/network/a.tf", "stacks/app/a.tf", "stacks/app/b.tf"])  # any iterable
+    assert affected_stacks([NETWORK, APP], changed) == [NETWORK, APP]
+
+
+def test_the_path_prefix_detector_is_the_default_detector():
+    assert PathPrefixDetector().affected(ALL, ["stacks/app/main.tf"]) == affected_stacks(
+        ALL, ["stacks/app/main.tf"]
+    )
+
+
+def test_stack_env_is_the_entry_env_as_a_dict():
+    stack = Stack(name="a", path="a", env=(("TF_VAR_region", "eu-west-1"), ("TF_VAR_size", "2")))
+    assert stack_env(stack) == {"TF_VAR_region": "eu-west-1", "TF_VAR_size": "2"}

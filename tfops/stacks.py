@@ -1,0 +1,304 @@
+"""Which directories of the repository are stacks, and which stacks a change touches.
+
+Everything here is a pure function of its arguments, apart from reading the
+directory tree in :func:`discover_stacks`: no git, no Terraform, no store.
+
+Discovery rules (they are part of the user-facing contract, see config/tfops.example.yaml):
+
+- A directory is a stack when it *directly* holds a ``*.tf`` or ``*.tf.json`` file.
+- Explicit entries (``path:``) name one directory; it must exist and hold Terraform
+  files, or discovery fails with :class:`StackPathError` naming the entry.
+- Glob entries (``discover:``) match directories relative to the repository root
+  (``*`` stays inside one path component, ``**`` spans any number of them). A glob
+  that matches nothing is fine: it is logged, not an error, so that a repository can
+  grow into its layout. The repository root itself is never discovered; declare it
+  with ``path: "."`` and a ``name``.
+- Hidden directories (a component starting with ``.``) are never discovered: that
+  covers ``.git`` and ``.terraform`` (whose module copies hold ``.tf`` files of their own).
+- An explicit entry wins over a discovered directory with the same path; when two
+  globs match one directory, the first entry wins.
+- A discovered stack is named after its directory (``stacks/app`` → ``app``). When that
+  name is taken by another stack, discovered or explicit, the discovered stack is named
+  after its full path with ``/`` replaced by ``-`` (``stacks/app`` → ``stacks-app``), so
+  a name never silently depends on which other directories exist. Characters outside
+  ``[A-Za-z0-9_.-]`` in a directory name become ``_``. Names that still collide are a
+  :class:`ConfigError`.
+- A stack directory (or a directory on the way to it) that is a symlink resolving
+  outside the repository is refused with :class:`StackPathError`: tfops must never run
+  Terraform on code that is not in Git.
+
+Stacks come back sorted by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from tfops.errors import ConfigError, StackPathError
+from tfops.models import OnDrift, OnMerge, Stack
+
+if TYPE_CHECKING:  # config imports this module at run time; only type checkers need the other direction
+    from tfops.config import StackDefaults, StackEntry
+
+log = logging.getLogger(__name__)
+
+# Stack names become directory names under <data_dir>/stacks and appear in Slack
+# buttons and URLs, so they are kept to a conservative alphabet.
+STACK_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+TERRAFORM_SUFFIXES = (".tf", ".tf.json")
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def validate_stack_path(path: str) -> str:
+    """Return ``path`` as a normalised POSIX path relative to the repository root.
+
+    ``"./stacks//app/"`` becomes ``"stacks/app"``; the root itself is ``"."``. Absolute
+    paths, ``~`` and anything that climbs out of the repository (``../x``,
+    ``a/../../x``) raise :class:`StackPathError`. Glob patterns pass through unchanged
+    apart from the normalisation.
+    """
+    text = path.strip() if isinstance(path, str) else ""
+    if not text:
+        raise StackPathError("stack path is empty")
+    if "\\" in text:
+        raise StackPathError(f"stack path {path!r} uses '\\'; write paths with '/'")
+    if text.startswith(("/", "~")) or _WINDOWS_DRIVE.match(text):
+        raise StackPathError(f"stack path {path!r} is absolute; give it relative to the repository root")
+    normalised = posixpath.normpath(text)
+    if normalised == ".." or normalised.startswith("../"):
+        raise StackPathError(f"stack path {path!r} leaves the repository")
+    return normalised
+
+
+def validate_stack_name(name: str) -> str:
+    if not STACK_NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"stack name {name!r} may only hold letters, digits, '_', '.' and '-'")
+    return name
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discover_stacks(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefaults) -> list[Stack]:
+    """Turn the configured stack entries into the stacks present in the checkout at ``repo_root``."""
+    root = Path(os.path.realpath(repo_root))
+    explicit = [_explicit_stack(root, entry, defaults) for entry in entries if entry.path is not None]
+    explicit_paths = {stack.path for stack in explicit}
+
+    found: dict[str, StackEntry] = {}  # path -> the first glob entry that matched it
+    for entry in entries:
+        if entry.discover is None:
+            continue
+        matches = [path for path in _glob_stack_dirs(root, entry.discover) if path not in explicit_paths]
+        if not matches:
+            log.warning("stack glob %r matches no directory holding *.tf files", entry.discover)
+        for path in matches:
+            found.setdefault(path, entry)
+
+    names = _discovered_names(sorted(found), taken={stack.name for stack in explicit})
+    discovered = [_make_stack(names[path], path, entry, defaults) for path, entry in found.items()]
+    for stack in discovered:
+        _check_var_files(stack)
+    stacks = sorted(explicit + discovered, key=lambda stack: stack.name)
+    _refuse_duplicate_names(stacks)
+    return stacks
+
+
+def _explicit_stack(root: Path, entry: StackEntry, defaults: StackDefaults) -> Stack:
+    path = validate_stack_path(entry.path)
+    name = entry.name or posixpath.basename(path)
+    label = f"stack {name!r} (path {path!r})"
+    if path == "." and not entry.name:
+        raise ConfigError(f"{label}: a stack at the repository root needs a name")
+    if {".git", ".terraform"} & set(path.split("/")):
+        raise StackPathError(f"{label}: .git and .terraform directories are never stacks")
+    directory = root / path
+    _refuse_escape(root, directory, label)
+    if not directory.is_dir():
+        raise StackPathError(f"{label}: no such directory in the repository")
+    if not _holds_terraform(directory):
+        raise StackPathError(f"{label}: the directory holds no *.tf or *.tf.json files")
+    stack = _make_stack(validate_stack_name(name), path, entry, defaults)
+    _check_var_files(stack)
+    return stack
+
+
+def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults) -> Stack:
+    return Stack(
+        name=name,
+        path=path,
+        workspace=entry.workspace,
+        var_files=tuple(entry.var_files),
+        env=tuple(sorted(entry.env.items())),
+        drift_interval=defaults.drift_interval if entry.drift_interval is None else entry.drift_interval,
+        on_merge=OnMerge(entry.on_merge or defaults.on_merge),
+        on_drift=OnDrift(entry.on_drift or defaults.on_drift),
+    )
+
+
+def _check_var_files(stack: Stack) -> None:
+    # Var files may be shared from a parent directory, but must stay in Git (principle 1).
+    for var_file in stack.var_files:
+        try:
+            validate_stack_path(posixpath.join(stack.path, var_file))
+        except StackPathError:
+            raise StackPathError(
+                f"stack {stack.name!r}: var file {var_file!r} is outside the repository"
+            ) from None
+
+
+def _refuse_escape(root: Path, directory: Path, label: str) -> None:
+    real = Path(os.path.realpath(directory))
+    if real != root and root not in real.parents:
+        raise StackPathError(f"{label}: the directory is a symlink that resolves outside the repository")
+
+
+def _holds_terraform(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as children:
+            return any(child.name.endswith(TERRAFORM_SUFFIXES) and child.is_file() for child in children)
+    except OSError:
+        return False
+
+
+def _glob_stack_dirs(root: Path, pattern: str) -> list[str]:
+    segments = [segment for segment in validate_stack_path(pattern).split("/") if segment != "."]
+    return sorted(
+        path
+        for path in _candidate_dirs(root, segments)
+        if _matches(path.split("/"), segments) and _is_stack_dir(root, path, pattern)
+    )
+
+
+def _is_stack_dir(root: Path, path: str, pattern: str) -> bool:
+    directory = root / path
+    if not _holds_terraform(directory):
+        return False
+    _refuse_escape(root, directory, f"directory {path!r} (matched by {pattern!r})")
+    return True
+
+
+def _candidate_dirs(root: Path, segments: list[str]) -> Iterator[str]:
+    """Every non-hidden directory below the pattern's literal prefix, as a relative POSIX path.
+
+    The walk starts at the longest literal prefix and stops at the pattern's depth
+    unless it holds ``**``, so ``stacks/*`` never walks the rest of the repository.
+    Symlinked directories are listed but not descended into.
+    """
+    literal = []
+    for segment in segments:
+        if _GLOB_MAGIC.search(segment):
+            break
+        literal.append(segment)
+    if any(part.startswith(".") for part in literal):
+        return
+    start = root.joinpath(*literal)
+    max_depth = None if "**" in segments else len(segments) - len(literal)
+    if literal and start.is_dir():
+        yield "/".join(literal)
+    if max_depth == 0 or start.is_symlink() or not start.is_dir():
+        return
+    for current, dirnames, _ in os.walk(start):
+        relative_current = Path(current).relative_to(root).as_posix()
+        depth = 0 if current == str(start) else Path(current).relative_to(start).as_posix().count("/") + 1
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in dirnames:
+            yield name if relative_current == "." else f"{relative_current}/{name}"
+        if max_depth is not None and depth + 1 >= max_depth:
+            dirnames.clear()
+
+
+def _matches(parts: list[str], segments: list[str]) -> bool:
+    if not segments:
+        return not parts
+    head, rest = segments[0], segments[1:]
+    if head == "**":
+        return any(_matches(parts[index:], rest) for index in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], head) and _matches(parts[1:], rest)
+
+
+def _discovered_names(paths: list[str], taken: set[str]) -> dict[str, str]:
+    short = {path: _safe_name(posixpath.basename(path)) for path in paths}
+    short_counts: dict[str, int] = {}
+    for name in short.values():
+        short_counts[name] = short_counts.get(name, 0) + 1
+    return {
+        path: name if short_counts[name] == 1 and name not in taken else _safe_name(path.replace("/", "-"))
+        for path, name in short.items()
+    }
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _refuse_duplicate_names(stacks: Sequence[Stack]) -> None:
+    paths_by_name: dict[str, list[str]] = {}
+    for stack in stacks:
+        paths_by_name.setdefault(stack.name, []).append(stack.path)
+    clashes = [
+        f"stack name {name!r} is used by {', '.join(paths)}"
+        for name, paths in paths_by_name.items()
+        if len(paths) > 1
+    ]
+    if clashes:
+        raise ConfigError("; ".join(clashes) + "; give the stacks distinct names with explicit entries")
+
+
+# --------------------------------------------------------------------------- change detection
+
+
+class ChangeDetector(Protocol):
+    """Decides which stacks a set of changed repository paths affects.
+
+    The seam for smarter detection (a change to a local module affects every stack
+    that calls it) without touching the callers.
+    """
+
+    def affected(self, stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]: ...
+
+
+class PathPrefixDetector:
+    """A stack is affected by a change inside its directory or to one of its var files.
+
+    ``stacks/app`` is affected by ``stacks/app/main.tf`` but not by
+    ``stacks/application/main.tf``; a stack at the repository root (``.``) by every change.
+    """
+
+    def affected(self, stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]:
+        changed = [_normalise_changed(path) for path in changed_paths]
+        changed = [path for path in changed if path]
+        return [stack for stack in stacks if any(_touches(stack, path) for path in changed)]
+
+
+def _normalise_changed(path: str) -> str:
+    normalised = posixpath.normpath(path.strip().replace("\\", "/")) if path.strip() else ""
+    return "" if normalised == "." else normalised.removeprefix("./")
+
+
+def _touches(stack: Stack, changed: str) -> bool:
+    if stack.path == "." or changed == stack.path or changed.startswith(stack.path + "/"):
+        return True
+    # A var file shared from outside the stack directory is part of the stack's input too.
+    return any(posixpath.normpath(posixpath.join(stack.path, name)) == changed for name in stack.var_files)
+
+
+DEFAULT_CHANGE_DETECTOR: ChangeDetector = PathPrefixDetector()
+
+
+def affected_stacks(stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]:
+    """The stacks, in their given order, that the changed paths (relative to the repo root) affect."""
+    return DEFAULT_CHANGE_DETECTOR.affected(stacks, changed_paths)
+
+
+def stack_env(stack: Stack) -> dict[str, str]:
+    """The extra environment the stack's entry asks Terraform to run with (``env:`` in the config)."""
+    return dict(stack.env)
