@@ -1,0 +1,416 @@
+"""The `tfops` command.
+
+Exit codes a script can rely on: 0 ok / in sync, 1 error, 2 changes or drift found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tfops import __version__
+from tfops.errors import TfopsError
+from tfops.models import DriftState, Run, RunKind, RunStatus
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Context:
+    def __init__(self, config: Path | None, log_level: str | None, log_format: str | None) -> None:
+        self.config_path = config
+        self.log_level = log_level
+        self.log_format = log_format
+        self._settings = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from tfops.config import load_settings
+
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    def setup_logging(self) -> None:
+        from tfops.logs import setup_logging
+
+        settings = self.settings
+        setup_logging(self.log_level or settings.log_level, self.log_format or settings.log_format)
+
+    def app(self):
+        from tfops.app import App
+
+        self.setup_logging()
+        return App(self.settings)
+
+    def store(self):
+        from tfops.store import Store
+
+        store = Store(self.settings.store_url)
+        store.upgrade()
+        return store
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="TFOPS_CONFIG",
+    help="tfops.yaml to use (default: $TFOPS_CONFIG, else ./tfops.yaml).",
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default=None, help="json for journald/shippers."
+)
+@click.version_option(__version__, prog_name="tfops")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, log_level: str | None, log_format: str | None) -> None:
+    """GitOps for Terraform: pull a Git repo of stacks, plan on a schedule, detect drift, apply."""
+    ctx.obj = Context(config, log_level, log_format)
+
+
+@cli.command()
+@pass_ctx
+def serve(ctx: Context) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    ctx.app().serve()
+
+
+@cli.command()
+@click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+@pass_ctx
+def reconcile(ctx: Context, timeout: float | None) -> None:
+    """One full pass: fetch, deploy what changed, drift-check every stack, exit.
+
+    Exit 0 all in sync, 2 drift or changes left pending, 1 errors.
+    """
+    app = ctx.app()
+    try:
+        result = app.reconcile_once(timeout=timeout)
+    finally:
+        app.close()
+    if result.fetch_error:
+        err.print(f"[red]fetch failed:[/red] {result.fetch_error}")
+    _print_runs(result.runs)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("stack")
+@pass_ctx
+def plan(ctx: Context, stack: str) -> None:
+    """Plan STACK at the branch head now and print the summary (exit 2 if it has changes)."""
+    runs = _one_shot(ctx, RunKind.PLAN, [stack])
+    sys.exit(_exit_for(runs, changes=lambda run: run.status is RunStatus.PLANNED))
+
+
+@cli.command()
+@click.argument("stack")
+@pass_ctx
+def deploy(ctx: Context, stack: str) -> None:
+    """Deploy STACK at the branch head now, per its on_merge policy.
+
+    For a person re-running a deploy that failed or was interrupted; tfops never
+    retries those by itself.
+    """
+    runs = _one_shot(ctx, RunKind.DEPLOY, [stack])
+    sys.exit(_exit_for(runs, changes=lambda run: run.status is RunStatus.PLANNED))
+
+
+@cli.command()
+@click.argument("stack", required=False)
+@pass_ctx
+def drift(ctx: Context, stack: str | None) -> None:
+    """Check STACK (or every stack) for drift now (exit 2 if drift is found)."""
+    runs = _one_shot(ctx, RunKind.DRIFT, [stack] if stack else None)
+    sys.exit(_exit_for(runs, changes=_has_drift))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Stacks: head and applied commit, drift, last run, next drift check."""
+    rows = _status_rows(ctx)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("stack", "path", "head", "applied", "drift", "last run", "next check"):
+        table.add_column(column)
+    for row in rows:
+        last = row["last_run"]
+        table.add_row(
+            row["name"],
+            row["path"],
+            (row["head_sha"] or "-")[:10],
+            (row["applied_sha"] or "-")[:10],
+            _drift_style(row["drift"]),
+            f"#{last['id']} {last['kind']} {last['status']}" if last else "-",
+            _short_time(row["next_check"]),
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.option("--stack", "-s", default=None, help="Only this stack.")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def runs(ctx: Context, stack: str | None, limit: int, as_json: bool) -> None:
+    """Recent runs, newest first."""
+    found = ctx.store().list_runs(stack=stack, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_run_dict(run) for run in found], indent=2, default=str))
+        return
+    _print_runs(found)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, run_id: int, as_json: bool) -> None:
+    """One run: its record, redacted plan summary, events, and log path."""
+    store = ctx.store()
+    run = store.get_run(run_id)
+    if run is None:
+        err.print(f"no run {run_id}")
+        sys.exit(EXIT_ERROR)
+    events = store.events(run_id)
+    if as_json:
+        data = _run_dict(run) | {"summary": run.summary, "events": [_event_dict(e) for e in events]}
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    _print_run_detail(run, events)
+
+
+@cli.command("check-config")
+@pass_ctx
+def check_config(ctx: Context) -> None:
+    """Validate the configuration and print what tfops will do with it."""
+    from tfops.app import resolve_binary
+    from tfops.config import describe
+
+    settings = ctx.settings
+    binary = resolve_binary(settings.terraform.binary, dict(os.environ))
+    out.print(describe(settings))
+    out.print(f"terraform binary: {binary}")
+    out.print("[green]configuration OK[/green]")
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply pending schema migrations (serve does this at start)."""
+    ctx.store()
+    out.print("database schema is up to date")
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None) -> list[Run]:
+    app = ctx.app()
+    try:
+        found = app.one_shot(kind, stacks)
+    finally:
+        app.close()
+    if not found:
+        err.print("no run was queued (a stack that tfops never applied gets its deploy first)")
+    for run in found:
+        _print_run_detail(run, None)
+    return found
+
+
+def _exit_for(runs: list[Run], *, changes) -> int:
+    if not runs or any(run.status in _ERROR_STATUSES for run in runs):
+        return EXIT_ERROR
+    return EXIT_CHANGES if any(changes(run) for run in runs) else EXIT_OK
+
+
+_ERROR_STATUSES = {RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED, RunStatus.BLOCKED}
+
+
+def _has_drift(run: Run) -> bool:
+    summary = run.summary or {}
+    return (
+        bool(summary.get("drift"))
+        or run.status is RunStatus.PLANNED
+        or (run.kind is RunKind.DRIFT and run.status is RunStatus.APPLIED)
+    )
+
+
+def _status_rows(ctx: Context) -> list[dict[str, Any]]:
+    store = ctx.store()
+    intervals = _drift_intervals(ctx)
+    rows = []
+    for state in store.list_stacks():
+        last = store.last_run(state.name)
+        interval = intervals.get(state.name)
+        next_check = None
+        if interval:
+            base = state.drift_checked_at or datetime.now(UTC)
+            next_check = base + timedelta(seconds=interval)
+        rows.append(
+            {
+                "name": state.name,
+                "path": state.path,
+                "head_sha": state.head_sha,
+                "applied_sha": state.applied_sha,
+                "drift": state.drift.value,
+                "drift_checked_at": state.drift_checked_at,
+                "last_run": {"id": last.id, "kind": last.kind.value, "status": last.status.value}
+                if last
+                else None,
+                "next_check": next_check,
+            }
+        )
+    return rows
+
+
+def _drift_intervals(ctx: Context) -> dict[str, float]:
+    """Drift intervals from the stacks discovered in the current checkout, if there is one."""
+    from tfops.stacks import discover_stacks
+
+    settings = ctx.settings
+    if not (Path(settings.checkout_dir) / ".git").exists():
+        return {}
+    try:
+        stacks = discover_stacks(Path(settings.checkout_dir), settings.stacks, settings.defaults)
+    except TfopsError:
+        return {}
+    return {stack.name: stack.drift_interval for stack in stacks}
+
+
+def _run_dict(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "stack": run.stack,
+        "kind": run.kind.value,
+        "status": run.status.value,
+        "commit_sha": run.commit_sha,
+        "trigger": run.trigger.to_dict(),
+        "plan_sha256": run.plan_sha256,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "exit_code": run.exit_code,
+        "error": run.error,
+        "log_path": run.log_path,
+        "decided_by": run.decided_by,
+    }
+
+
+def _event_dict(event) -> dict[str, Any]:
+    return {
+        "at": event.at,
+        "from": event.from_status.value if event.from_status else None,
+        "to": event.to_status.value,
+        "message": event.message,
+    }
+
+
+def _print_runs(found: list[Run]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("run", "stack", "kind", "status", "commit", "trigger", "finished"):
+        table.add_column(column)
+    for run in found:
+        table.add_row(
+            str(run.id),
+            run.stack,
+            run.kind.value,
+            _status_style(run.status),
+            (run.commit_sha or "-")[:10],
+            run.trigger.source.value + (" (force-push)" if run.trigger.forced else ""),
+            _short_time(run.finished_at),
+        )
+    out.print(table)
+
+
+def _print_run_detail(run: Run, events) -> None:
+    from tfops.terraform.plan import render_text, summary_from_dict
+
+    out.print(
+        f"[bold]run {run.id}[/bold]  {run.stack}  {run.kind.value}  {_status_style(run.status)}  "
+        f"commit {(run.commit_sha or '-')[:10]}"
+    )
+    out.print(
+        f"trigger: {run.trigger.source.value} by {run.trigger.actor}"
+        + (f" ({run.trigger.note})" if run.trigger.note else "")
+    )
+    if run.plan_sha256:
+        out.print(f"plan sha256: {run.plan_sha256}")
+    if run.summary:
+        out.print(render_text(summary_from_dict(run.summary)), markup=False)
+    if run.error:
+        out.print("[red]error:[/red]")
+        out.print(run.error, markup=False)
+    for event in events or ():
+        out.print(f"  {_short_time(event.at)}  → {event.to_status.value}  {event.message}", markup=False)
+    if run.log_path:
+        out.print(f"log: {run.log_path}")
+
+
+def _status_style(status: RunStatus) -> str:
+    colour = {
+        RunStatus.APPLIED: "green",
+        RunStatus.NO_CHANGES: "green",
+        RunStatus.PLANNED: "yellow",
+        RunStatus.FAILED: "red",
+        RunStatus.TIMED_OUT: "red",
+        RunStatus.INTERRUPTED: "magenta",
+    }.get(status)
+    return f"[{colour}]{status.value}[/{colour}]" if colour else status.value
+
+
+def _drift_style(drift: str) -> str:
+    colour = {DriftState.IN_SYNC.value: "green", DriftState.DRIFTED.value: "yellow"}.get(drift, "dim")
+    return f"[{colour}]{drift}[/{colour}]"
+
+
+def _short_time(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        # Usage errors exit 1, not click's 2: 2 means "changes found" for plan/drift.
+        sys.exit(EXIT_ERROR)
+    except click.Abort:
+        err.print("aborted")
+        sys.exit(EXIT_ERROR)
+    except TfopsError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

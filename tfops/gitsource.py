@@ -1,0 +1,346 @@
+"""The Git side of tfops: clone, fetch, move to the remote head, diff, and per-run views.
+
+Principle 1 lives here: tfops only ever plans a commit that it fetched itself from
+the configured branch. A webhook or a person can ask for a fetch; neither can
+name the code.
+
+Each run gets its own `git worktree` at its commit, so a fetch during a run never
+changes files under Terraform's feet. Mutating Git operations hold a file lock, so
+the daemon and a one-shot CLI command on the same data dir do not trip over each
+other's `index.lock`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import git
+
+from tfops.errors import ConfigError, GitFetchError, UnknownCommitError
+
+log = logging.getLogger(__name__)
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def scrub_url(text: str) -> str:
+    """Remove `user:token@` from URLs in text: Git echoes remote URLs in its errors."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+@dataclass(frozen=True)
+class Revision:
+    sha: str
+    subject: str
+    author: str
+    committed_at: datetime
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    head: Revision
+    previous_sha: str | None
+    forced: bool  # the new head does not descend from the previous one (force-push)
+
+    @property
+    def moved(self) -> bool:
+        return self.head.sha != self.previous_sha
+
+
+class GitSource:
+    """One repository and branch, checked out under `checkout_dir`."""
+
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        checkout_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        fetch_timeout: float = 120.0,
+    ) -> None:
+        self.url = url
+        self.branch = branch
+        self.checkout_dir = Path(checkout_dir)
+        self.views_dir = self.checkout_dir.parent / "views"
+        self._env = {"GIT_TERMINAL_PROMPT": "0", **(env or {})}
+        self._fetch_timeout = fetch_timeout
+        self._thread_lock = threading.RLock()
+        self._repo: git.Repo | None = None
+
+    @property
+    def remote_ref(self) -> str:
+        return f"refs/remotes/origin/{self.branch}"
+
+    # -- clone and fetch ------------------------------------------------------
+
+    def ensure_clone(self) -> None:
+        """Clone on first start; afterwards only check the clone is ours."""
+        with self._mutating():
+            if (self.checkout_dir / ".git").exists():
+                self._repo = git.Repo(self.checkout_dir)
+                self._check_origin()
+                return
+            self.checkout_dir.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.checkout_dir.with_name(self.checkout_dir.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            try:
+                git.Repo.clone_from(
+                    self.url,
+                    partial,
+                    branch=self.branch,
+                    no_checkout=True,
+                    env=self._env,
+                    kill_after_timeout=self._fetch_timeout,
+                )
+            except git.GitCommandError as exc:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise self._fetch_error("clone", exc) from exc
+            # Cloning into a side folder and renaming means a crash mid-clone never
+            # leaves a half repository that later looks valid.
+            partial.rename(self.checkout_dir)
+            self._repo = git.Repo(self.checkout_dir)
+            self._checkout(self._repo.commit(self.remote_ref).hexsha)
+
+    def fetch(self) -> FetchResult:
+        """Fetch the branch and move the checkout to the remote head."""
+        repo = self._require_repo()
+        with self._mutating():
+            previous = self._ref_sha(self.remote_ref)
+            refspec = f"+refs/heads/{self.branch}:{self.remote_ref}"
+            try:
+                repo.git.fetch(
+                    "--prune", "origin", refspec, env=self._env, kill_after_timeout=self._fetch_timeout
+                )
+            except git.GitCommandError as exc:
+                raise self._fetch_error("fetch", exc) from exc
+            head = self._revision(repo.commit(self.remote_ref))
+            forced = (
+                previous is not None and previous != head.sha and not self.is_ancestor(previous, head.sha)
+            )
+            if forced:
+                log.warning(
+                    "branch %s was rewritten: %s is not an ancestor of %s", self.branch, previous, head.sha
+                )
+            self._checkout(head.sha)
+            return FetchResult(head=head, previous_sha=previous, forced=forced)
+
+    def head(self) -> Revision | None:
+        sha = self._ref_sha(self.remote_ref)
+        return self.revision(sha) if sha else None
+
+    # -- questions about commits ---------------------------------------------
+
+    def revision(self, sha: str) -> Revision:
+        return self._revision(self._require_repo().commit(sha))
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self._require_repo().git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def is_on_branch(self, sha: str) -> bool:
+        """True when `sha` is the fetched head or one of its ancestors."""
+        head = self._ref_sha(self.remote_ref)
+        return head is not None and _is_full_sha(sha) and self.is_ancestor(sha, head)
+
+    def changed_paths(self, old_sha: str | None, new_sha: str) -> frozenset[str] | None:
+        """Paths that differ between two commits; None means "unknown: assume everything".
+
+        Renames are listed as a delete and an add, so both the old and the new
+        location count as changed.
+        """
+        if old_sha is None:
+            return None
+        repo = self._require_repo()
+        try:
+            out = repo.git.diff("--name-only", "--no-renames", "-z", old_sha, new_sha)
+        except git.GitCommandError:
+            # The old commit is gone (rewritten history, gc): we cannot tell, so every
+            # stack is considered touched rather than silently skipped.
+            return None
+        return frozenset(path for path in out.split("\0") if path)
+
+    # -- per-run views -------------------------------------------------------
+
+    @contextmanager
+    def view(self, sha: str, name: str) -> Iterator[Path]:
+        """An immutable working tree of `sha` for one run, removed afterwards."""
+        if not self.is_on_branch(sha):
+            raise UnknownCommitError(f"commit {sha!r} is not on the fetched branch {self.branch!r}")
+        path = self.views_dir / name
+        repo = self._require_repo()
+        with self._mutating():
+            self._remove_view(path)
+            self.views_dir.mkdir(parents=True, exist_ok=True)
+            repo.git.worktree("add", "--detach", "--force", str(path), sha, env=self._env)
+        try:
+            yield path
+        finally:
+            with self._mutating():
+                self._remove_view(path)
+
+    def prune_views(self) -> None:
+        """Remove views left behind by a crash."""
+        repo = self._require_repo()
+        with self._mutating():
+            if self.views_dir.exists():
+                for leftover in self.views_dir.iterdir():
+                    self._remove_view(leftover)
+            repo.git.worktree("prune")
+
+    # -- internals -----------------------------------------------------------
+
+    def _remove_view(self, path: Path) -> None:
+        if not path.exists():
+            return
+        repo = self._require_repo()
+        try:
+            repo.git.worktree("remove", "--force", "--force", str(path))
+        except git.GitCommandError:
+            # Not registered as a worktree (crash between mkdir and add): plain delete.
+            shutil.rmtree(path, ignore_errors=True)
+            repo.git.worktree("prune")
+
+    def _checkout(self, sha: str) -> None:
+        repo = self._require_repo()
+        repo.git.checkout("--detach", "--force", sha)
+        repo.git.clean("-ffdx")
+
+    def _check_origin(self) -> None:
+        repo = self._require_repo()
+        try:
+            configured = repo.remotes.origin.url
+        except AttributeError as exc:
+            raise ConfigError(f"{self.checkout_dir} is a Git repository without an 'origin' remote") from exc
+        if _normalise_url(configured) != _normalise_url(self.url):
+            raise ConfigError(
+                f"checkout {self.checkout_dir} tracks {scrub_url(configured)}, not {scrub_url(self.url)}",
+                hint="point repo.checkout_dir at an empty folder, or remove the old checkout",
+            )
+
+    def _ref_sha(self, ref: str) -> str | None:
+        try:
+            return self._require_repo().commit(ref).hexsha
+        except (git.BadName, ValueError):
+            return None
+
+    def _revision(self, commit: git.Commit) -> Revision:
+        return Revision(
+            sha=commit.hexsha,
+            subject=commit.summary if isinstance(commit.summary, str) else commit.summary.decode(),
+            author=str(commit.author.name),
+            committed_at=datetime.fromtimestamp(commit.committed_date, tz=UTC),
+        )
+
+    def _require_repo(self) -> git.Repo:
+        if self._repo is None:
+            if not (self.checkout_dir / ".git").exists():
+                raise GitFetchError(
+                    f"no clone at {self.checkout_dir} yet", hint="the first fetch has not succeeded"
+                )
+            self._repo = git.Repo(self.checkout_dir)
+        return self._repo
+
+    def _fetch_error(self, action: str, exc: git.GitCommandError) -> GitFetchError:
+        stderr = scrub_url(str(exc.stderr or "").strip())
+        if ("Remote branch" in stderr and "not found" in stderr) or "couldn't find remote ref" in stderr:
+            return GitFetchError(
+                f"{action} of {scrub_url(self.url)}: branch {self.branch!r} does not exist",
+                hint="check repo.branch in the configuration",
+            )
+        return GitFetchError(f"{action} of {scrub_url(self.url)} failed: {stderr or exc.status}")
+
+    @contextmanager
+    def _mutating(self) -> Iterator[None]:
+        """Serialise Git writes within this process (thread lock) and across processes (flock)."""
+        self.checkout_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.checkout_dir.parent / (self.checkout_dir.name + ".lock")
+        with self._thread_lock, open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_full_sha(sha: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-f]{40}", sha))
+
+
+def _normalise_url(url: str) -> str:
+    url = url.rstrip("/")
+    if url.endswith(".git"):
+        url = url[:-4]
+    if "://" not in url and ":" not in url.split("/")[0]:
+        # A local path: compare resolved paths so ./infra and /abs/infra match.
+        return str(Path(url).expanduser().resolve())
+    return url
+
+
+def fetch_with_backoff(
+    source: GitSource,
+    *,
+    attempts: int = 3,
+    first_delay: float = 1.0,
+    sleep=time.sleep,
+) -> FetchResult:
+    """Fetch, retrying a transient failure a few times with exponential backoff."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return source.fetch()
+        except GitFetchError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("fetch failed (attempt %d/%d), retrying in %.1fs: %s", attempt, attempts, delay, exc)
+            sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def git_env(
+    *, ssh_key_file: Path | None, askpass: Path | None, username: str | None, token: str | None
+) -> dict:
+    """Environment for Git commands: never put credentials in a URL or on a command line."""
+    env: dict[str, str] = {}
+    if ssh_key_file is not None:
+        env["GIT_SSH_COMMAND"] = f"ssh -i {ssh_key_file} -o IdentitiesOnly=yes -o BatchMode=yes"
+    if token is not None and askpass is not None:
+        env["GIT_ASKPASS"] = str(askpass)
+        env["TFOPS_GIT_USERNAME"] = username or "x-access-token"
+        env["TFOPS_GIT_PASSWORD"] = token
+    return env
+
+
+def write_askpass(path: Path) -> Path:
+    """A static askpass helper: Git asks it, it answers from the environment."""
+    script = (
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        '  Username*) printf "%s\\n" "$TFOPS_GIT_USERNAME" ;;\n'
+        '  *) printf "%s\\n" "$TFOPS_GIT_PASSWORD" ;;\n'
+        "esac\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != script:
+        path.write_text(script)
+    os.chmod(path, 0o700)
+    return path

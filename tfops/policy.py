@@ -1,0 +1,76 @@
+"""What to do with a plan: pure decisions with their reasons.
+
+`decide` is the only place that chooses between applying a saved plan and
+stopping at it. It reads top to bottom; the first rule that matches wins, and its
+reason is recorded on the run so nobody has to guess why tfops did (or did not)
+apply something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tfops.models import DriftState, OnDrift, OnMerge, PlanSummary, RunKind, Stack
+
+
+class Action(StrEnum):
+    APPLY = "apply"  # apply the saved plan now
+    RECORD = "record"  # keep the plan, stop at `planned`
+    NOTHING = "nothing"  # the plan is empty: `no_changes`
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def decide(
+    stack: Stack,
+    kind: RunKind,
+    summary: PlanSummary,
+    *,
+    commit_sha: str,
+    applied_sha: str | None,
+) -> Decision:
+    if summary.errored:
+        return Decision(Action.RECORD, "Terraform marked the plan as errored; nothing is applied")
+    if not summary.has_changes:
+        return Decision(Action.NOTHING, "the plan has no changes")
+    if kind is RunKind.PLAN:
+        return Decision(Action.RECORD, "a plan was asked for; plans are never applied by themselves")
+    if kind is RunKind.REMEDIATE:
+        return Decision(Action.APPLY, "remediation of drift was decided")
+    if kind is RunKind.DEPLOY:
+        return _decide_deploy(stack)
+    if kind is RunKind.DRIFT:
+        return _decide_drift(stack, commit_sha=commit_sha, applied_sha=applied_sha)
+    raise ValueError(f"unknown run kind {kind!r}")
+
+
+def _decide_deploy(stack: Stack) -> Decision:
+    if stack.on_merge is OnMerge.APPLY:
+        return Decision(Action.APPLY, "on_merge: apply")
+    return Decision(Action.RECORD, "on_merge: plan; the plan waits for a person")
+
+
+def _decide_drift(stack: Stack, *, commit_sha: str, applied_sha: str | None) -> Decision:
+    if stack.on_drift is not OnDrift.REMEDIATE:
+        return Decision(Action.RECORD, f"on_drift: {stack.on_drift.value}; drift is recorded, not reverted")
+    # A drift plan at a commit that was never applied would also apply that code:
+    # remediation must not become a back door around on_merge.
+    if applied_sha != commit_sha:
+        return Decision(
+            Action.RECORD,
+            f"on_drift: remediate, but commit {commit_sha[:10]} is not applied yet; "
+            "reverting drift would also apply new code, so it waits for the deploy",
+        )
+    return Decision(Action.APPLY, "on_drift: remediate")
+
+
+def drift_state_after_plan(summary: PlanSummary) -> DriftState:
+    """After a drift plan: any drift or pending change means the stack is not in sync."""
+    if summary.has_drift or summary.has_changes:
+        return DriftState.DRIFTED
+    return DriftState.IN_SYNC

@@ -1,0 +1,279 @@
+"""One run, from queued to exactly one terminal status.
+
+`Transitions` is the only place where a run's status changes. Each method is
+named after an outcome, persists it first (the store refuses to move a terminal
+run), and only then tells the notifier. `Reconciler.execute` walks a run through
+plan → decide → apply and maps every failure to one of those outcomes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from tfops import proc
+from tfops.errors import (
+    RunCancelled,
+    RunTimedOut,
+    StalePlanError,
+    TfopsError,
+)
+from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
+from tfops.notify import Notifier, RunNotice
+from tfops.policy import Action, decide, drift_state_after_plan
+from tfops.store import InvalidTransition, Store
+from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
+from tfops.terraform.runner import Deadline, TerraformRunner, Workspace
+
+log = logging.getLogger(__name__)
+
+_QUEUED = {RunStatus.QUEUED}
+_PLANNING = {RunStatus.PLANNING}
+_APPLYING = {RunStatus.APPLYING}
+
+
+class Transitions:
+    """Named status changes: persist, then announce."""
+
+    def __init__(self, store: Store, notifier: Notifier) -> None:
+        self.store = store
+        self.notifier = notifier
+
+    def mark_planning(self, run: Run, *, log_path: Path) -> Run:
+        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", log_path=str(log_path))
+
+    def mark_no_changes(self, run: Run, summary: PlanSummary, reason: str) -> Run:
+        return self._move(run, RunStatus.NO_CHANGES, _PLANNING, reason, summary=summary)
+
+    def mark_planned(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+        return self._move(run, RunStatus.PLANNED, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256)
+
+    def mark_applying(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+        return self._move(
+            run, RunStatus.APPLYING, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
+        )
+
+    def mark_applied(self, run: Run) -> Run:
+        return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", exit_code=0)
+
+    def mark_failed(self, run: Run, error: str, *, exit_code: int | None = None) -> Run:
+        return self._move(
+            run, RunStatus.FAILED, None, error.splitlines()[0], error=error, exit_code=exit_code
+        )
+
+    def mark_timed_out(self, run: Run, error: str) -> Run:
+        return self._move(run, RunStatus.TIMED_OUT, None, error, error=error)
+
+    def mark_interrupted(self, run: Run, reason: str) -> Run:
+        return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
+
+    def mark_superseded(self, run: Run, reason: str) -> Run:
+        return self._move(run, RunStatus.SUPERSEDED, None, reason)
+
+    def _move(
+        self,
+        run: Run,
+        to: RunStatus,
+        allowed_from: set[RunStatus] | None,
+        message: str,
+        *,
+        summary: PlanSummary | None = None,
+        **fields,
+    ) -> Run:
+        if summary is not None:
+            fields["summary"] = summary_to_dict(summary)
+        updated = self.store.transition(run.id, to, allowed_from=allowed_from, message=message, **fields)
+        self.notifier.run_changed(RunNotice(run=updated, message=message, summary=summary))
+        return updated
+
+
+class GitViews(Protocol):
+    def is_on_branch(self, sha: str) -> bool: ...
+    def view(self, sha: str, name: str): ...
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    runs_dir: Path
+    stacks_dir: Path
+    timeout: float
+    redact_patterns: Sequence = ()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        git: GitViews,
+        runner: TerraformRunner,
+        transitions: Transitions,
+        stacks: Callable[[], Mapping[str, Stack]],
+        settings: ReconcileSettings,
+        on_stale_plan: Callable[[Run], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.git = git
+        self.runner = runner
+        self.transitions = transitions
+        self.stacks = stacks
+        self.settings = settings
+        self.on_stale_plan = on_stale_plan
+
+    def execute(self, run_id: int, cancel: proc.Cancel | None = None) -> Run:
+        """Run a queued run to its terminal status. Never raises for a run's own failure."""
+        run = self.store.get_run(run_id)
+        if run is None or run.status is not RunStatus.QUEUED:
+            return run  # superseded or taken meanwhile: nothing to do
+        stack = self.stacks().get(run.stack)
+        if stack is None:
+            return self.transitions.mark_failed(run, f"stack {run.stack!r} is no longer configured")
+        try:
+            with self._stack_lock(stack, cancel):
+                return self._execute_locked(run, stack, cancel)
+        except RunCancelled:
+            return self._current(run)  # never started: it stays queued for the next daemon
+
+    def _execute_locked(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
+        run_dir = self.settings.runs_dir / str(run.id)
+        ws_log = run_dir / "run.log"
+        try:
+            run = self.transitions.mark_planning(run, log_path=ws_log)
+        except InvalidTransition:
+            return self.store.get_run(run.id)
+        secrets: set[str] = set()
+        redact = self._redactor(secrets)
+        try:
+            run = self._finish(run, stack, run_dir, cancel, secrets, redact)
+        finally:
+            _drop_plan_unless_kept(run_dir, self._current(run))
+        return run
+
+    def _finish(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
+        try:
+            return self._plan_and_decide(run, stack, run_dir, cancel, secrets, redact)
+        except RunCancelled as exc:
+            return self.transitions.mark_interrupted(run, redact(str(exc)))
+        except RunTimedOut as exc:
+            return self.transitions.mark_timed_out(self._current(run), redact(str(exc)))
+        except StalePlanError as exc:
+            done = self.transitions.mark_superseded(
+                self._current(run), redact(f"{exc.args[0]}; planning again")
+            )
+            if self.on_stale_plan is not None:
+                self.on_stale_plan(done)
+            return done
+        except TfopsError as exc:
+            current = self._current(run)
+            return self.transitions.mark_failed(
+                current, redact(str(exc)), exit_code=getattr(exc, "exit_code", None)
+            )
+        except Exception as exc:
+            log.exception("run %s crashed inside tfops", run.id)
+            return self.transitions.mark_failed(self._current(run), redact(f"internal error: {exc!r}"))
+
+    def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
+        deadline = Deadline(self.settings.timeout)
+        with self.git.view(run.commit_sha, f"run-{run.id}") as tree:
+            ws = Workspace(
+                stack=stack,
+                source_dir=tree / stack.path,
+                state_dir=self.settings.stacks_dir / stack.name,
+                run_dir=run_dir,
+            )
+            if not ws.source_dir.is_dir():
+                raise TfopsError(
+                    f"stack directory {stack.path!r} does not exist at commit {run.commit_sha[:10]}"
+                )
+            started = time.monotonic()
+            self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
+            plan = self.runner.plan(ws, deadline=deadline, cancel=cancel, redact=redact)
+            summary = self._summarize(ws, plan, deadline, cancel, secrets, redact)
+            state = self.store.get_stack(stack.name)
+            decision = decide(
+                stack,
+                run.kind,
+                summary,
+                commit_sha=run.commit_sha,
+                applied_sha=state.applied_sha if state else None,
+            )
+            self._record_drift(run, summary)
+            if decision.action is Action.NOTHING:
+                done = self.transitions.mark_no_changes(run, summary, decision.reason)
+                self._after_success(done)
+                return done
+            if decision.action is Action.RECORD:
+                return self.transitions.mark_planned(run, summary, plan.plan_sha256, decision.reason)
+            run = self.transitions.mark_applying(run, summary, plan.plan_sha256, decision.reason)
+            self.runner.apply(ws, plan.plan_path, deadline=deadline, cancel=cancel, redact=redact)
+            done = self.transitions.mark_applied(run)
+            self._after_success(done)
+            log.debug("run %s took %.2fs", run.id, time.monotonic() - started)
+            return done
+
+    def _summarize(self, ws, plan, deadline, cancel, secrets, redact) -> PlanSummary:
+        if plan.certainly_empty:
+            return PlanSummary(terraform_version="", format_version="")
+        shown = self.runner.show_json(ws, plan.plan_path, deadline=deadline, cancel=cancel, redact=redact)
+        secrets.update(secrets_in(shown))  # from now on the log and errors are scrubbed of them
+        return summarize(shown, patterns=self.settings.redact_patterns)
+
+    def _record_drift(self, run: Run, summary: PlanSummary) -> None:
+        if run.kind is not RunKind.DRIFT:
+            return
+        state = drift_state_after_plan(summary)
+        self.store.set_drift(
+            run.stack, state, summary=summary_to_dict(summary) if summary.has_drift else None
+        )
+
+    def _after_success(self, run: Run) -> None:
+        """The stack's record follows a successful apply or an empty plan."""
+        if run.kind is RunKind.DEPLOY:
+            self.store.mark_stack_applied(run.stack, run.commit_sha)
+            self.store.set_drift(run.stack, DriftState.IN_SYNC)
+        elif run.kind in (RunKind.DRIFT, RunKind.REMEDIATE) and run.status is RunStatus.APPLIED:
+            self.store.set_drift(run.stack, DriftState.IN_SYNC)
+
+    def _current(self, run: Run) -> Run:
+        return self.store.get_run(run.id) or run
+
+    def _redactor(self, secrets: set[str]) -> Callable[[str], str]:
+        patterns = self.settings.redact_patterns
+
+        def redact(text: str) -> str:
+            return scrub(text, secrets, patterns)
+
+        return redact
+
+    @contextmanager
+    def _stack_lock(self, stack: Stack, cancel: proc.Cancel | None) -> Iterator[None]:
+        """One run per stack at a time, across processes (daemon and one-shot CLI)."""
+        lock_dir = self.settings.stacks_dir / stack.name
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / "run.lock", "a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancel is not None and cancel.wait(0.2):
+                        raise RunCancelled("stopped while waiting for another run on this stack") from None
+                    if cancel is None:
+                        time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _drop_plan_unless_kept(run_dir: Path, run: Run) -> None:
+    """A saved plan holds secrets in clear; keep it only while it may still be applied."""
+    if run.status is RunStatus.PLANNED:
+        return
+    (run_dir / "plan.tfplan").unlink(missing_ok=True)

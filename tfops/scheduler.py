@@ -1,0 +1,326 @@
+"""Timers, the run queue, and the rules for what gets queued.
+
+- `RunQueue`: every trigger becomes a run here. A bounded pool runs at most
+  `max_parallel` runs, never two on one stack; a newer commit supersedes queued
+  runs of its stack; a drift check is not queued twice.
+- `RepoPoller`: fetch, rediscover stacks, queue a deploy for each stack whose code
+  changed since it was last applied.
+- `Scheduler`: APScheduler jobs that call the poller and queue drift checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from tfops import proc
+from tfops.errors import GitFetchError, TfopsError
+from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
+from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
+from tfops.reconcile import Transitions
+from tfops.stacks import affected_stacks
+from tfops.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RunQueue:
+    def __init__(
+        self,
+        store: Store,
+        transitions: Transitions,
+        execute: Callable[[int, proc.Cancel], Run],
+        max_parallel: int,
+    ) -> None:
+        self.store = store
+        self.transitions = transitions
+        self.execute = execute
+        self.max_parallel = max_parallel
+        self._cond = threading.Condition()
+        self._pending: list[tuple[int, str]] = []  # (run id, stack), oldest first
+        self._busy: dict[str, tuple[int, proc.Cancel]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
+        self._accepting = True
+
+    # -- intake ---------------------------------------------------------------
+
+    def submit(self, stack: str, kind: RunKind, trigger: Trigger, commit_sha: str) -> Run | None:
+        """Queue a run; returns None when it was not needed (coalesced) or we are stopping."""
+        with self._cond:
+            if not self._accepting:
+                log.info("not queuing %s for %s: shutting down", kind.value, stack)
+                return None
+            queued = [run for run in self.store.open_runs(stack) if run.status is RunStatus.QUEUED]
+            if kind is RunKind.DRIFT and queued:
+                log.debug("drift check for %s coalesced into queued run %s", stack, queued[0].id)
+                return None
+            if kind is RunKind.DEPLOY:
+                self._supersede(queued, commit_sha)
+            run = self.store.create_run(
+                stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
+            )
+            self._pending.append((run.id, stack))
+            self._dispatch_locked()
+            return run
+
+    def resume(self, runs: Iterable[Run]) -> None:
+        """Re-queue runs a previous daemon accepted but never started."""
+        with self._cond:
+            for run in sorted(runs, key=lambda r: r.id):
+                self._pending.append((run.id, run.stack))
+            self._dispatch_locked()
+
+    def _supersede(self, queued: list[Run], commit_sha: str) -> None:
+        for run in queued:
+            if run.kind in (RunKind.DEPLOY, RunKind.DRIFT):
+                try:
+                    self.transitions.mark_superseded(run, f"superseded by commit {commit_sha[:10]}")
+                except TfopsError:
+                    continue  # it started meanwhile; the newer run waits for it
+                self._pending = [entry for entry in self._pending if entry[0] != run.id]
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _dispatch_locked(self) -> None:
+        for entry in list(self._pending):
+            if len(self._busy) >= self.max_parallel:
+                return
+            run_id, stack = entry
+            if stack in self._busy:
+                continue  # one run per stack: it waits for the current one
+            self._pending.remove(entry)
+            cancel = proc.Cancel()
+            self._busy[stack] = (run_id, cancel)
+            self._pool.submit(self._work, run_id, stack, cancel)
+
+    def _work(self, run_id: int, stack: str, cancel: proc.Cancel) -> None:
+        try:
+            self.execute(run_id, cancel)
+        except Exception:
+            log.exception("run %s: unexpected error escaped the reconciler", run_id)
+        finally:
+            with self._cond:
+                self._busy.pop(stack, None)
+                if self._accepting:
+                    self._dispatch_locked()
+                self._cond.notify_all()
+
+    # -- observation and shutdown ------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def running(self) -> dict[str, int]:
+        with self._cond:
+            return {stack: run_id for stack, (run_id, _) in self._busy.items()}
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout=timeout)
+
+    def shutdown(self, *, wait: float | None = None) -> None:
+        """Stop taking work and interrupt what runs: one SIGINT to each Terraform."""
+        with self._cond:
+            self._accepting = False
+            self._pending.clear()  # they stay `queued` in the store and resume next start
+            for _, cancel in self._busy.values():
+                cancel.cancel()
+            self._cond.wait_for(lambda: not self._busy, timeout=wait)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class StackRegistry:
+    """The stacks discovered at the current head; replaced whole on every fetch."""
+
+    discover: Callable[[Path], list[Stack]]
+    root: Path
+    _stacks: dict[str, Stack] | None = None
+
+    def refresh(self) -> dict[str, Stack]:
+        stacks = {stack.name: stack for stack in self.discover(self.root)}
+        self._stacks = stacks
+        return stacks
+
+    def current(self) -> Mapping[str, Stack]:
+        if self._stacks is None:
+            return self.refresh()
+        return self._stacks
+
+
+class RepoPoller:
+    """Fetch, and queue a deploy for every stack whose code moved since it was applied."""
+
+    def __init__(self, *, git: GitSource, store: Store, queue: RunQueue, registry: StackRegistry) -> None:
+        self.git = git
+        self.store = store
+        self.queue = queue
+        self.registry = registry
+        self.last_fetch: FetchResult | None = None
+        self.last_error: str | None = None
+
+    def poll(self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll") -> list[Run]:
+        try:
+            fetched = fetch_with_backoff(self.git)
+        except GitFetchError as exc:
+            self.last_error = str(exc)
+            self.store.set_meta("last_fetch_error", {"at": _now(), "error": str(exc)})
+            log.error("fetch failed; nothing new is planned until it succeeds: %s", exc)
+            raise
+        self.last_fetch, self.last_error = fetched, None
+        self.store.set_meta("last_fetch", {"at": _now(), "sha": fetched.head.sha, "forced": fetched.forced})
+        stacks = self.registry.refresh()
+        self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
+        self.store.set_head_all(fetched.head.sha)
+        return self.queue_deploys(stacks.values(), fetched, source=source, actor=actor)
+
+    def queue_deploys(
+        self, stacks: Iterable[Stack], fetched: FetchResult, *, source: TriggerSource, actor: str
+    ) -> list[Run]:
+        head = fetched.head.sha
+        queued = []
+        for stack in sorted(stacks, key=lambda s: s.name):
+            reason = self._deploy_reason(stack, head)
+            if reason is None:
+                continue
+            state = self.store.get_stack(stack.name)
+            trigger = Trigger(
+                source=source,
+                actor=actor,
+                previous_sha=state.applied_sha if state else None,
+                forced=fetched.forced,
+                note=reason,
+            )
+            run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
+            if run is not None:
+                queued.append(run)
+        return queued
+
+    def _deploy_reason(self, stack: Stack, head: str) -> str | None:
+        """Why `stack` needs a deploy at `head`, or None. Each rule says why not."""
+        last = _last_deploy(self.store, stack.name)
+        if last is not None and last.commit_sha == head:
+            return None  # this commit was already taken up for this stack (whatever its outcome)
+        state = self.store.get_stack(stack.name)
+        if state is None or state.applied_sha is None:
+            return "never applied by tfops"
+        if state.applied_sha == head:
+            return None
+        changed = self.git.changed_paths(state.applied_sha, head)
+        if changed is None:
+            return f"history since {state.applied_sha[:10]} is unknown"
+        if not affected_stacks([stack], changed):
+            return None
+        return f"changed since {state.applied_sha[:10]}"
+
+
+def _last_deploy(store: Store, stack: str) -> Run | None:
+    for run in store.list_runs(stack=stack, limit=50):
+        if run.kind is RunKind.DEPLOY:
+            return run
+    return None
+
+
+class Scheduler:
+    """APScheduler drives the clock; everything it starts goes through the queue."""
+
+    def __init__(
+        self,
+        *,
+        poller: RepoPoller,
+        queue: RunQueue,
+        registry: StackRegistry,
+        store: Store,
+        poll_interval: float,
+        jitter: float = 0.1,
+    ) -> None:
+        self.poller = poller
+        self.queue = queue
+        self.registry = registry
+        self.store = store
+        self.poll_interval = poll_interval
+        self.jitter = jitter
+        self._aps = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+
+    @property
+    def running(self) -> bool:
+        return self._aps.running
+
+    def start(self) -> None:
+        self._aps.add_job(
+            self._poll_job,
+            IntervalTrigger(seconds=self.poll_interval, timezone=UTC),
+            id="poll",
+            next_run_time=datetime.now(UTC),
+        )
+        self._aps.start()
+
+    def stop(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def next_drift_check(self, stack: str) -> datetime | None:
+        job = self._aps.get_job(f"drift:{stack}")
+        return job.next_run_time if job else None
+
+    def _poll_job(self) -> None:
+        try:
+            self.poller.poll()
+        except TfopsError:
+            return  # recorded and logged by the poller; the next tick retries
+        finally:
+            self._sync_drift_jobs()
+
+    def _sync_drift_jobs(self) -> None:
+        stacks = self.registry.current()
+        wanted = {name: stack for name, stack in stacks.items() if stack.drift_interval > 0}
+        for job in self._aps.get_jobs():
+            if job.id.startswith("drift:") and job.id[6:] not in wanted:
+                job.remove()
+        for name, stack in wanted.items():
+            job_id = f"drift:{name}"
+            existing = self._aps.get_job(job_id)
+            if existing is not None and existing.trigger.interval.total_seconds() == stack.drift_interval:
+                continue
+            jitter = stack.drift_interval * self.jitter
+            self._aps.add_job(
+                self.check_drift,
+                IntervalTrigger(seconds=stack.drift_interval, jitter=jitter, timezone=UTC),
+                args=[name],
+                id=job_id,
+                replace_existing=True,
+                # Spread the first checks out instead of planning every stack at once.
+                next_run_time=datetime.now(UTC) + timedelta(seconds=random.uniform(0, max(jitter, 1.0))),
+            )
+
+    def check_drift(self, stack_name: str, source: TriggerSource = TriggerSource.DRIFT_TIMER) -> Run | None:
+        return queue_drift_check(self.store, self.queue, stack_name, source=source, actor="drift timer")
+
+
+def queue_drift_check(
+    store: Store, queue: RunQueue, stack_name: str, *, source: TriggerSource, actor: str
+) -> Run | None:
+    """Queue a drift plan of the branch head for a stack that tfops applied at least once."""
+    state = store.get_stack(stack_name)
+    if state is None or state.head_sha is None:
+        return None
+    if state.applied_sha is None:
+        log.debug("no drift check for %s: never applied; its deploy comes first", stack_name)
+        return None
+    trigger = Trigger(source=source, actor=actor, previous_sha=state.applied_sha)
+    return queue.submit(stack_name, RunKind.DRIFT, trigger, state.head_sha)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,326 @@
+"""Terraform commands for one run: init, plan, show -json, apply — all through proc.py.
+
+Command lines are built with python-terraform's `generate_cmd_string` (flags from
+keyword arguments; var files, never var dicts, so no temporary tfvars files are
+left behind). python-terraform's own execution is not used: it has no timeout,
+no streaming and no graceful cancel. Nothing a user types becomes a flag: stack
+names, paths and var files come from validated configuration.
+
+Layout of one stack's persistent data (outside the per-run view of the commit):
+
+    <data_dir>/stacks/<name>/
+        tfdata/                TF_DATA_DIR: providers, modules, backend config
+        terraform.tfstate      local state, for stacks without a backend block
+        lock.hcl               the dependency lock file init produced (when the repo has none)
+        init.fingerprint       what `init` last ran for; equal → init is skipped
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from python_terraform import IsFlagged, Terraform
+
+from tfops import proc
+from tfops.errors import InitRequiredError, PlanFormatError, RunCancelled, RunTimedOut, TerraformError
+from tfops.models import Stack
+from tfops.terraform.diagnostics import classify
+
+log = logging.getLogger(__name__)
+
+BACKEND_FILE = "_tfops_backend.tf"
+LOCK_FILE = ".terraform.lock.hcl"
+_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"', re.MULTILINE)
+_LOCAL_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"local"', re.MULTILINE)
+_DRIFT_NOTE = re.compile(r"outside of (?:Terraform|OpenTofu)")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one run's Terraform executes."""
+
+    stack: Stack
+    source_dir: Path  # the stack's directory inside the run's view of the commit
+    state_dir: Path  # persistent per stack
+    run_dir: Path  # per run: plan file, log
+
+    @property
+    def tf_data_dir(self) -> Path:
+        return self.state_dir / "tfdata"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.run_dir / "plan.tfplan"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "run.log"
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan_path: Path
+    plan_sha256: str
+    exit_code: int  # 0 no changes, 2 changes (detailed exit code)
+    terraform_seconds: float
+    mentions_drift: bool  # Terraform's output says objects changed outside of it
+
+    @property
+    def certainly_empty(self) -> bool:
+        """Nothing to apply and nothing drifted: `show -json` would only confirm it.
+
+        Exit code 0 alone is not enough (drift that needs no change still exits 0),
+        and exit code 2 is never trusted alone (check blocks give 2 as well).
+        """
+        return self.exit_code == 0 and not self.mentions_drift
+
+
+@dataclass
+class Deadline:
+    """The run's wall-clock budget, shared by all of its commands."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        return self.seconds - (time.monotonic() - self.started)
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    binary: str
+    cli_config: Path | None = None
+    plugin_cache_dir: Path | None = None
+    lock_timeout: float = 300.0
+    stop_grace: float = 60.0
+    passthrough: Sequence[str] = ()
+    inherit: Mapping[str, str] = field(default_factory=dict)
+
+
+class TerraformRunner:
+    def __init__(self, settings: RunnerSettings) -> None:
+        self.settings = settings
+        self._cmd = Terraform(terraform_bin_path=settings.binary)
+        self.terraform_seconds = 0.0
+
+    # -- public steps --------------------------------------------------------
+
+    def prepare(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> None:
+        """Make the view runnable: state location, lock file, and init only when needed."""
+        ws.state_dir.mkdir(parents=True, exist_ok=True)
+        ws.run_dir.mkdir(parents=True, exist_ok=True)
+        self._place_local_state(ws)
+        self._restore_lock_file(ws)
+        fingerprint = self._init_fingerprint(ws)
+        marker = ws.state_dir / "init.fingerprint"
+        if marker.exists() and marker.read_text() == fingerprint and ws.tf_data_dir.exists():
+            log.debug("init skipped for %s: fingerprint unchanged", ws.stack.name)
+            return
+        self.init(ws, deadline=deadline, cancel=cancel, redact=redact)
+        marker.write_text(fingerprint)
+
+    def init(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> None:
+        argv = self._argv("init", input=False, no_color=IsFlagged)
+        self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact)
+        self._save_lock_file(ws)
+
+    def plan(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> PlanResult:
+        """`plan -out` with the detailed exit code; re-initialises once if Terraform asks for it."""
+        try:
+            return self._plan_once(ws, deadline=deadline, cancel=cancel, redact=redact)
+        except InitRequiredError:
+            log.info("Terraform asked for init in %s; re-initialising once", ws.stack.name)
+            (ws.state_dir / "init.fingerprint").unlink(missing_ok=True)
+            self.init(ws, deadline=deadline, cancel=cancel, redact=redact)
+            (ws.state_dir / "init.fingerprint").write_text(self._init_fingerprint(ws))
+            return self._plan_once(ws, deadline=deadline, cancel=cancel, redact=redact)
+
+    def show_json(
+        self, ws: Workspace, plan_path: Path, *, deadline: Deadline, cancel, redact
+    ) -> dict[str, Any]:
+        argv = self._argv("show", str(plan_path), json=IsFlagged, no_color=IsFlagged)
+        # stdout holds sensitive values in clear: proc keeps it in memory, out of the log.
+        result = self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact, capture_stdout=True)
+        try:
+            return json.loads(result.stdout)
+        except json.JSONDecodeError as exc:
+            raise PlanFormatError(f"`terraform show -json` did not print JSON: {exc}") from None
+
+    def apply(self, ws: Workspace, plan_path: Path, *, deadline: Deadline, cancel, redact) -> None:
+        argv = self._argv(
+            "apply",
+            str(plan_path),
+            input=False,
+            no_color=IsFlagged,
+            lock_timeout=f"{int(self.settings.lock_timeout)}s",
+        )
+        self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact)
+
+    # -- internals -----------------------------------------------------------
+
+    def _plan_once(self, ws: Workspace, *, deadline: Deadline, cancel, redact) -> PlanResult:
+        ws.plan_path.unlink(missing_ok=True)
+        argv = self._argv(
+            "plan",
+            out=str(ws.plan_path),
+            detailed_exitcode=IsFlagged,
+            lock_timeout=f"{int(self.settings.lock_timeout)}s",
+            input=False,
+            no_color=IsFlagged,
+            var_file=list(ws.stack.var_files) or None,
+        )
+        offset = ws.log_path.stat().st_size if ws.log_path.exists() else 0
+        result = self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact, ok_codes=(0, 2))
+        return PlanResult(
+            plan_path=ws.plan_path,
+            plan_sha256=sha256_file(ws.plan_path),
+            exit_code=result.exit_code or 0,
+            terraform_seconds=result.duration,
+            mentions_drift=bool(_DRIFT_NOTE.search(_read_from(ws.log_path, offset))),
+        )
+
+    def _argv(self, command: str, *args: str, **flags: Any) -> list[str]:
+        flags = {key: value for key, value in flags.items() if value is not None}
+        return self._cmd.generate_cmd_string(command, *args, **flags)
+
+    def _run(
+        self,
+        ws: Workspace,
+        argv: list[str],
+        *,
+        deadline: Deadline,
+        cancel: proc.Cancel | None,
+        redact: Callable[[str], str] | None,
+        ok_codes: tuple[int, ...] = (0,),
+        capture_stdout: bool = False,
+    ) -> proc.ProcResult:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise RunTimedOut(f"the run used its {deadline.seconds:.0f}s before `{argv[1]}` could start")
+        result = proc.run(
+            argv,
+            cwd=ws.source_dir,
+            env=self._env(ws),
+            log_path=ws.log_path,
+            timeout=remaining,
+            cancel=cancel,
+            grace=self.settings.stop_grace,
+            ok_codes=ok_codes,
+            capture_stdout=capture_stdout,
+            redact=redact,
+        )
+        self.terraform_seconds += result.duration
+        return _raise_for_outcome(result)
+
+    def _env(self, ws: Workspace) -> dict[str, str]:
+        extra = dict(ws.stack.env)
+        if ws.stack.workspace != "default":
+            extra["TF_WORKSPACE"] = ws.stack.workspace
+        return proc.terraform_env(
+            inherit=self.settings.inherit,
+            cli_config=self.settings.cli_config,
+            plugin_cache_dir=self.settings.plugin_cache_dir,
+            data_dir=ws.tf_data_dir,
+            passthrough=[*proc.DEFAULT_TERRAFORM_PASSTHROUGH, *self.settings.passthrough],
+            extra=extra,
+        )
+
+    def _place_local_state(self, ws: Workspace) -> None:
+        """Keep local state outside the per-run view; leave declared backends alone."""
+        code = _top_level_code(ws.source_dir)
+        if _BACKEND_BLOCK.search(code) and not _LOCAL_BACKEND_BLOCK.search(code):
+            return
+        if _LOCAL_BACKEND_BLOCK.search(code):
+            # A declared local backend with a relative path would put state inside the
+            # throwaway view; refusing is safer than losing state.
+            raise TerraformError(
+                f'stack {ws.stack.name} declares backend "local"',
+                hint="remove the backend block (tfops keeps local state under its data dir) "
+                "or use a remote backend",
+            )
+        state = ws.state_dir / "terraform.tfstate"
+        workspaces = ws.state_dir / "terraform.tfstate.d"
+        (ws.source_dir / BACKEND_FILE).write_text(
+            "# Written by tfops for this run: local state lives outside the run's view.\n"
+            "terraform {\n"
+            '  backend "local" {\n'
+            f"    path          = {json.dumps(str(state))}\n"
+            f"    workspace_dir = {json.dumps(str(workspaces))}\n"
+            "  }\n"
+            "}\n"
+        )
+
+    def _restore_lock_file(self, ws: Workspace) -> None:
+        saved = ws.state_dir / "lock.hcl"
+        if not (ws.source_dir / LOCK_FILE).exists() and saved.exists():
+            shutil.copyfile(saved, ws.source_dir / LOCK_FILE)
+
+    def _save_lock_file(self, ws: Workspace) -> None:
+        produced = ws.source_dir / LOCK_FILE
+        if produced.exists():
+            shutil.copyfile(produced, ws.state_dir / "lock.hcl")
+
+    def _init_fingerprint(self, ws: Workspace) -> str:
+        """What init depends on. Module and provider changes that slip past it are caught
+        by Terraform itself (InitRequiredError) and fixed by one re-init."""
+        digest = hashlib.sha256()
+        for part in (
+            self.settings.binary,
+            _read(self.settings.cli_config),
+            _read(ws.source_dir / LOCK_FILE),
+            _read(ws.source_dir / BACKEND_FILE),
+            "\n".join(_BACKEND_BLOCK.findall(_top_level_code(ws.source_dir))),
+            ws.stack.workspace,
+        ):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+def _raise_for_outcome(result: proc.ProcResult) -> proc.ProcResult:
+    if result.outcome is proc.Outcome.SUCCEEDED:
+        return result
+    if result.outcome is proc.Outcome.CANCELLED:
+        raise RunCancelled(f"`{' '.join(result.argv[:2])}` was interrupted")
+    if result.outcome is proc.Outcome.TIMED_OUT:
+        raise RunTimedOut(f"`{' '.join(result.argv[:2])}` timed out after {result.duration:.0f}s")
+    if result.exit_code is None:
+        raise TerraformError(result.tail.strip() or "terraform could not be started", argv=result.argv)
+    raise classify(result.tail, argv=result.argv, exit_code=result.exit_code)
+
+
+def _top_level_code(directory: Path) -> str:
+    parts = []
+    for path in sorted(directory.glob("*.tf")):
+        if path.name != BACKEND_FILE:
+            parts.append(path.read_text(errors="replace"))
+    return "\n".join(parts)
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, errors="replace") as handle:
+        handle.seek(offset)
+        return handle.read()
+
+
+def _read(path: Path | None) -> str:
+    if path is None or not path.exists():
+        return ""
+    return path.read_text(errors="replace")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
