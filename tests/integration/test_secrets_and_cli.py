@@ -11,6 +11,7 @@ pytestmark = pytest.mark.terraform
 
 CANARY = "canary-s3cr3t-value-42"
 ROTATED = "canary-r0tated-value-77"
+CONSOLE = "canary-c0nsole-value-99"  # set outside Terraform: drift of a sensitive attribute
 
 SECRET_CODE = """\
 variable "db_password" {{
@@ -102,7 +103,10 @@ def test_a_sensitive_value_never_reaches_the_store_the_log_or_the_cli(cli_setup)
         },
     )
     assert tfops_cli(config, "reconcile", env=env).returncode == 0
-    outputs = []
+    edit_cloud_object(tmp_path / "demo-cloud", "db-credentials", secret=CONSOLE)
+    drift = tfops_cli(config, "drift", "db", env=env)
+    assert drift.returncode == 2, drift.stderr
+    outputs = [drift.stdout, drift.stderr]
     runs = json.loads(tfops_cli(config, "runs", "--json", "--limit", "50", env=env).stdout)
     for run in runs:
         for args in (("show", str(run["id"])), ("show", str(run["id"]), "--json")):
@@ -116,7 +120,7 @@ def test_a_sensitive_value_never_reaches_the_store_the_log_or_the_cli(cli_setup)
     stored = [path.read_bytes() for path in [data / "tfops.db", *data.glob("tfops.db-*")] if path.exists()]
     logs = [path.read_text() for path in (data / "runs").glob("*/run.log")]
     assert any("(sensitive" in text for text in outputs + logs), "the secret was never even shown masked"
-    for secret in (CANARY, ROTATED):
+    for secret in (CANARY, ROTATED, CONSOLE):
         assert all(secret.encode() not in blob for blob in stored)
         assert all(secret not in text for text in logs)
         assert all(secret not in text for text in outputs)

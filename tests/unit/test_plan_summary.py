@@ -585,3 +585,49 @@ def test_scrub_leaves_no_secret_in_text(secrets, noise):
     assert not [secret for secret in secrets if secret in scrubbed]
     if not any(secret in text for secret in secrets):
         assert scrubbed == text
+
+
+def test_drift_of_a_provider_sensitive_attribute_is_masked_with_the_marks_from_resource_changes():
+    # Terraform 1.0.3 does not mark provider-sensitive attributes in resource_drift; the
+    # old value below appears nowhere else in the plan, so only the borrowed mark hides it.
+    old, console, new = "old-secret-in-state-1", "console-secret-22", "new-secret-from-code-3"
+    plan = {
+        "format_version": "0.2",
+        "terraform_version": "1.0.3",
+        "resource_drift": [
+            {
+                "address": "demo_object.db",
+                "type": "demo_object",
+                "change": {
+                    "actions": ["update"],
+                    "before": {"name": "db", "secret": old},
+                    "after": {"name": "db", "secret": console},
+                    "before_sensitive": {},
+                    "after_sensitive": {},
+                },
+            }
+        ],
+        "resource_changes": [
+            {
+                "address": "demo_object.db",
+                "type": "demo_object",
+                "change": {
+                    "actions": ["update"],
+                    "before": {"name": "db", "secret": console},
+                    "after": {"name": "db", "secret": new},
+                    "before_sensitive": {"secret": True},
+                    "after_sensitive": {"secret": True},
+                    "after_unknown": {},
+                },
+            }
+        ],
+    }
+
+    summary = summarize(plan)
+
+    text = json.dumps(summary_to_dict(summary)) + render_text(summary)
+    for secret in (old, console, new):
+        assert secret not in text
+    (drifted,) = summary.drift
+    assert [(a.path, a.before, a.after) for a in drifted.attributes] == [("secret", SENSITIVE, SENSITIVE)]
+    assert old in secrets_in(plan)

@@ -51,11 +51,12 @@ def summarize(plan: Mapping[str, Any], *, patterns: Sequence[re.Pattern[str]] = 
     """Turn the plan JSON into a PlanSummary holding no value Terraform marks sensitive."""
     format_version = check_format_version(plan)
     redactor = _Redactor(secrets_in(plan), patterns)
+    marks = _marks_by_address(plan)
     return PlanSummary(
         terraform_version=str(plan.get("terraform_version", "")),
         format_version=format_version,
-        changes=_resource_changes(plan.get("resource_changes"), redactor),
-        drift=_resource_changes(plan.get("resource_drift"), redactor),
+        changes=_resource_changes(plan.get("resource_changes"), redactor, marks),
+        drift=_resource_changes(plan.get("resource_drift"), redactor, marks),
         output_changes=_changed_outputs(plan.get("output_changes")),
         errored=bool(plan.get("errored", False)),
     )
@@ -78,7 +79,27 @@ def check_format_version(plan: Any) -> str:
     return found
 
 
-def _resource_changes(entries: Any, redactor: _Redactor) -> tuple[ResourceChange, ...]:
+def _marks_by_address(plan: Mapping[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """The sensitivity marks `resource_changes` gives each resource.
+
+    Terraform 1.0.3 leaves provider-sensitive attributes unmarked in `resource_drift`
+    (and `prior_state`): a drifted `secret` shows there in clear with no mark. The
+    same resource's entry in `resource_changes` does carry the marks, so every entry
+    of that address is redacted with them too.
+    """
+    marks: dict[str, tuple[Any, ...]] = {}
+    for entry in plan.get("resource_changes") or ():
+        change = entry.get("change") or {}
+        marks[entry["address"]] = (
+            change.get("before_sensitive", False),
+            change.get("after_sensitive", False),
+        )
+    return marks
+
+
+def _resource_changes(
+    entries: Any, redactor: _Redactor, marks: Mapping[str, tuple[Any, ...]]
+) -> tuple[ResourceChange, ...]:
     changes = []
     for entry in entries or ():
         change = entry.get("change") or {}
@@ -90,7 +111,7 @@ def _resource_changes(entries: Any, redactor: _Redactor) -> tuple[ResourceChange
                 address=entry["address"],
                 type=entry.get("type", ""),
                 action=action,
-                attributes=_attributes(action, change, redactor),
+                attributes=_attributes(action, change, redactor, marks.get(entry["address"], ())),
                 module_address=entry.get("module_address"),
             )
         )
@@ -127,7 +148,9 @@ def _changed_outputs(output_changes: Any) -> tuple[str, ...]:
 # --- attribute differences -----------------------------------------------------------------------------
 
 
-def _attributes(action: str, change: Mapping[str, Any], redactor: _Redactor) -> tuple[AttributeChange, ...]:
+def _attributes(
+    action: str, change: Mapping[str, Any], redactor: _Redactor, extra_marks: tuple[Any, ...] = ()
+) -> tuple[AttributeChange, ...]:
     if action not in ("create", "update", "replace"):
         return ()
     before = change.get("before") if action != "create" else None
@@ -136,7 +159,11 @@ def _attributes(action: str, change: Mapping[str, Any], redactor: _Redactor) -> 
             path="",
             before=before,
             after=change.get("after"),
-            sensitive=(change.get("before_sensitive", False), change.get("after_sensitive", False)),
+            sensitive=(
+                change.get("before_sensitive", False),
+                change.get("after_sensitive", False),
+                *extra_marks,
+            ),
             unknown=change.get("after_unknown", False),
             redactor=redactor,
         )
@@ -265,11 +292,14 @@ class _Redactor:
 def secrets_in(plan: Mapping[str, Any]) -> set[str]:
     """Every clear-text value (as a string, at least MIN_SECRET_LENGTH long) the plan marks sensitive."""
     values: list[Any] = []
+    marks = _marks_by_address(plan)
     for key in ("resource_changes", "resource_drift"):
         for entry in plan.get(key) or ():
             change = entry.get("change") or {}
-            values.extend(_marked(change.get("before"), change.get("before_sensitive", False)))
-            values.extend(_marked(change.get("after"), change.get("after_sensitive", False)))
+            for side in ("before", "after"):
+                values.extend(_marked(change.get(side), change.get(f"{side}_sensitive", False)))
+                for mark in marks.get(entry.get("address"), ()):
+                    values.extend(_marked(change.get(side), mark))
     for change in (plan.get("output_changes") or {}).values():
         values.extend(_marked(change.get("before"), change.get("before_sensitive", False)))
         values.extend(_marked(change.get("after"), change.get("after_sensitive", False)))
