@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from harness import (
     Remote,
+    cloud_object,
     demo_stack,
     make_app,
     processes_in_group,
@@ -54,7 +55,7 @@ def slow_stack_daemon(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
         started.append(daemon)
         return daemon
 
-    yield start, store, shim_dir, config, tmp_path
+    yield start, store, shim_dir, config, tmp_path, demo_cloud
     for daemon in started:
         if daemon.poll() is None:
             os.killpg(daemon.pid, signal.SIGKILL)
@@ -79,10 +80,11 @@ def _applying_run(store):
 
 
 def test_sigterm_during_apply_sends_one_sigint_and_marks_the_run_interrupted(slow_stack_daemon):
-    start, store, shim_dir, _config, tmp_path = slow_stack_daemon
+    start, store, shim_dir, _config, tmp_path, cloud = slow_stack_daemon
     daemon = start()
     run = wait_for(lambda: _applying_run(store), timeout=90, what="the apply to start")
-    wait_for(lambda: len(_pgids(shim_dir)) >= 4, timeout=30, what="terraform apply to be running")
+    # The quick object is created while the slow one still waits: state must keep it.
+    wait_for(lambda: cloud_object(cloud, "app-web"), timeout=30, what="the first object to be created")
 
     daemon.send_signal(signal.SIGTERM)
     exit_code = daemon.wait(timeout=60)
@@ -99,7 +101,7 @@ def test_sigterm_during_apply_sends_one_sigint_and_marks_the_run_interrupted(slo
 
 
 def test_restart_after_kill_9_marks_the_cut_off_run_interrupted(slow_stack_daemon, tf_env):
-    start, store, shim_dir, config, _tmp_path = slow_stack_daemon
+    start, store, shim_dir, config, _tmp_path, _cloud = slow_stack_daemon
     daemon = start()
     run = wait_for(lambda: _applying_run(store), timeout=90, what="the apply to start")
 

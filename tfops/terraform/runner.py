@@ -17,13 +17,16 @@ Layout of one stack's persistent data (outside the per-run view of the commit):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import re
 import shutil
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +113,7 @@ class TerraformRunner:
     def __init__(self, settings: RunnerSettings) -> None:
         self.settings = settings
         self._cmd = Terraform(terraform_bin_path=settings.binary)
+        self._init_lock = threading.Lock()
         self.terraform_seconds = 0.0
 
     # -- public steps --------------------------------------------------------
@@ -130,8 +134,26 @@ class TerraformRunner:
 
     def init(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> None:
         argv = self._argv("init", input=False, no_color=IsFlagged)
-        self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact)
+        with self._plugin_cache_lock():
+            self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact)
         self._save_lock_file(ws)
+
+    @contextmanager
+    def _plugin_cache_lock(self) -> Iterator[None]:
+        """Terraform's plugin cache is not safe for concurrent installs (seen with 1.11:
+        "Failed to install provider"); inits are rare, so they take turns."""
+        cache = self.settings.plugin_cache_dir
+        with self._init_lock:
+            if cache is None:
+                yield
+                return
+            cache.mkdir(parents=True, exist_ok=True)
+            with open(cache / ".tfops-init.lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     def plan(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> PlanResult:
         """`plan -out` with the detailed exit code; re-initialises once if Terraform asks for it."""
