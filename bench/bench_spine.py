@@ -283,9 +283,8 @@ def report(args, overhead: dict, sweep: dict) -> None:
     print(f"per-run overhead, medians of {args.overhead_reps} deploy runs (init+plan+show+apply):")
     print(f"  direct terraform commands : {overhead['direct']:.2f}s")
     print(f"  tfops deploy run          : {overhead['tfops']:.2f}s  ratio {ratio:.3f} (target < 1.10)")
-    print(
-        f"  tfops' own time in a run  : {own:.2f}s ({own / overhead['terraform_inside_tfops']:.1%} of its Terraform time)"
-    )
+    share = own / overhead["terraform_inside_tfops"]
+    print(f"  tfops' own time in a run  : {own:.2f}s ({share:.1%} of its Terraform time)")
     print()
     print(f"drift sweep over {args.stacks} stacks, medians of {args.reps}:")
     print(f"  floor (plan only)         : {sweep['floor']:.2f}s")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +165,53 @@ def test_rebuilding_the_mirror_keeps_the_lock_file_hash(terraform_bin, stack, en
 
     assert launcher.read_bytes() == before
     assert lock_hash(stack) == locked, "a lock file made with one mirror must accept a rebuilt one"
+
+
+SLOW_STACK = (
+    STACK
+    + """
+resource "demo_wait" "slow" {
+  seconds    = 60
+  depends_on = [demo_object.greeting]
+}
+"""
+)
+
+
+def test_sigint_to_the_process_group_cuts_a_slow_apply_short_and_keeps_state(
+    terraform_bin, stack, env, demo_cloud
+):
+    (stack / "main.tf").write_text(SLOW_STACK)
+    apply = subprocess.Popen(
+        [str(terraform_bin), "apply", "-auto-approve", "-input=false", "-no-color"],
+        cwd=stack,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output = []
+        for line in apply.stdout:
+            output.append(line)
+            if "demo_wait.slow: Creating..." in line:
+                break
+        started = time.monotonic()
+        # Terraform 1.0.x runs under panicwrap: only a group signal reaches the real process.
+        os.killpg(apply.pid, signal.SIGINT)
+        output.append(apply.stdout.read())
+        exit_code = apply.wait(timeout=30)
+    finally:
+        if apply.poll() is None:
+            os.killpg(apply.pid, signal.SIGKILL)
+            apply.wait()
+
+    assert exit_code == 1, "".join(output)
+    assert time.monotonic() - started < 10
+    # Which error Terraform prints races: our "Interrupted" diagnostic, or Terraform's own
+    # StopProvider call making tf's runner cancel the in-flight request ("Plugin did not respond").
+    assert "execution halted" in "".join(output)
+    state = ok(terraform(terraform_bin, stack, env, "state", "list")).stdout.split()
+    assert state == ["demo_object.greeting"], "what finished before the interrupt is in the state"
+    assert not (demo_cloud / ".waits").exists()

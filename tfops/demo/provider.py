@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +282,7 @@ class DemoWaitData(_DemoModel, DataSource):
 # ---------------------------------------------------------------- the provider
 
 
-def resolve_root(configured: Any, environ: dict[str, str] | os._Environ) -> tuple[Path | None, str | None]:
+def resolve_root(configured: Any, environ: Mapping[str, str]) -> tuple[Path | None, str | None]:
     """The cloud folder from the provider's ``root`` or $TFOPS_DEMO_CLOUD: (path, None) or (None, problem)."""
     if configured is Unknown:
         return None, "The provider's root must be known at plan time, not computed from a resource."
@@ -390,8 +391,15 @@ def _exit_when_orphaned(poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    # Unwind (so tf's runner removes its socket folder) instead of dying on the spot.
+    _interrupted.set()
+    raise SystemExit(128 + signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda _signum, _frame: _interrupted.set())
+    signal.signal(signal.SIGTERM, _on_sigterm)
     _ensure_writable_home()
     _exit_when_orphaned()
     runner.run_provider(DemoProvider(), argv)
