@@ -1,12 +1,14 @@
 """Turn Terraform's error text into typed errors (pure).
 
-Terraform reports failures as human text on stderr. The phrases matched here are
-stable across Terraform 1.x and OpenTofu; the first rule that matches wins, most
-specific first.
+Terraform reports failures as human text on stderr. The phrases matched here were
+checked against real output of Terraform 1.0.3 and 1.11 (tests/fixtures/errors, made
+by scripts/make_error_fixtures.py); OpenTofu keeps the same titles. The first rule that
+matches wins, most specific first.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -19,11 +21,23 @@ from tfops.errors import (
     TerraformError,
 )
 
-_LOCK_ID = re.compile(r"^\s*ID:\s+(\S+)", re.MULTILINE)
 _ERROR_TITLE = re.compile(r"^\s*(?:│\s*)?Error: (.+)$", re.MULTILINE)
+_LOCK_INFO = "Lock Info:"
+_LOCK_ID = re.compile(r"^\s*(?:│\s*)?ID:\s+(\S+)", re.MULTILINE)
 
-_STALE = ("Saved plan is stale",)
+_STALE = (
+    "Saved plan is stale",
+    # 1.11 (and later 1.x): the plan was made from a state of another lineage.
+    "Saved plan does not match the given state",
+)
 _LOCK = ("Error acquiring the state lock", "Error locking state")
+# The provider is installed but its process does not start or speak the protocol. Terraform
+# 1.0.3 wraps this in "Could not load plugin ... run terraform init", but a re-init installs
+# the same broken binary again, so this is the provider's failure.
+_PROVIDER_START = (
+    "Unrecognized remote plugin message",
+    "plugin exited before we could connect",
+)
 _INIT = (
     "terraform init",
     "tofu init",
@@ -40,35 +54,45 @@ _PROVIDER = (
     "Plugin did not respond",
     "rpc error:",
     "The plugin encountered an error",
-    "Failed to instantiate provider",
+    "failed to instantiate provider",
+    "Failed to load plugin schemas",
     "Invalid provider configuration",
     "provider produced an unexpected",
     "Provider produced inconsistent",
 )
-# "with <address>," is how Terraform introduces an error raised while a provider
-# worked on a resource (create, read, update, delete).
-_WITH_RESOURCE = re.compile(r"^\s*(?:│\s*)?with [a-z0-9_.\[\]\"-]+,", re.MULTILINE | re.IGNORECASE)
+# "  with <address>," names the object a diagnostic is about. When that object is a
+# resource, a data source or a provider configuration, the diagnostic came from the
+# provider (validation, configure, create, read, update, delete).
+_WITH_OBJECT = re.compile(r"^(?:│)?[ \t]{2,}with (\S.*),$", re.MULTILINE)
+_MODULE_PREFIX = re.compile(r"^(?:module\.[A-Za-z0-9_-]+(?:\[[^\]]*\])?\.)+")
+# A managed resource (<type>.<name>), a data source or a provider; not var., local., output.
+# or check. objects, whose diagnostics are Terraform's own.
+_PROVIDER_OBJECT = re.compile(
+    r"^(?:provider\[|data\.|(?!(?:var|local|output|check|module)\.)[a-z][a-z0-9_-]*\.)"
+)
 _IN_FILE = re.compile(r"^\s*(?:│\s*)?on \S+\.tf(?:\.json)? line \d+", re.MULTILINE)
 
 
 def classify(output: str, *, argv: Sequence[str], exit_code: int | None) -> TerraformError:
     """The most specific TerraformError for a failed command's output."""
-    title = first_error_title(output)
+    title = _describe_titles(output)
     kwargs = {"argv": argv, "exit_code": exit_code, "output_tail": output}
     if _contains(output, _STALE):
-        return StalePlanError("the saved plan is stale: state changed after it was made", **kwargs)
+        return StalePlanError(f"Terraform refused the saved plan: {title}", **kwargs)
     if _contains(output, _LOCK):
-        match = _LOCK_ID.search(output)
-        return StateLockError(
-            "the state is locked by another process", lock_id=match.group(1) if match else None, **kwargs
-        )
-    if _contains(output, _INIT):
-        return InitRequiredError(f"the working directory needs init: {title or 'see output'}", **kwargs)
-    if _contains(output, _PROVIDER) or _WITH_RESOURCE.search(output):
-        return ProviderError(f"a provider failed: {title or 'see output'}", **kwargs)
+        return _lock_error(output, title, kwargs)
+    if _contains(output, _PROVIDER_START):
+        return ProviderError(f"the provider could not be started: {title}", **kwargs)
+    # Advice to run `terraform init` printed by `init` itself is about init's own flags
+    # (-reconfigure, -migrate-state): running init again would fail the same way.
+    if _contains(output, _INIT) and subcommand(argv) != "init":
+        return InitRequiredError(f"the working directory needs init: {title}", **kwargs)
+    if _contains(output, _PROVIDER) or _names_provider_object(output):
+        return ProviderError(f"a provider failed: {title}", **kwargs)
     if _IN_FILE.search(output):
-        return ConfigurationError(f"invalid Terraform configuration: {title or 'see output'}", **kwargs)
-    return TerraformError(f"terraform failed: {title or 'see output'}", **kwargs)
+        return ConfigurationError(f"invalid Terraform configuration: {title}", **kwargs)
+    command = " ".join(["terraform", *filter(None, [subcommand(argv)])])
+    return TerraformError(f"{command} failed: {title}", **kwargs)
 
 
 def first_error_title(output: str) -> str | None:
@@ -76,5 +100,57 @@ def first_error_title(output: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def _contains(text: str, needles: tuple[str, ...]) -> bool:
-    return any(needle in text for needle in needles)
+def lock_id_in(output: str) -> str | None:
+    """The lock's ID from Terraform's "Lock Info:" block, if it printed one."""
+    start = output.find(_LOCK_INFO)
+    match = _LOCK_ID.search(output, start if start >= 0 else 0)
+    return match.group(1) if match else None
+
+
+def subcommand(argv: Sequence[str]) -> str | None:
+    """`plan` for ["terraform", "-chdir=x", "plan", ...]: the first word after global options."""
+    return next((arg for arg in list(argv)[1:] if not arg.startswith("-")), None)
+
+
+def _lock_error(output: str, title: str, kwargs: dict) -> StateLockError:
+    lock_id = lock_id_in(output)
+    if lock_id is None:
+        return StateLockError(f"the state is locked by another process: {title}", **kwargs)
+    return StateLockError(
+        f"the state is locked by another process (lock ID {lock_id}): {title}",
+        lock_id=lock_id,
+        hint=StateLockError.hint.replace("LOCK_ID", lock_id),
+        **kwargs,
+    )
+
+
+def _describe_titles(output: str) -> str:
+    titles = [match.strip() for match in _ERROR_TITLE.findall(output)]
+    if not titles:
+        return "see the output"
+    more = len(titles) - 1
+    return titles[0] + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+
+
+def _names_provider_object(output: str) -> bool:
+    for address in _WITH_OBJECT.findall(output):
+        if _PROVIDER_OBJECT.match(_MODULE_PREFIX.sub("", address)):
+            return True
+    return False
+
+
+def _contains(text: str, phrases: tuple[str, ...]) -> bool:
+    return _phrase_pattern(phrases).search(_flatten(text)) is not None
+
+
+def _flatten(text: str) -> str:
+    # Terraform wraps detail text at 78 columns, so a phrase may span two lines.
+    return " ".join(text.replace("│", " ").split())
+
+
+@functools.cache
+def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    # Whole words ("terraform init" is not "Terraform initialized"), any case: Terraform
+    # capitalises a message when it is a title, not when it is quoted inside another.
+    alternatives = "|".join(re.escape(phrase) for phrase in phrases)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
