@@ -117,6 +117,9 @@ class GitSource:
             self._repo = git.Repo(self.checkout_dir)
             self._checkout(self._repo.commit(self.remote_ref).hexsha)
 
+    def has_clone(self) -> bool:
+        return (self.checkout_dir / ".git").exists()
+
     def fetch(self) -> FetchResult:
         """Fetch the branch and move the checkout to the remote head."""
         repo = self._require_repo()

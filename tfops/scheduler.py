@@ -162,17 +162,32 @@ class StackRegistry:
 class RepoPoller:
     """Fetch, and queue a deploy for every stack whose code moved since it was applied."""
 
-    def __init__(self, *, git: GitSource, store: Store, queue: RunQueue, registry: StackRegistry) -> None:
+    def __init__(
+        self,
+        *,
+        git: GitSource,
+        store: Store,
+        queue: RunQueue,
+        registry: StackRegistry,
+        fetch_attempts: int = 3,
+        first_backoff: float = 2.0,
+    ) -> None:
         self.git = git
         self.store = store
         self.queue = queue
         self.registry = registry
+        self.fetch_attempts = fetch_attempts
+        self.first_backoff = first_backoff
         self.last_fetch: FetchResult | None = None
         self.last_error: str | None = None
 
     def poll(self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll") -> list[Run]:
         try:
-            fetched = fetch_with_backoff(self.git)
+            if not self.git.has_clone():
+                self.git.ensure_clone()  # the remote was unreachable when the daemon started
+            fetched = fetch_with_backoff(
+                self.git, attempts=self.fetch_attempts, first_delay=self.first_backoff
+            )
         except GitFetchError as exc:
             self.last_error = str(exc)
             self.store.set_meta("last_fetch_error", {"at": _now(), "error": str(exc)})

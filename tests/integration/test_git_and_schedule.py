@@ -1,0 +1,84 @@
+"""The Git edge and the clock: an unreachable remote, and drift checks fired by the scheduler."""
+
+from __future__ import annotations
+
+import pytest
+from harness import Remote, demo_stack, edit_cloud_object, make_app, tfops_cli, wait_for, write_config
+
+from tfops.errors import GitFetchError
+from tfops.models import DriftState, RunKind, RunStatus
+
+
+@pytest.fixture
+def setup(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
+    remote = Remote(tmp_path)
+    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
+
+    def config(**kwargs):
+        return write_config(
+            tmp_path / "tfops.yaml",
+            remote=remote,
+            data_dir=tmp_path / "data",
+            terraform_bin=terraform_bin,
+            cli_config=tf_cli_config,
+            **kwargs,
+        )
+
+    return remote, config, tf_env
+
+
+def test_an_unreachable_remote_is_reported_and_nothing_is_planned_until_it_returns(setup):
+    remote, config, env = setup
+    app = make_app(config(), env)
+    app.poller.first_backoff = 0.01
+    try:
+        assert app.reconcile_once().exit_code == 0
+        runs_before = app.store.list_runs(limit=100)
+        hidden = remote.bare.rename(remote.bare.with_name("moved.git"))
+        remote.commit("v2", {"stacks/app/main.tf": demo_stack(remote.work / "unused", {"app-web": "v2"})})
+
+        with pytest.raises(GitFetchError) as caught:
+            app.poller.poll()
+
+        assert "remote.git" in str(caught.value)
+        assert app.store.get_meta("last_fetch_error")["error"] == str(caught.value)
+        assert app.store.list_runs(limit=100) == runs_before
+        hidden.rename(remote.bare)
+        remote.push()
+        queued = app.poller.poll()
+        assert [run.kind for run in queued] == [RunKind.DEPLOY]
+        assert app.poller.last_error is None
+    finally:
+        app.close()
+
+
+def test_reconcile_exits_1_with_the_reason_when_the_remote_cannot_be_cloned(tmp_path, setup):
+    remote, config, env = setup
+    remote.bare.rename(tmp_path / "gone.git")
+
+    result = tfops_cli(config(), "reconcile", env=env)
+
+    assert result.returncode == 1
+    assert "fetch failed" in result.stderr
+    assert "clone of" in result.stderr
+
+
+@pytest.mark.terraform
+def test_the_scheduler_checks_drift_on_each_stacks_timer(setup, demo_cloud):
+    _remote, config, env = setup
+    app = make_app(config(stacks=[{"discover": "stacks/*", "drift_interval": "2s"}]), env)
+    try:
+        app.start()
+        app.scheduler.start()
+        wait_for(lambda: app.store.get_stack("app") and app.store.get_stack("app").applied_sha, timeout=60)
+        edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
+
+        wait_for(lambda: app.store.get_stack("app").drift is DriftState.DRIFTED, timeout=60, what="drift")
+
+        drift_runs = [r for r in app.store.list_runs(stack="app", limit=50) if r.kind is RunKind.DRIFT]
+        assert drift_runs[0].trigger.source.value == "drift_timer"
+        assert drift_runs[0].status is RunStatus.PLANNED
+        assert app.scheduler.next_drift_check("app") is not None
+    finally:
+        app.scheduler.stop()
+        app.close()
