@@ -13,6 +13,7 @@ other's `index.lock`.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -60,6 +61,19 @@ class FetchResult:
     @property
     def moved(self) -> bool:
         return self.head.sha != self.previous_sha
+
+
+def _serialised(method):
+    """GitPython's Repo keeps a persistent `git cat-file --batch` pipe that is not
+    thread-safe: two threads reading through it at once deadlock (seen: the poll job
+    and a run's `is_on_branch` hung together). Every use of the Repo takes the lock."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._thread_lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class GitSource:
@@ -143,15 +157,18 @@ class GitSource:
             self._checkout(head.sha)
             return FetchResult(head=head, previous_sha=previous, forced=forced)
 
+    @_serialised
     def head(self) -> Revision | None:
         sha = self._ref_sha(self.remote_ref)
         return self.revision(sha) if sha else None
 
     # -- questions about commits ---------------------------------------------
 
+    @_serialised
     def revision(self, sha: str) -> Revision:
         return self._revision(self._require_repo().commit(sha))
 
+    @_serialised
     def is_ancestor(self, older: str, newer: str) -> bool:
         try:
             self._require_repo().git.merge_base("--is-ancestor", older, newer)
@@ -159,11 +176,13 @@ class GitSource:
             return False
         return True
 
+    @_serialised
     def is_on_branch(self, sha: str) -> bool:
         """True when `sha` is the fetched head or one of its ancestors."""
         head = self._ref_sha(self.remote_ref)
         return head is not None and _is_full_sha(sha) and self.is_ancestor(sha, head)
 
+    @_serialised
     def changed_paths(self, old_sha: str | None, new_sha: str) -> frozenset[str] | None:
         """Paths that differ between two commits; None means "unknown: assume everything".
 

@@ -82,3 +82,37 @@ def test_the_scheduler_checks_drift_on_each_stacks_timer(setup, demo_cloud):
     finally:
         app.scheduler.stop()
         app.close()
+
+
+@pytest.mark.timeout(60)  # without the lock this hangs rather than fails
+def test_git_reads_from_run_threads_and_fetches_from_the_poller_do_not_deadlock(tmp_path):
+    import threading
+
+    from tfops.gitsource import GitSource
+
+    remote = Remote(tmp_path)
+    first = remote.commit_and_push("one", {"a.txt": "1"})
+    source = GitSource(remote.url, "main", tmp_path / "data" / "repo")
+    source.ensure_clone()
+    errors: list[BaseException] = []
+
+    def reader():
+        try:
+            for _ in range(200):
+                assert source.is_on_branch(first)
+                source.revision(first)
+                source.head()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for n in range(5):
+        remote.commit_and_push(f"more {n}", {"a.txt": str(n)})
+        source.fetch()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not any(thread.is_alive() for thread in threads), "a reader hung: the Repo was shared unsafely"
+    assert errors == []
