@@ -32,8 +32,10 @@ def decide(
     summary: PlanSummary,
     *,
     commit_sha: str,
-    applied_sha: str | None,
+    code_applied: bool,
 ) -> Decision:
+    """`code_applied`: the stack's code at `commit_sha` is the code it was last deployed with
+    (no change between the two commits affects the stack)."""
     if summary.errored:
         return Decision(Action.RECORD, "Terraform marked the plan as errored; nothing is applied")
     if not summary.has_changes:
@@ -45,7 +47,7 @@ def decide(
     if kind is RunKind.DEPLOY:
         return _decide_deploy(stack)
     if kind is RunKind.DRIFT:
-        return _decide_drift(stack, commit_sha=commit_sha, applied_sha=applied_sha)
+        return _decide_drift(stack, commit_sha=commit_sha, code_applied=code_applied)
     raise ValueError(f"unknown run kind {kind!r}")
 
 
@@ -55,15 +57,15 @@ def _decide_deploy(stack: Stack) -> Decision:
     return Decision(Action.RECORD, "on_merge: plan; the plan waits for a person")
 
 
-def _decide_drift(stack: Stack, *, commit_sha: str, applied_sha: str | None) -> Decision:
+def _decide_drift(stack: Stack, *, commit_sha: str, code_applied: bool) -> Decision:
     if stack.on_drift is not OnDrift.REMEDIATE:
         return Decision(Action.RECORD, f"on_drift: {stack.on_drift.value}; drift is recorded, not reverted")
-    # A drift plan at a commit that was never applied would also apply that code:
+    # A drift plan of code that was never deployed would also apply that code:
     # remediation must not become a back door around on_merge.
-    if applied_sha != commit_sha:
+    if not code_applied:
         return Decision(
             Action.RECORD,
-            f"on_drift: remediate, but commit {commit_sha[:10]} is not applied yet; "
+            f"on_drift: remediate, but the stack's code at {commit_sha[:10]} is not deployed yet; "
             "reverting drift would also apply new code, so it waits for the deploy",
         )
     return Decision(Action.APPLY, "on_drift: remediate")

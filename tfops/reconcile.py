@@ -27,6 +27,7 @@ from tfops.errors import (
 from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.notify import Notifier, RunNotice
 from tfops.policy import Action, decide, drift_state_after_plan
+from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
 from tfops.terraform.runner import Deadline, TerraformRunner, Workspace
@@ -96,6 +97,7 @@ class Transitions:
 class GitViews(Protocol):
     def is_on_branch(self, sha: str) -> bool: ...
     def view(self, sha: str, name: str): ...
+    def changed_paths(self, old_sha: str | None, new_sha: str) -> frozenset[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -195,13 +197,12 @@ class Reconciler:
             self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
             plan = self.runner.plan(ws, deadline=deadline, cancel=cancel, redact=redact)
             summary = self._summarize(ws, plan, deadline, cancel, secrets, redact)
-            state = self.store.get_stack(stack.name)
             decision = decide(
                 stack,
                 run.kind,
                 summary,
                 commit_sha=run.commit_sha,
-                applied_sha=state.applied_sha if state else None,
+                code_applied=self._code_applied(stack, run.commit_sha, tree),
             )
             self._record_drift(run, summary)
             if decision.action is Action.NOTHING:
@@ -216,6 +217,18 @@ class Reconciler:
             self._after_success(done)
             log.debug("run %s took %.2fs", run.id, time.monotonic() - started)
             return done
+
+    def _code_applied(self, stack: Stack, commit_sha: str, tree: Path) -> bool:
+        """Is the stack's code at `commit_sha` the code it was last deployed with?"""
+        state = self.store.get_stack(stack.name)
+        if state is None or state.applied_sha is None:
+            return False
+        if state.applied_sha == commit_sha:
+            return True
+        changed = self.git.changed_paths(state.applied_sha, commit_sha)
+        if changed is None:
+            return False
+        return not affected_stacks([stack], changed, ModuleAwareDetector(tree))
 
     def _summarize(self, ws, plan, deadline, cancel, secrets, redact) -> PlanSummary:
         if plan.certainly_empty:

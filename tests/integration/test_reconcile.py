@@ -217,3 +217,40 @@ def test_a_hanging_terraform_times_out_and_leaves_no_process(
     assert (shim_dir / "signals.log").read_text().split() == ["INT"]
     for pgid in map(int, (shim_dir / "pgids.log").read_text().split()):
         assert processes_in_group(pgid) == [], "a Terraform or provider process outlived its run"
+
+
+def test_remediation_is_not_held_back_by_a_commit_to_another_stack(remote, demo_cloud, app_factory):
+    remote.commit_and_push(
+        "two stacks",
+        {
+            "stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"}),
+            "stacks/db/main.tf": demo_stack(demo_cloud, {"db-main": "v1"}),
+        },
+    )
+    app = app_factory(stacks=[{"discover": "stacks/*", "on_drift": "remediate", "drift_interval": 0}])
+    assert app.reconcile_once().exit_code == 0
+    remote.commit_and_push("db only", {"stacks/db/main.tf": demo_stack(demo_cloud, {"db-main": "v2"})})
+    assert app.reconcile_once().exit_code == 0
+    edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
+
+    (run,) = app.one_shot(RunKind.DRIFT, ["app"])
+
+    assert run.status is RunStatus.APPLIED
+    assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
+
+
+def test_remediation_waits_for_the_deploy_of_a_stacks_own_unapplied_code(remote, demo_cloud, app_factory):
+    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
+    assert app_factory().reconcile_once().exit_code == 0  # applied at v1
+    stacks = [{"discover": "stacks/*", "on_merge": "plan", "on_drift": "remediate", "drift_interval": 0}]
+    app = app_factory(stacks=stacks)  # the team switches the stack to reviewed merges
+    remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
+    deploy = [run for run in app.reconcile_once().runs if run.kind is RunKind.DEPLOY]
+    assert [run.status for run in deploy] == [RunStatus.PLANNED]  # on_merge: plan never applies by itself
+    edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
+
+    (run,) = app.one_shot(RunKind.DRIFT, ["app"])
+
+    assert run.status is RunStatus.PLANNED
+    assert cloud_object(demo_cloud, "app-web")["content"] == "edited by hand"
+    assert "not deployed yet" in app.store.events(run.id)[-1].message
