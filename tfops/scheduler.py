@@ -27,7 +27,7 @@ from tfops.errors import GitFetchError, TfopsError
 from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
 from tfops.reconcile import Transitions
-from tfops.stacks import affected_stacks
+from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class RepoPoller:
         changed = self.git.changed_paths(state.applied_sha, head)
         if changed is None:
             return f"history since {state.applied_sha[:10]} is unknown"
-        if not affected_stacks([stack], changed):
+        if not affected_stacks([stack], changed, ModuleAwareDetector(self.registry.root)):
             return None
         return f"changed since {state.applied_sha[:10]}"
 

@@ -291,12 +291,65 @@ def _touches(stack: Stack, changed: str) -> bool:
     return any(posixpath.normpath(posixpath.join(stack.path, name)) == changed for name in stack.var_files)
 
 
+_LOCAL_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.\.?/[^"]*)"', re.MULTILINE)
+
+
+def local_module_dirs(repo_root: Path, stack_path: str) -> frozenset[str]:
+    """Directories of the local modules (`source = "../x"`) a stack calls, transitively.
+
+    Only local paths count: registry and Git modules are pinned by version or ref in
+    the stack's own code, so a change to them is a change inside the stack directory.
+    Paths that leave the repository are ignored, as Terraform would not find them in a
+    view of the commit either.
+    """
+    root = repo_root.resolve()
+    found: set[str] = set()
+    pending = [stack_path]
+    while pending:
+        directory = pending.pop()
+        for tf_file in sorted((root / directory).glob("*.tf")):
+            for source in _LOCAL_SOURCE.findall(tf_file.read_text(errors="replace")):
+                target = posixpath.normpath(posixpath.join(directory, source))
+                if target in found or target == ".." or target.startswith("../") or target == stack_path:
+                    continue
+                if (root / target).is_dir():
+                    found.add(target)
+                    pending.append(target)
+    return frozenset(found)
+
+
+class ModuleAwareDetector:
+    """A stack is also affected by a change inside any local module it calls.
+
+    Module calls are read from the checkout at the new head, where the stacks were
+    discovered: a module the stack stopped calling is a change to the stack itself.
+    """
+
+    def __init__(self, repo_root: Path) -> None:
+        self.repo_root = repo_root
+        self._paths = PathPrefixDetector()
+
+    def affected(self, stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]:
+        changed = [path for path in (_normalise_changed(p) for p in changed_paths) if path]
+        affected = []
+        for stack in stacks:
+            if self._paths.affected([stack], changed):
+                affected.append(stack)
+                continue
+            modules = local_module_dirs(self.repo_root, stack.path)
+            if any(path == module or path.startswith(module + "/") for module in modules for path in changed):
+                affected.append(stack)
+        return affected
+
+
 DEFAULT_CHANGE_DETECTOR: ChangeDetector = PathPrefixDetector()
 
 
-def affected_stacks(stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]:
+def affected_stacks(
+    stacks: Sequence[Stack], changed_paths: Iterable[str], detector: ChangeDetector | None = None
+) -> list[Stack]:
     """The stacks, in their given order, that the changed paths (relative to the repo root) affect."""
-    return DEFAULT_CHANGE_DETECTOR.affected(stacks, changed_paths)
+    return (detector or DEFAULT_CHANGE_DETECTOR).affected(stacks, changed_paths)
 
 
 def stack_env(stack: Stack) -> dict[str, str]:
