@@ -1,0 +1,128 @@
+"""RunQueue: at most N runs at once, never two on one stack, newer commits supersede queued runs."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
+from tfops.notify import MultiNotifier
+from tfops.reconcile import Transitions
+from tfops.scheduler import RunQueue
+from tfops.store import Store
+
+TRIGGER = Trigger(source=TriggerSource.CLI, actor="test")
+SHA1, SHA2 = "1" * 40, "2" * 40
+
+
+class GatedExecutor:
+    """Stands in for the reconciler: each run waits until the test opens its gate."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.running: dict[int, str] = {}
+        self.max_seen = 0
+        self.overlap_on_a_stack = False
+        self.started = threading.Condition(self.lock)
+        self.gates: dict[int, threading.Event] = {}
+        self.cancels = {}
+
+    def __call__(self, run_id, cancel):
+        run = self.store.get_run(run_id)
+        if run.status is not RunStatus.QUEUED:
+            return run
+        self.store.transition(run_id, RunStatus.PLANNING, message="planning")  # as the reconciler does
+        gate = threading.Event()
+        with self.lock:
+            if run.stack in self.running.values():
+                self.overlap_on_a_stack = True
+            self.running[run_id] = run.stack
+            self.max_seen = max(self.max_seen, len(self.running))
+            self.gates[run_id] = gate
+            self.cancels[run_id] = cancel
+            self.started.notify_all()
+        while not gate.wait(0.01):
+            if cancel.is_cancelled:
+                break
+        with self.lock:
+            del self.running[run_id]
+        status = RunStatus.INTERRUPTED if cancel.is_cancelled else RunStatus.NO_CHANGES
+        return self.store.transition(run_id, status, message="test")
+
+    def wait_started(self, count: int) -> None:
+        with self.started:
+            assert self.started.wait_for(lambda: len(self.running) >= count, timeout=5)
+
+    def release_all(self) -> None:
+        with self.lock:
+            for gate in self.gates.values():
+                gate.set()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    store = Store(Store.sqlite_url(tmp_path / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([("a", "stacks/a"), ("b", "stacks/b"), ("c", "stacks/c")])
+    executor = GatedExecutor(store)
+    queue = RunQueue(store, Transitions(store, MultiNotifier()), executor, max_parallel=2)
+    yield store, executor, queue
+    executor.release_all()
+    queue.shutdown(wait=5)
+    store.close()
+
+
+def test_at_most_n_runs_at_once_and_never_two_on_one_stack(setup):
+    store, executor, queue = setup
+    for stack in ("a", "a", "b", "c", "a"):
+        queue.submit(stack, RunKind.PLAN, TRIGGER, SHA1)
+    executor.wait_started(2)
+    assert queue.depth == 3
+    executor.release_all()
+    while not queue.wait_idle(0.05):
+        executor.release_all()
+
+    assert executor.max_seen == 2
+    assert not executor.overlap_on_a_stack
+    assert {run.status for run in store.list_runs(limit=10)} == {RunStatus.NO_CHANGES}
+
+
+def test_a_newer_commit_supersedes_the_queued_runs_of_its_stack(setup):
+    store, executor, queue = setup
+    queue.submit("a", RunKind.PLAN, TRIGGER, SHA1)  # occupies stack a
+    queue.submit("b", RunKind.PLAN, TRIGGER, SHA1)  # occupies the second slot
+    executor.wait_started(2)
+    old_deploy = queue.submit("a", RunKind.DEPLOY, TRIGGER, SHA1)
+    new_deploy = queue.submit("a", RunKind.DEPLOY, TRIGGER, SHA2)
+
+    assert store.get_run(old_deploy.id).status is RunStatus.SUPERSEDED
+    assert "superseded by commit 2222222222" in store.events(old_deploy.id)[-1].message
+    assert store.get_run(new_deploy.id).status is RunStatus.QUEUED
+
+
+def test_a_drift_check_is_not_queued_twice(setup):
+    _store, executor, queue = setup
+    queue.submit("a", RunKind.PLAN, TRIGGER, SHA1)
+    executor.wait_started(1)
+    first = queue.submit("a", RunKind.DRIFT, TRIGGER, SHA1)
+    second = queue.submit("a", RunKind.DRIFT, TRIGGER, SHA1)
+
+    assert first is not None
+    assert second is None
+
+
+def test_shutdown_interrupts_running_runs_and_leaves_queued_ones_for_the_next_start(setup):
+    store, executor, queue = setup
+    running = queue.submit("a", RunKind.DEPLOY, TRIGGER, SHA1)
+    queue.submit("b", RunKind.DEPLOY, TRIGGER, SHA1)
+    executor.wait_started(2)
+    waiting = queue.submit("c", RunKind.DEPLOY, TRIGGER, SHA1)
+
+    queue.shutdown(wait=5)
+
+    assert executor.cancels[running.id].is_cancelled
+    assert store.get_run(running.id).status is RunStatus.INTERRUPTED
+    assert store.get_run(waiting.id).status is RunStatus.QUEUED
+    assert queue.submit("c", RunKind.DEPLOY, TRIGGER, SHA2) is None  # no new work while stopping
