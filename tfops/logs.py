@@ -1,6 +1,8 @@
 """Logging set-up: readable text by default, one JSON object per line for journald and shippers.
 
-Lines about a run carry `run_id` and `stack` (passed as `extra=`), in both formats.
+Every line logged while a run executes carries `run_id` and `stack`, in both formats:
+the reconciler sets them in a context variable for its thread, and a filter copies them
+onto each record, so code deep inside a run needs no logger of its own.
 """
 
 from __future__ import annotations
@@ -8,14 +10,40 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
-_RUN_FIELDS = ("run_id", "stack")
+_current_run: ContextVar[tuple[int, str] | None] = ContextVar("tfops_current_run", default=None)
+
+
+@contextmanager
+def run_context(run_id: int, stack: str) -> Iterator[None]:
+    token = _current_run.set((run_id, stack))
+    try:
+        yield
+    finally:
+        _current_run.reset(token)
+
+
+class RunContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _current_run.get()
+        if current is not None and not hasattr(record, "run_id"):
+            record.run_id, record.stack = current
+        return True
 
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if hasattr(record, "run_id") and f"run {record.run_id} " not in record.getMessage():
+            return line.replace(": ", f": [run {record.run_id} {record.stack}] ", 1)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +54,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in _RUN_FIELDS:
+        for name in ("run_id", "stack"):
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
         if record.exc_info:
@@ -34,11 +62,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def make_handler(handler: logging.Handler, fmt: str = "text") -> logging.Handler:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RunContextFilter())
+    return handler
+
+
+def setup_logging(level: str = "info", fmt: str = "text", handler: logging.Handler | None = None) -> None:
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [make_handler(handler or logging.StreamHandler(sys.stderr), fmt)]
     root.setLevel(level.upper())
-    # APScheduler logs every job execution at INFO; that is noise for operators.
+    # APScheduler logs every job execution at INFO, and Alembic every migration step: noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

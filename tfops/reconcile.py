@@ -24,6 +24,7 @@ from tfops.errors import (
     StalePlanError,
     TfopsError,
 )
+from tfops.logs import run_context
 from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.notify import Notifier, RunNotice
 from tfops.policy import Action, decide, drift_state_after_plan
@@ -137,7 +138,7 @@ class Reconciler:
         if stack is None:
             return self.transitions.mark_failed(run, f"stack {run.stack!r} is no longer configured")
         try:
-            with self._stack_lock(stack, cancel):
+            with run_context(run.id, run.stack), self._stack_lock(stack, cancel):
                 return self._execute_locked(run, stack, cancel)
         except RunCancelled:
             return self._current(run)  # never started: it stays queued for the next daemon
