@@ -200,6 +200,29 @@ def show(ctx: Context, run_id: int, as_json: bool) -> None:
     _print_run_detail(run, events)
 
 
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run the demo's story unattended (apply, drift, push, broken push), print a report and exit "
+    "0 only if every step behaved. DIR defaults to a temporary folder.",
+)
+def demo(directory: Path | None, once: bool) -> None:
+    """An offline GitOps setup in DIR (default ./tfops-demo), with the daemon running on it.
+
+    Builds a Git remote seeded with the example stacks, a working clone to push from, the demo
+    provider's "cloud" folder and a Terraform CLI config, then runs `tfops serve` with a live view.
+    Running it again on the same DIR resumes. --config is ignored: the demo writes its own.
+    """
+    from tfops.demo.run import interactive
+    from tfops.demo.run import once as run_once
+
+    if once:
+        sys.exit(run_once(directory, out))
+    sys.exit(interactive(directory or Path("tfops-demo"), out))
+
+
 @cli.command("check-config")
 @pass_ctx
 def check_config(ctx: Context) -> None:
