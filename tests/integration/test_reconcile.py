@@ -254,3 +254,22 @@ def test_remediation_waits_for_the_deploy_of_a_stacks_own_unapplied_code(remote,
     assert run.status is RunStatus.PLANNED
     assert cloud_object(demo_cloud, "app-web")["content"] == "edited by hand"
     assert "not deployed yet" in app.store.events(run.id)[-1].message
+
+
+def test_init_runs_once_per_stack_and_is_skipped_while_nothing_it_depends_on_changes(
+    remote, demo_cloud, app_factory
+):
+    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
+    app = app_factory()
+    app.reconcile_once()  # deploy, then a drift check
+    remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
+    app.reconcile_once()
+    app.one_shot(RunKind.DRIFT, ["app"])
+
+    def commands(run):
+        return [line.split()[2] for line in open(run.log_path) if line.startswith("$ ")]
+
+    runs = sorted(app.store.list_runs(stack="app", limit=20), key=lambda run: run.id)
+    assert len(runs) == 5
+    assert commands(runs[0]) == ["init", "plan", "show", "apply"]
+    assert [run.id for run in runs if "init" in commands(run)] == [runs[0].id]

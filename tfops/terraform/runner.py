@@ -123,8 +123,8 @@ class TerraformRunner:
         ws.state_dir.mkdir(parents=True, exist_ok=True)
         ws.run_dir.mkdir(parents=True, exist_ok=True)
         self._place_local_state(ws)
+        fingerprint = self._init_fingerprint(ws)  # before our saved lock file is copied in
         self._restore_lock_file(ws)
-        fingerprint = self._init_fingerprint(ws)
         marker = ws.state_dir / "init.fingerprint"
         if marker.exists() and marker.read_text() == fingerprint and ws.tf_data_dir.exists():
             log.debug("init skipped for %s: fingerprint unchanged", ws.stack.name)
@@ -161,9 +161,8 @@ class TerraformRunner:
             return self._plan_once(ws, deadline=deadline, cancel=cancel, redact=redact)
         except InitRequiredError:
             log.info("Terraform asked for init in %s; re-initialising once", ws.stack.name)
-            (ws.state_dir / "init.fingerprint").unlink(missing_ok=True)
+            # prepare() left the marker at the current fingerprint; what changed is not in it.
             self.init(ws, deadline=deadline, cancel=cancel, redact=redact)
-            (ws.state_dir / "init.fingerprint").write_text(self._init_fingerprint(ws))
             return self._plan_once(ws, deadline=deadline, cancel=cancel, redact=redact)
 
     def show_json(
@@ -292,7 +291,8 @@ class TerraformRunner:
             shutil.copyfile(produced, ws.state_dir / "lock.hcl")
 
     def _init_fingerprint(self, ws: Workspace) -> str:
-        """What init depends on. Module and provider changes that slip past it are caught
+        """What init depends on, read from the commit as it is (the lock file only if the
+        repository commits one). Module and provider changes that slip past it are caught
         by Terraform itself (InitRequiredError) and fixed by one re-init."""
         digest = hashlib.sha256()
         for part in (
