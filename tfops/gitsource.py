@@ -92,6 +92,8 @@ class GitSource:
         self.branch = branch
         self.checkout_dir = Path(checkout_dir)
         self.views_dir = self.checkout_dir.parent / "views"
+        self._own_views = self.views_dir / str(os.getpid())
+        self._view_users: dict[str, int] = {}
         self._env = {"GIT_TERMINAL_PROMPT": "0", **(env or {})}
         self._fetch_timeout = fetch_timeout
         self._thread_lock = threading.RLock()
@@ -155,6 +157,7 @@ class GitSource:
                     "branch %s was rewritten: %s is not an ancestor of %s", self.branch, previous, head.sha
                 )
             self._checkout(head.sha)
+            self._drop_unused_views()
             return FetchResult(head=head, previous_sha=previous, forced=forced)
 
     @_serialised
@@ -203,30 +206,49 @@ class GitSource:
     # -- per-run views -------------------------------------------------------
 
     @contextmanager
-    def view(self, sha: str, name: str) -> Iterator[Path]:
-        """An immutable working tree of `sha` for one run, removed afterwards."""
+    def view(self, sha: str) -> Iterator[Path]:
+        """An immutable working tree of `sha` for the duration of a run.
+
+        Runs at the same commit share one view: each run writes only into its own
+        stack's directory (backend file, lock file), and runs of one stack never
+        overlap. The view of the current head is kept for the next run; others are
+        removed when their last run ends. Views live under this process's pid, so a
+        one-shot CLI and the daemon never remove each other's.
+        """
         if not self.is_on_branch(sha):
             raise UnknownCommitError(f"commit {sha!r} is not on the fetched branch {self.branch!r}")
-        path = self.views_dir / name
-        repo = self._require_repo()
+        path = self._own_views / sha
         with self._mutating():
-            self._remove_view(path)
-            self.views_dir.mkdir(parents=True, exist_ok=True)
-            repo.git.worktree("add", "--detach", "--force", str(path), sha, env=self._env)
+            if self._view_users.get(sha, 0) == 0 and not path.exists():
+                self._own_views.mkdir(parents=True, exist_ok=True)
+                self._require_repo().git.worktree("add", "--detach", "--force", str(path), sha, env=self._env)
+            self._view_users[sha] = self._view_users.get(sha, 0) + 1
         try:
             yield path
         finally:
             with self._mutating():
-                self._remove_view(path)
+                self._view_users[sha] -= 1
+                self._drop_unused_views()
 
     def prune_views(self) -> None:
-        """Remove views left behind by a crash."""
+        """Remove views left behind by processes that are gone (a crash, a kill -9)."""
         repo = self._require_repo()
         with self._mutating():
             if self.views_dir.exists():
-                for leftover in self.views_dir.iterdir():
-                    self._remove_view(leftover)
+                for owner in self.views_dir.iterdir():
+                    if owner == self._own_views or _process_alive(owner.name):
+                        continue
+                    for leftover in owner.iterdir():
+                        self._remove_view(leftover)
+                    shutil.rmtree(owner, ignore_errors=True)
             repo.git.worktree("prune")
+
+    def _drop_unused_views(self) -> None:
+        head = self._ref_sha(self.remote_ref)
+        for sha, users in list(self._view_users.items()):
+            if users == 0 and sha != head:
+                self._remove_view(self._own_views / sha)
+                del self._view_users[sha]
 
     # -- internals -----------------------------------------------------------
 
@@ -301,6 +323,18 @@ class GitSource:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _process_alive(name: str) -> bool:
+    if not name.isdigit():
+        return False
+    try:
+        os.kill(int(name), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
 
 
 def _is_full_sha(sha: str) -> bool:

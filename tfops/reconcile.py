@@ -97,7 +97,7 @@ class Transitions:
 
 class GitViews(Protocol):
     def is_on_branch(self, sha: str) -> bool: ...
-    def view(self, sha: str, name: str): ...
+    def view(self, sha: str): ...
     def changed_paths(self, old_sha: str | None, new_sha: str) -> frozenset[str] | None: ...
 
 
@@ -183,7 +183,7 @@ class Reconciler:
 
     def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
         deadline = Deadline(self.settings.timeout)
-        with self.git.view(run.commit_sha, f"run-{run.id}") as tree:
+        with self.git.view(run.commit_sha) as tree:
             ws = Workspace(
                 stack=stack,
                 source_dir=tree / stack.path,

@@ -116,3 +116,43 @@ def test_git_reads_from_run_threads_and_fetches_from_the_poller_do_not_deadlock(
 
     assert not any(thread.is_alive() for thread in threads), "a reader hung: the Repo was shared unsafely"
     assert errors == []
+
+
+def test_runs_at_one_commit_share_a_view_and_old_views_go_when_the_head_moves(tmp_path):
+    from tfops.gitsource import GitSource
+
+    remote = Remote(tmp_path)
+    first = remote.commit_and_push("one", {"stacks/a/main.tf": "# v1\n"})
+    source = GitSource(remote.url, "main", tmp_path / "data" / "repo")
+    source.ensure_clone()
+
+    with source.view(first) as one, source.view(first) as two:
+        assert one == two
+        assert (one / "stacks/a/main.tf").read_text() == "# v1\n"
+        remote.commit_and_push("two", {"stacks/a/main.tf": "# v2\n"})
+        second = source.fetch().head.sha
+        assert (one / "stacks/a/main.tf").read_text() == "# v1\n", "a fetch changed files under a run"
+    assert not one.exists(), "the old commit's view outlived its last run"
+    with source.view(second) as head_view:
+        pass
+    assert head_view.exists(), "the head's view is kept for the next run"
+
+
+def test_views_of_processes_that_are_gone_are_pruned_and_live_ones_kept(tmp_path):
+    import os
+
+    from tfops.gitsource import GitSource
+
+    remote = Remote(tmp_path)
+    remote.commit_and_push("one", {"a.txt": "1"})
+    source = GitSource(remote.url, "main", tmp_path / "data" / "repo")
+    source.ensure_clone()
+    dead = source.views_dir / "999999999" / "leftover"
+    alive = source.views_dir / str(os.getppid()) / "in-use"
+    for folder in (dead, alive):
+        folder.mkdir(parents=True)
+
+    source.prune_views()
+
+    assert not dead.parent.exists()
+    assert alive.exists()

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 BACKEND_FILE = "_tfops_backend.tf"
 LOCK_FILE = ".terraform.lock.hcl"
+# Beside a lock file tfops put into a view (the repository commits none): views are shared
+# by the runs of a commit, so "the commit's own lock file" must be told apart from our copy.
+LOCK_COPY_MARK = ".terraform.lock.hcl.tfops-copy"
 _BACKEND_BLOCK = re.compile(r'^\s*backend\s+"', re.MULTILINE)
 _LOCAL_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"local"', re.MULTILINE)
 _DRIFT_NOTE = re.compile(r"outside of (?:Terraform|OpenTofu)")
@@ -123,7 +126,7 @@ class TerraformRunner:
         ws.state_dir.mkdir(parents=True, exist_ok=True)
         ws.run_dir.mkdir(parents=True, exist_ok=True)
         self._place_local_state(ws)
-        fingerprint = self._init_fingerprint(ws)  # before our saved lock file is copied in
+        fingerprint = self._init_fingerprint(ws)
         self._restore_lock_file(ws)
         marker = ws.state_dir / "init.fingerprint"
         if marker.exists() and marker.read_text() == fingerprint and ws.tf_data_dir.exists():
@@ -134,9 +137,11 @@ class TerraformRunner:
 
     def init(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> None:
         argv = self._argv("init", input=False, no_color=IsFlagged)
+        committed = _committed_lock(ws)
         with self._plugin_cache_lock():
             self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact)
-        self._save_lock_file(ws)
+        if not committed:
+            self._save_lock_file(ws)
 
     @contextmanager
     def _plugin_cache_lock(self) -> Iterator[None]:
@@ -281,14 +286,18 @@ class TerraformRunner:
         )
 
     def _restore_lock_file(self, ws: Workspace) -> None:
+        """Without a committed lock file, reuse the provider selections init made before."""
         saved = ws.state_dir / "lock.hcl"
-        if not (ws.source_dir / LOCK_FILE).exists() and saved.exists():
-            shutil.copyfile(saved, ws.source_dir / LOCK_FILE)
+        if _committed_lock(ws) or not saved.exists():
+            return
+        shutil.copyfile(saved, ws.source_dir / LOCK_FILE)
+        (ws.source_dir / LOCK_COPY_MARK).touch()
 
     def _save_lock_file(self, ws: Workspace) -> None:
         produced = ws.source_dir / LOCK_FILE
         if produced.exists():
             shutil.copyfile(produced, ws.state_dir / "lock.hcl")
+            (ws.source_dir / LOCK_COPY_MARK).touch()
 
     def _init_fingerprint(self, ws: Workspace) -> str:
         """What init depends on, read from the commit as it is (the lock file only if the
@@ -298,7 +307,7 @@ class TerraformRunner:
         for part in (
             self.settings.binary,
             _read(self.settings.cli_config),
-            _read(ws.source_dir / LOCK_FILE),
+            _committed_lock(ws),
             _read(ws.source_dir / BACKEND_FILE),
             "\n".join(_BACKEND_BLOCK.findall(_top_level_code(ws.source_dir))),
             ws.stack.workspace,
@@ -326,6 +335,13 @@ def _top_level_code(directory: Path) -> str:
         if path.name != BACKEND_FILE:
             parts.append(path.read_text(errors="replace"))
     return "\n".join(parts)
+
+
+def _committed_lock(ws: Workspace) -> str:
+    """The lock file the commit carries ("" if none): never a copy tfops put there."""
+    if (ws.source_dir / LOCK_COPY_MARK).exists():
+        return ""
+    return _read(ws.source_dir / LOCK_FILE)
 
 
 def _read_from(path: Path, offset: int) -> str:
