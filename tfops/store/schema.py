@@ -142,3 +142,71 @@ meta = Table(
     Column("value", JSON(none_as_null=False), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# -- Slack delivery and approvals (migration 0002) --------------------------------------------------
+
+# Slack message timestamps ("1712345678.123456") are the message ids of the Web API.
+SLACK_TS_LENGTH = 32
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(NAME_LENGTH), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=True),
+    Column("kind", String(STATUS_LENGTH), nullable=False),
+    Column("payload", _json(), nullable=False),
+    Column("status", String(STATUS_LENGTH), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # When the item may next be tried; a claim pushes it forward as a lease (see Store.claim_next).
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("result", _json(), nullable=True),
+    # The head of each channel's queue: min(id) per channel among pending items.
+    Index(None, "status", "channel", "id"),
+    # Ids are the delivery order per channel: SQLite must never reuse one.
+    sqlite_autoincrement=True,
+)
+
+slack_messages = Table(
+    "slack_messages",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id"), primary_key=True),
+    Column("channel", String(NAME_LENGTH), nullable=False),
+    Column("ts", String(SLACK_TS_LENGTH), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("decision", String(STATUS_LENGTH), nullable=False),
+    Column("actor_id", String(NAME_LENGTH), nullable=False),
+    Column("actor_name", String(NAME_LENGTH), nullable=True),
+    Column("source", String(STATUS_LENGTH), nullable=False),
+    Column("commit_sha", String(SHA_LENGTH), nullable=True),
+    Column("plan_sha256", String(SHA_LENGTH), nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("outcome", String(STATUS_LENGTH), nullable=False),
+    Column("reason", Text, nullable=True),
+    Index(None, "run_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_id", String(NAME_LENGTH), nullable=False),
+    Column("actor_name", String(NAME_LENGTH), nullable=True),
+    Column("action", String(NAME_LENGTH), nullable=False),
+    # Not a foreign key: the log keeps what was claimed, even a forged button's id of no run.
+    Column("run_id", Integer, nullable=True),
+    Column("detail", _json(), nullable=True),
+    sqlite_autoincrement=True,
+)

@@ -14,6 +14,15 @@ The store's guarantee behind "every run ends in exactly one terminal status":
 the status check and the update happen in one transaction that holds the write
 lock (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` elsewhere) with a
 compare-and-set update as a second guard.
+
+Slack delivery goes through the ``outbox`` table. The store's guarantees there:
+items of one channel are handed out strictly in id order, one at a time (only
+the oldest pending item of a channel is ever due, so a failing item holds back
+the ones behind it until it is sent or marked failed); :meth:`Store.claim_next`
+leases that item in a write transaction, so two senders never hold it at once;
+:meth:`Store.mark_sent` records the result (and, for a run's post, Slack's
+``ts``) in one transaction. A crash between Slack's answer and ``mark_sent``
+therefore resends at most the one claimed item per channel, once its lease ends.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +42,7 @@ from sqlalchemy import Connection, Engine, Row, create_engine, event, func, inse
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ColumnElement, Executable, Select
 
 from tfops.errors import TerminalError
 from tfops.models import DriftState, Run, RunKind, RunStatus, StackState, Trigger
@@ -84,6 +94,115 @@ class RunEvent:
     from_status: RunStatus | None
     to_status: RunStatus
     message: str
+
+
+class OutboxKind(StrEnum):
+    POST = "post"  # chat.postMessage: the one message of a run
+    UPDATE = "update"  # chat.update of the run's message
+    EPHEMERAL = "ephemeral"  # chat.postEphemeral, e.g. "you are not an approver"
+    FILE = "file"  # files_upload_v2 into the run's thread
+    THREAD = "thread"  # a reply in the run's thread
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # given up on: it no longer holds back the items behind it
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class DecisionSource(StrEnum):
+    SLACK = "slack"
+    CLI = "cli"
+
+
+class DecisionOutcome(StrEnum):
+    COUNTED = "counted"  # counts towards approvals_required (or rejects the run)
+    REFUSED = "refused"  # not an approver, stale binding, run no longer awaiting approval
+    DUPLICATE = "duplicate"  # the same person's same decision already counts
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One notification waiting for (or done with) delivery to Slack."""
+
+    id: int
+    channel: str
+    run_id: int | None
+    kind: OutboxKind
+    payload: dict[str, Any]
+    status: OutboxStatus
+    attempts: int  # finished attempts that did not deliver (mark_retry, mark_failed)
+    next_attempt_at: datetime  # not due before; also the end of a claim's lease
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    result: dict[str, Any] | None  # what Slack answered that matters later, e.g. {"ts": ...}
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """The Slack message that shows a run, so later updates edit it in place."""
+
+    run_id: int
+    channel: str
+    ts: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One approve or reject of a run, as given, whether it counted or not."""
+
+    id: int
+    run_id: int
+    decision: DecisionKind
+    actor_id: str  # Slack user id, or the local user name for the CLI
+    actor_name: str | None
+    source: DecisionSource
+    commit_sha: str | None  # the binding the decision was made against
+    plan_sha256: str | None
+    at: datetime
+    outcome: DecisionOutcome
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the append-only audit log."""
+
+    id: int
+    at: datetime
+    actor_id: str
+    actor_name: str | None
+    action: str
+    run_id: int | None  # as claimed by the request; the run need not exist
+    detail: dict[str, Any] | None
+
+
+class OutboxItemNotFound(TerminalError):
+    hint = "outbox items are never deleted; check the id the sender holds"
+
+
+class OutboxItemNotPending(TerminalError):
+    """A retry or failure was recorded for an item that is already sent or failed."""
+
+    hint = "another sender finished this item first; nothing to do"
+
+
+# How long a claimed item is held by its sender before another may take it. Must exceed the
+# longest delivery attempt, including any waiting the Slack client does inside one call.
+DEFAULT_CLAIM_LEASE = timedelta(minutes=2)
+
+# Delivery errors are kept for people to read; an HTML error page from a proxy need not be.
+MAX_OUTBOX_ERROR_CHARS = 2000
+
+# Channels whose heads claim_next tries in one transaction before giving up (PostgreSQL races).
+_CLAIM_CANDIDATES = 8
 
 
 def utc_now() -> datetime:
@@ -353,6 +472,285 @@ class Store:
         with self._writing() as connection:
             connection.execute(_upsert_meta(connection, key, value, utc_now()))
 
+    # -- outbox --------------------------------------------------------------------------------------
+
+    def enqueue(
+        self, channel: str, kind: OutboxKind, payload: dict[str, Any], run_id: int | None = None
+    ) -> int:
+        """Add a notification for ``channel`` behind every earlier one; returns its id.
+
+        ``payload`` must already be redacted: it is stored as given and sent to Slack.
+        """
+        if not channel:
+            raise ValueError("an outbox item needs a channel")
+        kind = OutboxKind(kind)
+        now = utc_now()
+        with self._writing() as connection:
+            if run_id is not None and _select_run(connection, run_id) is None:
+                raise RunNotFound(f"cannot enqueue a notification for run {run_id}: it does not exist")
+            result = connection.execute(
+                insert(schema.outbox).values(
+                    channel=channel,
+                    run_id=run_id,
+                    kind=kind.value,
+                    payload=payload,
+                    status=OutboxStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            return result.inserted_primary_key[0]
+
+    def get_outbox_item(self, item_id: int) -> OutboxItem | None:
+        with self._reading() as connection:
+            row = _select_outbox(connection, item_id)
+        return _outbox_item_from_row(row) if row else None
+
+    def pending_for(self, channel: str, limit: int = 100) -> list[OutboxItem]:
+        """The channel's queue, head first: the first item is the only one that may be sent now.
+
+        A sender that works through this list must go in order and stop at the first item
+        it cannot mark sent or failed.
+        """
+        query = (
+            select(schema.outbox)
+            .where(_is_pending(), schema.outbox.c.channel == channel)
+            .order_by(schema.outbox.c.id)
+            .limit(limit)
+        )
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [_outbox_item_from_row(row) for row in rows]
+
+    def next_due(self, now: datetime | None = None, limit: int = 100) -> list[OutboxItem]:
+        """The head of every channel's queue that is due at ``now``, oldest first.
+
+        At most one item per channel: an item is never due while an earlier item of its
+        channel is pending, so delivering what this returns keeps each channel in order.
+        """
+        with self._reading() as connection:
+            rows = connection.execute(_due_heads(now or utc_now()).limit(limit)).all()
+        return [_outbox_item_from_row(row) for row in rows]
+
+    def claim_next(
+        self,
+        channel: str | None = None,
+        *,
+        now: datetime | None = None,
+        lease: timedelta = DEFAULT_CLAIM_LEASE,
+    ) -> OutboxItem | None:
+        """Take the oldest due head (of ``channel``, or of any channel) for delivery, or None.
+
+        The claim pushes the item's ``next_attempt_at`` to ``now + lease`` in a write
+        transaction: no other sender sees it due until the lease ends. The holder ends the
+        claim with mark_sent, mark_retry or mark_failed. If the holder dies instead, the item
+        becomes due again when the lease ends and is sent again: the only case of a resend,
+        and it can only touch this one item of the channel.
+        """
+        if lease <= timedelta(0):
+            raise ValueError(f"a claim's lease must be positive, not {lease}")
+        now = now or utc_now()
+        with self._writing() as connection:
+            candidates = connection.execute(_due_heads(now, channel).limit(_CLAIM_CANDIDATES)).all()
+            for candidate in candidates:
+                # Compare-and-set: on PostgreSQL another sender may have claimed it since the read.
+                claimed = connection.execute(
+                    update(schema.outbox)
+                    .where(
+                        schema.outbox.c.id == candidate.id,
+                        _is_pending(),
+                        schema.outbox.c.next_attempt_at <= now,
+                    )
+                    .values(next_attempt_at=now + lease)
+                )
+                if claimed.rowcount == 1:
+                    return _outbox_item_from_row(_select_outbox(connection, candidate.id))
+        return None
+
+    def mark_sent(self, item_id: int, result: dict[str, Any] | None = None) -> bool:
+        """Record that Slack accepted the item; False when it was recorded as sent already.
+
+        For a run's ``post`` whose ``result`` carries Slack's ``ts``, the run's message is
+        recorded in the same transaction (under ``result["channel"]``, the channel id Slack
+        answers with, when given), so an update can never lose track of the message it edits.
+        A late success of an item marked failed is still recorded: the message exists.
+        """
+        now = utc_now()
+        with self._writing() as connection:
+            row = _select_outbox(connection, item_id, for_update=True)
+            if row is None:
+                raise OutboxItemNotFound(f"outbox item {item_id} does not exist")
+            if row.status == OutboxStatus.SENT.value:
+                return False
+            moved = connection.execute(
+                update(schema.outbox)
+                .where(schema.outbox.c.id == item_id, schema.outbox.c.status == row.status)
+                .values(status=OutboxStatus.SENT.value, sent_at=now, result=result)
+            )
+            if moved.rowcount != 1:
+                return False
+            ts = (result or {}).get("ts")
+            if row.kind == OutboxKind.POST.value and row.run_id is not None and ts:
+                channel = (result or {}).get("channel") or row.channel
+                connection.execute(_upsert_slack_message(connection, row.run_id, channel, str(ts), now))
+            return True
+
+    def mark_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
+        """Count a failed attempt and hold the item (and its channel) until ``next_attempt_at``.
+
+        ``error`` must be redacted; it is clipped to MAX_OUTBOX_ERROR_CHARS.
+        """
+        self._record_failed_attempt(item_id, error, next_attempt_at=next_attempt_at)
+
+    def mark_failed(self, item_id: int, error: str) -> None:
+        """Give up on the item: count the attempt, keep the error, let its channel move on."""
+        self._record_failed_attempt(item_id, error, status=OutboxStatus.FAILED.value)
+
+    def outbox_depth(self) -> int:
+        """How many notifications are waiting to be delivered, over all channels."""
+        query = select(func.count()).select_from(schema.outbox).where(_is_pending())
+        with self._reading() as connection:
+            return connection.execute(query).scalar_one()
+
+    def _record_failed_attempt(self, item_id: int, error: str, **values: Any) -> None:
+        with self._writing() as connection:
+            row = _select_outbox(connection, item_id, for_update=True)
+            if row is None:
+                raise OutboxItemNotFound(f"outbox item {item_id} does not exist")
+            if row.status != OutboxStatus.PENDING.value:
+                raise OutboxItemNotPending(f"outbox item {item_id} is {row.status}, not pending")
+            connection.execute(
+                update(schema.outbox)
+                .where(schema.outbox.c.id == item_id)
+                .values(attempts=schema.outbox.c.attempts + 1, last_error=_clip_error(error), **values)
+            )
+
+    # -- Slack messages ------------------------------------------------------------------------------
+
+    def set_slack_message(self, run_id: int, channel: str, ts: str) -> None:
+        """Remember the message that shows the run, replacing any earlier one."""
+        with self._writing() as connection:
+            if _select_run(connection, run_id) is None:
+                raise RunNotFound(f"run {run_id} does not exist")
+            connection.execute(_upsert_slack_message(connection, run_id, channel, ts, utc_now()))
+
+    def get_slack_message(self, run_id: int) -> SlackMessage | None:
+        query = select(schema.slack_messages).where(schema.slack_messages.c.run_id == run_id)
+        with self._reading() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return SlackMessage(run_id=row.run_id, channel=row.channel, ts=row.ts, updated_at=row.updated_at)
+
+    # -- decisions and audit -------------------------------------------------------------------------
+
+    def record_decision(
+        self,
+        run_id: int,
+        decision: DecisionKind,
+        actor_id: str,
+        actor_name: str | None,
+        source: DecisionSource,
+        commit_sha: str | None,
+        plan_sha256: str | None,
+        outcome: DecisionOutcome,
+        reason: str | None = None,
+    ) -> Decision:
+        """Record a decision as given and return it as recorded.
+
+        One person counts once: a ``counted`` decision by an actor whose same decision on
+        this run already counts is recorded as ``duplicate`` instead; the returned
+        Decision says so. The check and the insert share one transaction that holds the
+        write lock (and the run's row lock on PostgreSQL), so a double click cannot count twice.
+        """
+        decision = DecisionKind(decision)
+        source = DecisionSource(source)
+        outcome = DecisionOutcome(outcome)
+        if not actor_id:
+            raise ValueError("a decision needs the actor's id")
+        now = utc_now()
+        with self._writing() as connection:
+            if _select_run(connection, run_id, for_update=True) is None:
+                raise RunNotFound(f"run {run_id} does not exist")
+            if outcome is DecisionOutcome.COUNTED and _already_counts(connection, run_id, actor_id, decision):
+                outcome = DecisionOutcome.DUPLICATE
+                reason = f"{actor_name or actor_id}'s {decision} of run {run_id} already counts"
+            result = connection.execute(
+                insert(schema.decisions).values(
+                    run_id=run_id,
+                    decision=decision.value,
+                    actor_id=actor_id,
+                    actor_name=actor_name,
+                    source=source.value,
+                    commit_sha=commit_sha,
+                    plan_sha256=plan_sha256,
+                    at=now,
+                    outcome=outcome.value,
+                    reason=reason,
+                )
+            )
+            decision_id = result.inserted_primary_key[0]
+            row = connection.execute(
+                select(schema.decisions).where(schema.decisions.c.id == decision_id)
+            ).one()
+            return _decision_from_row(row)
+
+    def decisions(self, run_id: int) -> list[Decision]:
+        """Every decision given on the run, counted or not, oldest first."""
+        return self._select_decisions(schema.decisions.c.run_id == run_id)
+
+    def counted_approvals(self, run_id: int) -> list[Decision]:
+        """The approvals that count towards the run's quorum: one per person, oldest first."""
+        counted = self._select_decisions(
+            schema.decisions.c.run_id == run_id,
+            schema.decisions.c.decision == DecisionKind.APPROVE.value,
+            schema.decisions.c.outcome == DecisionOutcome.COUNTED.value,
+        )
+        return _first_per_actor(counted)
+
+    def audit(
+        self,
+        actor_id: str,
+        actor_name: str | None,
+        action: str,
+        run_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append to the audit log. Entries are never changed or removed by tfops.
+
+        ``run_id`` is kept as given, even when no such run exists (a forged button);
+        ``detail`` must already be redacted.
+        """
+        now = utc_now()
+        with self._writing() as connection:
+            result = connection.execute(
+                insert(schema.audit_log).values(
+                    at=now,
+                    actor_id=actor_id,
+                    actor_name=actor_name,
+                    action=action,
+                    run_id=run_id,
+                    detail=detail,
+                )
+            )
+            entry_id = result.inserted_primary_key[0]
+            row = connection.execute(select(schema.audit_log).where(schema.audit_log.c.id == entry_id)).one()
+            return _audit_entry_from_row(row)
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries first."""
+        query = select(schema.audit_log).order_by(schema.audit_log.c.id.desc()).limit(limit)
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [_audit_entry_from_row(row) for row in rows]
+
+    def _select_decisions(self, *conditions: Any) -> list[Decision]:
+        query = select(schema.decisions).where(*conditions).order_by(schema.decisions.c.id)
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [_decision_from_row(row) for row in rows]
+
     # -- connections ---------------------------------------------------------------------------------
 
     @contextmanager
@@ -517,4 +915,127 @@ def _stack_from_row(row: Row) -> StackState:
         updated_at=row.updated_at,
         # StackState has no drift_summary field; it travels in `extra` so models.py stays as is.
         extra={"drift_summary": row.drift_summary} if row.drift_summary is not None else {},
+    )
+
+
+# -- outbox, decisions and audit rows (pure where possible) -----------------------------------------
+
+
+def _is_pending() -> ColumnElement[bool]:
+    return schema.outbox.c.status == OutboxStatus.PENDING.value
+
+
+def _due_heads(now: datetime, channel: str | None = None) -> Select:
+    """The oldest pending item of each channel, when it is due at ``now``, oldest first."""
+    heads = select(func.min(schema.outbox.c.id).label("id")).where(_is_pending())
+    if channel is not None:
+        heads = heads.where(schema.outbox.c.channel == channel)
+    head_ids = heads.group_by(schema.outbox.c.channel).subquery()
+    return (
+        select(schema.outbox)
+        .join(head_ids, schema.outbox.c.id == head_ids.c.id)
+        .where(schema.outbox.c.next_attempt_at <= now)
+        .order_by(schema.outbox.c.id)
+    )
+
+
+def _select_outbox(connection: Connection, item_id: int, *, for_update: bool = False) -> Row | None:
+    query = select(schema.outbox).where(schema.outbox.c.id == item_id)
+    if for_update:
+        query = query.with_for_update()
+    return connection.execute(query).first()
+
+
+def _clip_error(error: str) -> str:
+    if len(error) <= MAX_OUTBOX_ERROR_CHARS:
+        return error
+    return error[:MAX_OUTBOX_ERROR_CHARS] + " … (clipped)"
+
+
+def _upsert_slack_message(
+    connection: Connection, run_id: int, channel: str, ts: str, now: datetime
+) -> Executable:
+    dialect = connection.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {dialect}")
+    dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = dialect_insert(schema.slack_messages).values(
+        run_id=run_id, channel=channel, ts=ts, updated_at=now
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[schema.slack_messages.c.run_id],
+        set_={
+            "channel": statement.excluded.channel,
+            "ts": statement.excluded.ts,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+
+
+def _already_counts(connection: Connection, run_id: int, actor_id: str, decision: DecisionKind) -> bool:
+    query = (
+        select(func.count())
+        .select_from(schema.decisions)
+        .where(
+            schema.decisions.c.run_id == run_id,
+            schema.decisions.c.actor_id == actor_id,
+            schema.decisions.c.decision == decision.value,
+            schema.decisions.c.outcome == DecisionOutcome.COUNTED.value,
+        )
+    )
+    return connection.execute(query).scalar_one() > 0
+
+
+def _first_per_actor(decisions: Iterable[Decision]) -> list[Decision]:
+    seen: set[str] = set()
+    first: list[Decision] = []
+    for decision in decisions:
+        if decision.actor_id not in seen:
+            seen.add(decision.actor_id)
+            first.append(decision)
+    return first
+
+
+def _outbox_item_from_row(row: Row) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        channel=row.channel,
+        run_id=row.run_id,
+        kind=OutboxKind(row.kind),
+        payload=row.payload,
+        status=OutboxStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        result=row.result,
+    )
+
+
+def _decision_from_row(row: Row) -> Decision:
+    return Decision(
+        id=row.id,
+        run_id=row.run_id,
+        decision=DecisionKind(row.decision),
+        actor_id=row.actor_id,
+        actor_name=row.actor_name,
+        source=DecisionSource(row.source),
+        commit_sha=row.commit_sha,
+        plan_sha256=row.plan_sha256,
+        at=row.at,
+        outcome=DecisionOutcome(row.outcome),
+        reason=row.reason,
+    )
+
+
+def _audit_entry_from_row(row: Row) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        actor_id=row.actor_id,
+        actor_name=row.actor_name,
+        action=row.action,
+        run_id=row.run_id,
+        detail=row.detail,
     )
