@@ -6,7 +6,6 @@ the tests may wipe) to run the same scenarios on PostgreSQL as well; without it 
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, Table, create_engine, inspect, text
+from sqlalchemy import Column, Integer, MetaData, Table, inspect
 
 from tfops.errors import TerminalError
 from tfops.models import DriftState, RunKind, RunStatus, Trigger, TriggerSource
@@ -24,25 +23,6 @@ from tfops.store.schema import metadata
 POLL = Trigger(source=TriggerSource.POLL, actor="poll")
 SHA_A = "a" * 40
 SHA_B = "b" * 40
-
-
-def empty_postgres_url() -> str:
-    url = os.environ.get("TFOPS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("TFOPS_TEST_POSTGRES_URL is not set")
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return empty_postgres_url()
-    return Store.sqlite_url(tmp_path / "state" / "tfops.db")
 
 
 @pytest.fixture

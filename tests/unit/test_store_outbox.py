@@ -7,17 +7,15 @@ append-only audit log. Set TFOPS_TEST_POSTGRES_URL to run the same scenarios on 
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
 from tfops.store import RunNotFound, Store
@@ -42,25 +40,6 @@ NEW_TABLES = {"outbox", "slack_messages", "decisions", "audit_log"}
 APPROVE, REJECT = DecisionKind.APPROVE, DecisionKind.REJECT
 SLACK = DecisionSource.SLACK
 COUNTED, REFUSED, DUPLICATE = DecisionOutcome.COUNTED, DecisionOutcome.REFUSED, DecisionOutcome.DUPLICATE
-
-
-def empty_postgres_url() -> str:
-    url = os.environ.get("TFOPS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("TFOPS_TEST_POSTGRES_URL is not set")
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return empty_postgres_url()
-    return Store.sqlite_url(tmp_path / "state" / "tfops.db")
 
 
 @pytest.fixture
