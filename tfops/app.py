@@ -20,7 +20,9 @@ from tfops.errors import ConfigError, GitFetchError, TfopsError
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.models import IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import MultiNotifier, Notifier
+from tfops.notify.blocks import CommitInfo
 from tfops.notify.console import LogNotifier
+from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
 from tfops.scheduler import RepoPoller, RunQueue, Scheduler, StackRegistry, queue_drift_check
 from tfops.stacks import discover_stacks
@@ -78,6 +80,7 @@ class App:
             fetch_timeout=settings.repo.fetch_timeout,
         )
         self.notifier = MultiNotifier(LogNotifier(), *notifiers)
+        self.outbox_sender = self._slack_delivery()
         self.transitions = Transitions(self.store, self.notifier)
         self.registry = StackRegistry(
             discover=lambda root: discover_stacks(root, settings.stacks, settings.defaults),
@@ -126,6 +129,8 @@ class App:
         """Clone if needed and settle what a previous process left behind."""
         self.git.ensure_clone()
         self.git.prune_views()
+        if self.outbox_sender is not None:
+            self.outbox_sender.start()  # before recover(): what a previous process left is sent too
         self.recover()
 
     def recover(self) -> None:
@@ -163,6 +168,7 @@ class App:
         log.info("stopping: no new runs; running Terraform gets one SIGINT and time to write state")
         self.scheduler.stop()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
+        self._stop_slack()
         self.store.close()
         log.info("stopped")
 
@@ -222,6 +228,7 @@ class App:
 
     def close(self) -> None:
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
+        self._stop_slack()
         self.store.close()
 
     # -- internals ---------------------------------------------------------------
@@ -235,6 +242,38 @@ class App:
             source=run.trigger.source, actor="tfops", note=f"re-plan after stale plan in run {run.id}"
         )
         self.queue.submit(run.stack, run.kind, trigger, run.commit_sha)
+
+    def _slack_delivery(self) -> OutboxSender | None:
+        """When Slack is configured: a notifier that fills the outbox, and the sender that empties it."""
+        slack = self.settings.slack
+        if not slack.enabled:
+            return None
+        if not (slack.channel or slack.channels):
+            raise ConfigError(
+                "slack.channel: not set; a Slack bot token is configured but there is no channel to post in",
+                hint="set slack.channel to a channel id such as C0123ABCD, or remove the slack token",
+            )
+        token = self.settings.slack_token()
+        sender = OutboxSender(self.store, web_client(token, slack.base_url, slack.timeout))
+        self.notifier.add(
+            SlackNotifier(
+                self.store,
+                slack.channel_for,
+                mention=slack.mention,
+                commit_info=self._commit_info,
+                on_enqueue=sender.wake,
+            )
+        )
+        return sender
+
+    def _commit_info(self, sha: str) -> CommitInfo:
+        revision = self.git.revision(sha)
+        return CommitInfo(sha=revision.sha, subject=revision.subject, author=revision.author)
+
+    def _stop_slack(self) -> None:
+        # Whatever is not delivered yet stays in the outbox; the next start sends it.
+        if self.outbox_sender is not None:
+            self.outbox_sender.stop()
 
     def _git_env(self) -> dict[str, str]:
         repo = self.settings.repo

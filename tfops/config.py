@@ -63,6 +63,7 @@ __all__ = [
     "Duration",
     "RepoSettings",
     "Settings",
+    "SlackSettings",
     "StackDefaults",
     "StackEntry",
     "StoreSettings",
@@ -376,6 +377,65 @@ class StoreSettings(_Section):
         yield "url", mask_url_password(self.url) if self.url else None
 
 
+# --------------------------------------------------------------------------- slack
+
+_SLACK_SECRET_HINT = (
+    "put the bot token in an environment variable and set slack.bot_token_env to its NAME, "
+    "or in a file and set slack.bot_token_file to its path"
+)
+_SLACK_CHANNEL = re.compile(r"[A-Za-z0-9#][A-Za-z0-9._#-]{0,79}")  # an id (C0123...) or a #name
+_SLACK_MENTION = re.compile(r"S[A-Z0-9]{1,30}")
+
+
+def _slack_channel(channel: str) -> str:
+    channel = channel.strip()
+    if not _SLACK_CHANNEL.fullmatch(channel):
+        raise ValueError("must be a Slack channel id such as C0123ABCD (or a channel name)")
+    return channel
+
+
+def _slack_mention(group: str) -> str:
+    if not _SLACK_MENTION.fullmatch(group):
+        raise ValueError("must be a Slack user group id such as S0123ABCD")
+    return group
+
+
+def _slack_base_url(url: str) -> str:
+    if urlsplit(url).scheme not in ("https", "http") or not url.endswith("/"):
+        raise ValueError("must be an http(s) URL ending in '/', such as https://slack.com/api/")
+    return url
+
+
+SlackChannel = Annotated[str, AfterValidator(_slack_channel)]
+
+
+class SlackSettings(_Section):
+    """Slack delivery; enabled exactly when a bot token source is set."""
+
+    bot_token_env: Annotated[str, AfterValidator(_token_env)] | None = None
+    bot_token_file: ConfigPath | None = None
+    channel: SlackChannel | None = None  # the default channel for every stack
+    channels: Annotated[dict[str, SlackChannel], AfterValidator(FrozenDict)] = Field(
+        default_factory=FrozenDict
+    )
+    mention: Annotated[str, AfterValidator(_slack_mention)] | None = None  # paged on failures
+    base_url: Annotated[str, AfterValidator(_slack_base_url)] = "https://slack.com/api/"
+    timeout: PositiveDuration = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token_env or self.bot_token_file)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> SlackSettings:
+        if self.bot_token_env and self.bot_token_file:
+            raise ValueError("set slack.bot_token_env or slack.bot_token_file, not both")
+        return self
+
+    def channel_for(self, stack: str) -> str | None:
+        return self.channels.get(stack, self.channel)
+
+
 # --------------------------------------------------------------------------- stacks
 
 
@@ -473,6 +533,7 @@ class Settings(BaseSettings):
     repo: RepoSettings = Field(default_factory=RepoSettings)
     terraform: TerraformSettings = Field(default_factory=TerraformSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
     redact_patterns: tuple[RegexPattern, ...] = Field(default=(), repr=False)  # may hold literal secrets
     defaults: StackDefaults = Field(default_factory=StackDefaults)
     stacks: tuple[StackEntry, ...] = ()
@@ -557,18 +618,32 @@ class Settings(BaseSettings):
             return _read_token_file(self.repo.token_file)
         return None
 
+    def slack_token(self) -> str | None:
+        """The Slack bot token from ``slack.bot_token_env`` or ``slack.bot_token_file``; None when off."""
+        slack = self.slack
+        if slack.bot_token_env:
+            value = (self._environ.get(slack.bot_token_env) or "").strip()
+            if not value:
+                raise ConfigError(
+                    f"slack.bot_token_env: the environment variable {slack.bot_token_env} is not set or empty"
+                )
+            return value
+        if slack.bot_token_file:
+            return _read_token_file(slack.bot_token_file, "slack.bot_token_file")
+        return None
 
-def _read_token_file(path: Path) -> str:
+
+def _read_token_file(path: Path, field: str = "repo.token_file") -> str:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ConfigError(f"repo.token_file: {path} does not exist") from None
+        raise ConfigError(f"{field}: {path} does not exist") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"repo.token_file: {path} is not UTF-8 text") from None
+        raise ConfigError(f"{field}: {path} is not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(f"repo.token_file: cannot read {path} ({exc.strerror})") from None
+        raise ConfigError(f"{field}: cannot read {path} ({exc.strerror})") from None
     if not value:
-        raise ConfigError(f"repo.token_file: {path} is empty")
+        raise ConfigError(f"{field}: {path} is empty")
     return value
 
 
@@ -704,6 +779,7 @@ _FILE_RELATIVE_PATHS = (
     ("repo", "checkout_dir"),
     ("repo", "ssh_key_file"),
     ("repo", "token_file"),
+    ("slack", "bot_token_file"),
     ("terraform", "cli_config"),
     ("terraform", "plugin_cache_dir"),
 )
@@ -864,6 +940,8 @@ def _unknown_key_reason(loc: tuple[str | int, ...]) -> str:
     key = str(loc[-1])
     if loc[-2:] in (("repo", "token"), ("repo", "password")):
         return f"inline secrets are not accepted; {_SECRET_HINT}"
+    if loc[-2:] in (("slack", "token"), ("slack", "bot_token"), ("slack", "app_token")):
+        return f"inline secrets are not accepted; {_SLACK_SECRET_HINT}"
     allowed = _allowed_keys(loc[:-1])
     if not allowed:
         return "unknown key"
