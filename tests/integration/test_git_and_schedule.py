@@ -73,11 +73,16 @@ def test_the_scheduler_checks_drift_on_each_stacks_timer(setup, demo_cloud):
         wait_for(lambda: app.store.get_stack("app") and app.store.get_stack("app").applied_sha, timeout=60)
         edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
 
-        wait_for(lambda: app.store.get_stack("app").drift is DriftState.DRIFTED, timeout=60, what="drift")
+        def finished_drift_run():
+            runs = app.store.list_runs(stack="app", limit=50)
+            return next((r for r in runs if r.kind is RunKind.DRIFT and r.status is RunStatus.PLANNED), None)
 
-        drift_runs = [r for r in app.store.list_runs(stack="app", limit=50) if r.kind is RunKind.DRIFT]
-        assert drift_runs[0].trigger.source.value == "drift_timer"
-        assert drift_runs[0].status is RunStatus.PLANNED
+        # The timer fires every 2 s, so newer drift runs may be in flight: wait for one that finished.
+        run = wait_for(finished_drift_run, timeout=60, what="a drift run that found the edit")
+
+        assert run.trigger.source.value == "drift_timer"
+        assert app.store.get_stack("app").drift is DriftState.DRIFTED
+        assert [entry["address"] for entry in run.summary["drift"]] == ["demo_object.app-web"]
         assert app.scheduler.next_drift_check("app") is not None
     finally:
         app.scheduler.stop()
