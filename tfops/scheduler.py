@@ -180,6 +180,10 @@ class RepoPoller:
         self.first_backoff = first_backoff
         self.last_fetch: FetchResult | None = None
         self.last_error: str | None = None
+        # The head whose deploys this process has already worked out. A poll that finds the
+        # same head again has nothing new to decide: skip the per-stack checks (a git diff
+        # per stack whose applied commit is behind the head) until the head moves.
+        self._settled_head: str | None = None
 
     def poll(self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll") -> list[Run]:
         try:
@@ -198,15 +202,21 @@ class RepoPoller:
         stacks = self.registry.refresh()
         self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
         self.store.set_head_all(fetched.head.sha)
-        return self.queue_deploys(stacks.values(), fetched, source=source, actor=actor)
+        if fetched.head.sha == self._settled_head:
+            return []
+        queued = self.queue_deploys(stacks.values(), fetched, source=source, actor=actor)
+        self._settled_head = fetched.head.sha
+        return queued
 
     def queue_deploys(
         self, stacks: Iterable[Stack], fetched: FetchResult, *, source: TriggerSource, actor: str
     ) -> list[Run]:
         head = fetched.head.sha
         queued = []
+        detector = ModuleAwareDetector(self.registry.root)
+        diffs: dict[str, frozenset[str] | None] = {}  # one git diff per distinct applied commit
         for stack in sorted(stacks, key=lambda s: s.name):
-            reason = self._deploy_reason(stack, head)
+            reason = self._deploy_reason(stack, head, detector, diffs)
             if reason is None:
                 continue
             state = self.store.get_stack(stack.name)
@@ -222,7 +232,13 @@ class RepoPoller:
                 queued.append(run)
         return queued
 
-    def _deploy_reason(self, stack: Stack, head: str) -> str | None:
+    def _deploy_reason(
+        self,
+        stack: Stack,
+        head: str,
+        detector: ModuleAwareDetector,
+        diffs: dict[str, frozenset[str] | None],
+    ) -> str | None:
         """Why `stack` needs a deploy at `head`, or None. Each rule says why not."""
         last = _last_deploy(self.store, stack.name)
         if last is not None and last.commit_sha == head:
@@ -232,10 +248,12 @@ class RepoPoller:
             return "never applied by tfops"
         if state.applied_sha == head:
             return None
-        changed = self.git.changed_paths(state.applied_sha, head)
+        if state.applied_sha not in diffs:
+            diffs[state.applied_sha] = self.git.changed_paths(state.applied_sha, head)
+        changed = diffs[state.applied_sha]
         if changed is None:
             return f"history since {state.applied_sha[:10]} is unknown"
-        if not affected_stacks([stack], changed, ModuleAwareDetector(self.registry.root)):
+        if not affected_stacks([stack], changed, detector):
             return None
         return f"changed since {state.applied_sha[:10]}"
 

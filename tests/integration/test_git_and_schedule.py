@@ -161,3 +161,36 @@ def test_views_of_processes_that_are_gone_are_pruned_and_live_ones_kept(tmp_path
 
     assert not dead.parent.exists()
     assert alive.exists()
+
+
+@pytest.mark.terraform
+def test_polls_that_find_the_same_head_do_no_per_stack_git_work(setup, demo_cloud):
+    remote, config, env = setup
+    remote.commit_and_push("db", {"stacks/db/main.tf": demo_stack(demo_cloud, {"db-main": "v1"})})
+    app = make_app(config(), env)
+
+    class CountingGit:
+        """The real GitSource, counting the diffs the poller asks for."""
+
+        def __init__(self, real):
+            self.real, self.diffs = real, 0
+
+        def changed_paths(self, old, new):
+            self.diffs += 1
+            return self.real.changed_paths(old, new)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    try:
+        assert app.reconcile_once().exit_code == 0
+        remote.commit_and_push("db v2", {"stacks/db/main.tf": demo_stack(demo_cloud, {"db-main": "v2"})})
+        app.poller.git = counting = CountingGit(app.git)
+        assert [run.stack for run in app.poller.poll()] == ["db"]
+        app.queue.wait_idle(60)
+        assert counting.diffs == 1  # app and db were applied at the same commit: one diff serves both
+
+        assert app.poller.poll() == []
+        assert counting.diffs == 1, "an unchanged head must not be re-examined stack by stack"
+    finally:
+        app.close()
