@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -177,8 +178,11 @@ class Reconciler:
             return self.transitions.mark_failed(
                 current, redact(str(exc)), exit_code=getattr(exc, "exit_code", None)
             )
-        except Exception as exc:
-            log.exception("run %s crashed inside tfops", run.id)
+        except Exception as exc:  # noqa: BLE001 - a bug in tfops must still end the run
+            # The exception's own text may quote plan data: log it redacted, with the frames
+            # (code locations only) for the bug report.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("run %s crashed inside tfops: %s\n%s", run.id, redact(repr(exc)), frames)
             return self.transitions.mark_failed(self._current(run), redact(f"internal error: {exc!r}"))
 
     def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
