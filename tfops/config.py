@@ -379,12 +379,17 @@ class StoreSettings(_Section):
 
 # --------------------------------------------------------------------------- slack
 
-_SLACK_SECRET_HINT = (
-    "put the bot token in an environment variable and set slack.bot_token_env to its NAME, "
-    "or in a file and set slack.bot_token_file to its path"
-)
+
+def _slack_secret_hint(name: str) -> str:
+    return (
+        f"put it in an environment variable and set slack.{name}_env to its NAME, "
+        f"or in a file and set slack.{name}_file to its path"
+    )
+
+
 _SLACK_CHANNEL = re.compile(r"[A-Za-z0-9#][A-Za-z0-9._#-]{0,79}")  # an id (C0123...) or a #name
 _SLACK_MENTION = re.compile(r"S[A-Z0-9]{1,30}")
+_SLACK_APPROVER = re.compile(r"[UWS][A-Z0-9]{1,30}")  # a user id (U…, W… on Enterprise Grid) or a group (S…)
 
 
 def _slack_channel(channel: str) -> str:
@@ -406,7 +411,18 @@ def _slack_base_url(url: str) -> str:
     return url
 
 
+def _slack_approver(approver: str) -> str:
+    approver = approver.strip()
+    if not _SLACK_APPROVER.fullmatch(approver):
+        raise ValueError(
+            f"{approver!r} is not a Slack user id (U0123ABCD) or user group id (S0123ABCD); "
+            "names and @handles can be renamed, ids cannot"
+        )
+    return approver
+
+
 SlackChannel = Annotated[str, AfterValidator(_slack_channel)]
+SlackApprover = Annotated[str, AfterValidator(_slack_approver)]
 
 
 class SlackSettings(_Section):
@@ -421,19 +437,60 @@ class SlackSettings(_Section):
     mention: Annotated[str, AfterValidator(_slack_mention)] | None = None  # paged on failures
     base_url: Annotated[str, AfterValidator(_slack_base_url)] = "https://slack.com/api/"
     timeout: PositiveDuration = 30.0
+    # How button clicks reach tfops: Socket Mode needs no inbound port; HTTP mode needs `http.listen`.
+    mode: Annotated[Literal["socket", "http"], BeforeValidator(_lower)] = "socket"
+    app_token_env: Annotated[str, AfterValidator(_token_env)] | None = None  # Socket Mode (xapp-…)
+    app_token_file: ConfigPath | None = None
+    signing_secret_env: Annotated[str, AfterValidator(_token_env)] | None = None  # HTTP mode
+    signing_secret_file: ConfigPath | None = None
+    usergroup_cache: PositiveDuration = 300.0  # how long approver group members are trusted
 
     @property
     def enabled(self) -> bool:
         return bool(self.bot_token_env or self.bot_token_file)
 
+    @property
+    def interactive(self) -> bool:
+        """Whether button clicks can reach tfops (the other transport's settings are ignored)."""
+        if self.mode == "http":
+            return bool(self.signing_secret_env or self.signing_secret_file)
+        return bool(self.app_token_env or self.app_token_file)
+
     @model_validator(mode="after")
     def _one_token_source(self) -> SlackSettings:
-        if self.bot_token_env and self.bot_token_file:
-            raise ValueError("set slack.bot_token_env or slack.bot_token_file, not both")
+        for name in ("bot_token", "app_token", "signing_secret"):
+            if getattr(self, f"{name}_env") and getattr(self, f"{name}_file"):
+                raise ValueError(f"set slack.{name}_env or slack.{name}_file, not both")
         return self
 
     def channel_for(self, stack: str) -> str | None:
         return self.channels.get(stack, self.channel)
+
+
+# --------------------------------------------------------------------------- http
+
+
+def _listen(value: str) -> str:
+    value = value.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, such as 127.0.0.1:8080 or [::1]:8080")
+    return value
+
+
+class HttpSettings(_Section):
+    """The daemon's HTTP server (Slack HTTP mode); off unless `listen` is set."""
+
+    listen: Annotated[str, AfterValidator(_listen)] | None = None
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+    max_body: Annotated[int, Field(gt=0)] = 1 << 20  # bytes; larger requests get 413
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> HttpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("set both http.tls_cert and http.tls_key, or neither")
+        return self
 
 
 # --------------------------------------------------------------------------- stacks
@@ -445,6 +502,9 @@ class StackDefaults(_Section):
     on_merge: Annotated[OnMerge, BeforeValidator(_lower)] = OnMerge.APPLY
     on_drift: Annotated[OnDrift, BeforeValidator(_lower)] = OnDrift.NOTIFY
     drift_interval: Duration = 900.0  # 0 disables scheduled drift checks
+    approvers: tuple[SlackApprover, ...] = ()  # who may approve `ask` runs from Slack
+    approvals_required: Annotated[int, Field(ge=1, le=20)] = 1  # distinct people
+    approval_ttl: PositiveDuration = 86400.0  # an unapproved plan expires after this
 
 
 def _var_file(name: str) -> str:
@@ -475,6 +535,9 @@ class StackEntry(_Section):
     on_merge: Annotated[OnMerge, BeforeValidator(_lower)] | None = None  # None: take it from `defaults`
     on_drift: Annotated[OnDrift, BeforeValidator(_lower)] | None = None
     drift_interval: Duration | None = None
+    approvers: tuple[SlackApprover, ...] | None = None  # None: take them from `defaults`
+    approvals_required: Annotated[int, Field(ge=1, le=20)] | None = None
+    approval_ttl: PositiveDuration | None = None
     var_files: tuple[Annotated[str, AfterValidator(_var_file)], ...] = ()
     env: EnvMapping = Field(default_factory=FrozenDict, repr=False)  # values may be secrets
 
@@ -534,6 +597,7 @@ class Settings(BaseSettings):
     terraform: TerraformSettings = Field(default_factory=TerraformSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     redact_patterns: tuple[RegexPattern, ...] = Field(default=(), repr=False)  # may hold literal secrets
     defaults: StackDefaults = Field(default_factory=StackDefaults)
     stacks: tuple[StackEntry, ...] = ()
@@ -620,16 +684,28 @@ class Settings(BaseSettings):
 
     def slack_token(self) -> str | None:
         """The Slack bot token from ``slack.bot_token_env`` or ``slack.bot_token_file``; None when off."""
-        slack = self.slack
-        if slack.bot_token_env:
-            value = (self._environ.get(slack.bot_token_env) or "").strip()
+        return self._slack_secret("bot_token")
+
+    def slack_app_token(self) -> str | None:
+        """The app-level token (Socket Mode) from ``slack.app_token_env`` or ``_file``; None when unset."""
+        return self._slack_secret("app_token")
+
+    def slack_signing_secret(self) -> str | None:
+        """The signing secret (HTTP mode) from ``slack.signing_secret_env`` or ``_file``; None when unset."""
+        return self._slack_secret("signing_secret")
+
+    def _slack_secret(self, name: str) -> str | None:
+        env_name = getattr(self.slack, f"{name}_env")
+        file = getattr(self.slack, f"{name}_file")
+        if env_name:
+            value = (self._environ.get(env_name) or "").strip()
             if not value:
                 raise ConfigError(
-                    f"slack.bot_token_env: the environment variable {slack.bot_token_env} is not set or empty"
+                    f"slack.{name}_env: the environment variable {env_name} is not set or empty"
                 )
             return value
-        if slack.bot_token_file:
-            return _read_token_file(slack.bot_token_file, "slack.bot_token_file")
+        if file:
+            return _read_token_file(file, f"slack.{name}_file")
         return None
 
 
@@ -780,6 +856,10 @@ _FILE_RELATIVE_PATHS = (
     ("repo", "ssh_key_file"),
     ("repo", "token_file"),
     ("slack", "bot_token_file"),
+    ("slack", "app_token_file"),
+    ("slack", "signing_secret_file"),
+    ("http", "tls_cert"),
+    ("http", "tls_key"),
     ("terraform", "cli_config"),
     ("terraform", "plugin_cache_dir"),
 )
@@ -940,8 +1020,14 @@ def _unknown_key_reason(loc: tuple[str | int, ...]) -> str:
     key = str(loc[-1])
     if loc[-2:] in (("repo", "token"), ("repo", "password")):
         return f"inline secrets are not accepted; {_SECRET_HINT}"
-    if loc[-2:] in (("slack", "token"), ("slack", "bot_token"), ("slack", "app_token")):
-        return f"inline secrets are not accepted; {_SLACK_SECRET_HINT}"
+    if loc[-2:] in (
+        ("slack", "token"),
+        ("slack", "bot_token"),
+        ("slack", "app_token"),
+        ("slack", "signing_secret"),
+    ):
+        name = "bot_token" if key == "token" else key
+        return f"inline secrets are not accepted; {_slack_secret_hint(name)}"
     allowed = _allowed_keys(loc[:-1])
     if not allowed:
         return "unknown key"

@@ -63,6 +63,9 @@ TERMINAL_STATUSES = frozenset(
 # start-up means the previous daemon died mid-run.
 IN_FLIGHT_STATUSES = frozenset({RunStatus.PLANNING, RunStatus.APPROVED, RunStatus.APPLYING})
 
+# Statuses in which a run's saved plan may still be applied, so the plan file is kept.
+PLAN_KEPT_STATUSES = frozenset({RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED})
+
 
 class DriftState(StrEnum):
     IN_SYNC = "in_sync"
@@ -73,12 +76,14 @@ class DriftState(StrEnum):
 class OnMerge(StrEnum):
     APPLY = "apply"
     PLAN = "plan"
+    ASK = "ask"  # post the plan for approval; apply exactly that plan once approved
 
 
 class OnDrift(StrEnum):
     REMEDIATE = "remediate"
     NOTIFY = "notify"
     IGNORE = "ignore"
+    ASK = "ask"  # post the drift plan for approval; revert the drift once approved
 
 
 class TriggerSource(StrEnum):
@@ -101,6 +106,9 @@ class Stack:
     drift_interval: float = 900.0  # seconds; 0 disables scheduled drift checks
     on_merge: OnMerge = OnMerge.APPLY
     on_drift: OnDrift = OnDrift.NOTIFY
+    approvers: tuple[str, ...] = ()  # Slack user ids (U…/W…) and user group ids (S…)
+    approvals_required: int = 1  # distinct people
+    approval_ttl: float = 86400.0  # seconds a plan may wait for approval before it expires
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from tfops.models import DriftState, OnDrift, OnMerge, PlanSummary, RunKind, Sta
 class Action(StrEnum):
     APPLY = "apply"  # apply the saved plan now
     RECORD = "record"  # keep the plan, stop at `planned`
+    ASK = "ask"  # keep the plan and wait for approvers: `awaiting_approval`
     NOTHING = "nothing"  # the plan is empty: `no_changes`
 
 
@@ -54,21 +55,31 @@ def decide(
 def _decide_deploy(stack: Stack) -> Decision:
     if stack.on_merge is OnMerge.APPLY:
         return Decision(Action.APPLY, "on_merge: apply")
+    if stack.on_merge is OnMerge.ASK:
+        return Decision(Action.ASK, f"on_merge: ask; {_quorum(stack)} to apply this plan")
     return Decision(Action.RECORD, "on_merge: plan; the plan waits for a person")
 
 
 def _decide_drift(stack: Stack, *, commit_sha: str, code_applied: bool) -> Decision:
-    if stack.on_drift is not OnDrift.REMEDIATE:
+    if stack.on_drift not in (OnDrift.REMEDIATE, OnDrift.ASK):
         return Decision(Action.RECORD, f"on_drift: {stack.on_drift.value}; drift is recorded, not reverted")
     # A drift plan of code that was never deployed would also apply that code:
     # remediation must not become a back door around on_merge.
     if not code_applied:
         return Decision(
             Action.RECORD,
-            f"on_drift: remediate, but the stack's code at {commit_sha[:10]} is not deployed yet; "
-            "reverting drift would also apply new code, so it waits for the deploy",
+            f"on_drift: {stack.on_drift.value}, but the stack's code at {commit_sha[:10]} "
+            "is not deployed yet; reverting drift would also apply new code, so it waits for the deploy",
         )
+    if stack.on_drift is OnDrift.ASK:
+        return Decision(Action.ASK, f"on_drift: ask; {_quorum(stack)} to revert the drift")
     return Decision(Action.APPLY, "on_drift: remediate")
+
+
+def _quorum(stack: Stack) -> str:
+    if stack.approvals_required == 1:
+        return "one approval is needed"
+    return f"{stack.approvals_required} approvals by different people are needed"
 
 
 def drift_state_after_plan(summary: PlanSummary) -> DriftState:

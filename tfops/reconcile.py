@@ -26,27 +26,36 @@ from tfops.errors import (
     TfopsError,
 )
 from tfops.logs import run_context
-from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
+from tfops.models import PLAN_KEPT_STATUSES, DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.notify import Notifier, RunNotice
 from tfops.policy import Action, decide, drift_state_after_plan
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
-from tfops.terraform.runner import Deadline, TerraformRunner, Workspace
+from tfops.terraform.runner import Deadline, TerraformRunner, Workspace, sha256_file
 
 log = logging.getLogger(__name__)
 
 _QUEUED = {RunStatus.QUEUED}
 _PLANNING = {RunStatus.PLANNING}
 _APPLYING = {RunStatus.APPLYING}
+_AWAITING = {RunStatus.AWAITING_APPROVAL}
+_READY_TO_APPLY = {RunStatus.PLANNING, RunStatus.APPROVED}
+
+PLAN_FILE = "plan.tfplan"
 
 
 class Transitions:
-    """Named status changes: persist, then announce."""
+    """Named status changes: persist, then announce.
 
-    def __init__(self, store: Store, notifier: Notifier) -> None:
+    `runs_dir`: where runs keep their saved plans; a plan is deleted as soon as its run reaches a
+    status in which it can no longer be applied (it holds secrets in clear).
+    """
+
+    def __init__(self, store: Store, notifier: Notifier, runs_dir: Path | None = None) -> None:
         self.store = store
         self.notifier = notifier
+        self.runs_dir = runs_dir
 
     def mark_planning(self, run: Run, *, log_path: Path) -> Run:
         return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", log_path=str(log_path))
@@ -59,8 +68,26 @@ class Transitions:
 
     def mark_applying(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
         return self._move(
-            run, RunStatus.APPLYING, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
+            run, RunStatus.APPLYING, _READY_TO_APPLY, reason, summary=summary, plan_sha256=plan_sha256
         )
+
+    def mark_awaiting_approval(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+        return self._move(
+            run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
+        )
+
+    def mark_approved(self, run: Run, by: str) -> Run:
+        return self._move(run, RunStatus.APPROVED, _AWAITING, f"approved by {by}", decided_by=by)
+
+    def mark_rejected(self, run: Run, by: str) -> Run:
+        return self._move(run, RunStatus.REJECTED, _AWAITING, f"rejected by {by}", decided_by=by)
+
+    def mark_expired(self, run: Run, reason: str) -> Run:
+        return self._move(run, RunStatus.EXPIRED, _AWAITING, reason)
+
+    def note_decision(self, run: Run, message: str) -> None:
+        """A decision that does not move the run yet (one approval of two): announce it only."""
+        self.notifier.run_changed(RunNotice(run=run, message=message))
 
     def mark_applied(self, run: Run) -> Run:
         return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", exit_code=0)
@@ -92,6 +119,8 @@ class Transitions:
         if summary is not None:
             fields["summary"] = summary_to_dict(summary)
         updated = self.store.transition(run.id, to, allowed_from=allowed_from, message=message, **fields)
+        if self.runs_dir is not None and updated.status.is_terminal:
+            drop_plan_unless_kept(self.runs_dir / str(run.id), updated)
         self.notifier.run_changed(RunNotice(run=updated, message=message, summary=summary))
         return updated
 
@@ -131,18 +160,96 @@ class Reconciler:
         self.on_stale_plan = on_stale_plan
 
     def execute(self, run_id: int, cancel: proc.Cancel | None = None) -> Run:
-        """Run a queued run to its terminal status. Never raises for a run's own failure."""
+        """Run a queued run to its terminal status, or apply an approved one. Never raises for a
+        run's own failure."""
         run = self.store.get_run(run_id)
-        if run is None or run.status is not RunStatus.QUEUED:
+        if run is None or run.status not in (RunStatus.QUEUED, RunStatus.APPROVED):
             return run  # superseded or taken meanwhile: nothing to do
         stack = self.stacks().get(run.stack)
         if stack is None:
             return self.transitions.mark_failed(run, f"stack {run.stack!r} is no longer configured")
         try:
             with run_context(run.id, run.stack), self._stack_lock(stack, cancel):
+                if run.status is RunStatus.APPROVED:
+                    return self._apply_approved(self._current(run), stack, cancel)
                 return self._execute_locked(run, stack, cancel)
         except RunCancelled:
-            return self._current(run)  # never started: it stays queued for the next daemon
+            return self._current(run)  # never started: it stays queued (or approved) for the next daemon
+
+    def _apply_approved(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
+        """Apply exactly the plan people approved, after checking it is still the one they saw."""
+        if run.status is not RunStatus.APPROVED:
+            return run  # another process applied it meanwhile
+        run_dir = self.settings.runs_dir / str(run.id)
+        secrets: set[str] = set()
+        redact = self._redactor(secrets)
+        try:
+            return self._finish_approved(run, stack, run_dir, cancel, secrets, redact)
+        finally:
+            drop_plan_unless_kept(run_dir, self._current(run))
+
+    def _finish_approved(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
+        stale = self.stale_binding(run, stack)
+        if stale is not None:
+            return self._supersede_stale(run, stale)
+
+        def apply() -> Run:
+            return self._apply_saved_plan(run, stack, run_dir, cancel, secrets, redact)
+
+        return self._guarded(run, apply, redact)
+
+    def stale_binding(self, run: Run, stack: Stack) -> str | None:
+        """Why the run's saved plan may no longer be applied, or None while it still may.
+
+        The plan must be the file that was shown (same SHA-256), and the branch head must still
+        carry the code it was made from: no commit since then touches the stack.
+        """
+        plan_path = self.settings.runs_dir / str(run.id) / PLAN_FILE
+        if not run.plan_sha256 or not run.commit_sha:
+            return "the run has no recorded plan to apply"
+        if not plan_path.is_file():
+            return "the saved plan file is gone"
+        if sha256_file(plan_path) != run.plan_sha256:
+            return "the saved plan file no longer matches the plan that was shown"
+        state = self.store.get_stack(stack.name)
+        head = state.head_sha if state else None
+        if head is None or head == run.commit_sha:
+            return None
+        if not self.git.is_on_branch(run.commit_sha):
+            return f"commit {run.commit_sha[:10]} is no longer on the branch (force-push)"
+        changed = self.git.changed_paths(run.commit_sha, head)
+        with self.git.view(head) as tree:
+            if changed is None or affected_stacks([stack], changed, ModuleAwareDetector(tree)):
+                return f"the branch moved on to {head[:10]}, which changes this stack"
+        return None
+
+    def _supersede_stale(self, run: Run, why: str) -> Run:
+        done = self.transitions.mark_superseded(self._current(run), f"{why}; planning again")
+        if self.on_stale_plan is not None:
+            self.on_stale_plan(done)
+        return done
+
+    def _apply_saved_plan(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
+        deadline = Deadline(self.settings.timeout)
+        with self.git.view(run.commit_sha) as tree:
+            ws = Workspace(
+                stack=stack,
+                source_dir=tree / stack.path,
+                state_dir=self.settings.stacks_dir / stack.name,
+                run_dir=run_dir,
+            )
+            self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
+            # Learn the plan's secrets first, so that the apply's output is scrubbed of them.
+            shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
+            secrets.update(secrets_in(shown))
+            summary = summarize(shown, patterns=self.settings.redact_patterns)
+            run = self.transitions.mark_applying(
+                run, summary, run.plan_sha256, f"applying the plan approved by {run.decided_by}"
+            )
+            self.runner.apply(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
+            done = self.transitions.mark_applied(run)
+            self._after_success(done)
+            return done
 
     def _execute_locked(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
         run_dir = self.settings.runs_dir / str(run.id)
@@ -156,23 +263,25 @@ class Reconciler:
         try:
             run = self._finish(run, stack, run_dir, cancel, secrets, redact)
         finally:
-            _drop_plan_unless_kept(run_dir, self._current(run))
+            drop_plan_unless_kept(run_dir, self._current(run))
         return run
 
     def _finish(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
-        try:
+        def plan() -> Run:
             return self._plan_and_decide(run, stack, run_dir, cancel, secrets, redact)
+
+        return self._guarded(run, plan, redact)
+
+    def _guarded(self, run: Run, work: Callable[[], Run], redact: Callable[[str], str]) -> Run:
+        """Do the run's work; map every way it can fail to exactly one terminal status."""
+        try:
+            return work()
         except RunCancelled as exc:
             return self.transitions.mark_interrupted(run, redact(str(exc)))
         except RunTimedOut as exc:
             return self.transitions.mark_timed_out(self._current(run), redact(str(exc)))
         except StalePlanError as exc:
-            done = self.transitions.mark_superseded(
-                self._current(run), redact(f"{exc.args[0]}; planning again")
-            )
-            if self.on_stale_plan is not None:
-                self.on_stale_plan(done)
-            return done
+            return self._supersede_stale(run, redact(exc.args[0]))
         except TfopsError as exc:
             current = self._current(run)
             return self.transitions.mark_failed(
@@ -216,6 +325,10 @@ class Reconciler:
                 return done
             if decision.action is Action.RECORD:
                 return self.transitions.mark_planned(run, summary, plan.plan_sha256, decision.reason)
+            if decision.action is Action.ASK:
+                return self.transitions.mark_awaiting_approval(
+                    run, summary, plan.plan_sha256, decision.reason
+                )
             run = self.transitions.mark_applying(run, summary, plan.plan_sha256, decision.reason)
             self.runner.apply(ws, plan.plan_path, deadline=deadline, cancel=cancel, redact=redact)
             done = self.transitions.mark_applied(run)
@@ -290,8 +403,8 @@ class Reconciler:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _drop_plan_unless_kept(run_dir: Path, run: Run) -> None:
+def drop_plan_unless_kept(run_dir: Path, run: Run) -> None:
     """A saved plan holds secrets in clear; keep it only while it may still be applied."""
-    if run.status is RunStatus.PLANNED:
+    if run.status in PLAN_KEPT_STATUSES:
         return
-    (run_dir / "plan.tfplan").unlink(missing_ok=True)
+    (run_dir / PLAN_FILE).unlink(missing_ok=True)

@@ -32,6 +32,9 @@ from tfops.store import Store
 
 log = logging.getLogger(__name__)
 
+# Runs that have not started work yet and that a newer commit makes pointless.
+_WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
+
 
 class RunQueue:
     def __init__(
@@ -59,12 +62,14 @@ class RunQueue:
             if not self._accepting:
                 log.info("not queuing %s for %s: shutting down", kind.value, stack)
                 return None
-            queued = [run for run in self.store.open_runs(stack) if run.status is RunStatus.QUEUED]
-            if kind is RunKind.DRIFT and queued:
-                log.debug("drift check for %s coalesced into queued run %s", stack, queued[0].id)
+            open_runs = self.store.open_runs(stack)
+            waiting = [run for run in open_runs if run.status in _WAITING]
+            if kind is RunKind.DRIFT and waiting:
+                # A plan already waits for a worker or for approvers: it reports the same drift.
+                log.debug("drift check for %s coalesced into run %s", stack, waiting[0].id)
                 return None
             if kind is RunKind.DEPLOY:
-                self._supersede(queued, commit_sha)
+                self._supersede(waiting, commit_sha)
             run = self.store.create_run(
                 stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
             )
@@ -73,14 +78,17 @@ class RunQueue:
             return run
 
     def resume(self, runs: Iterable[Run]) -> None:
-        """Re-queue runs a previous daemon accepted but never started."""
+        """Queue existing runs: queued ones a previous daemon never started, approved ones to apply."""
         with self._cond:
+            if not self._accepting:
+                return  # they stay queued/approved in the store for the next start
             for run in sorted(runs, key=lambda r: r.id):
                 self._pending.append((run.id, run.stack))
             self._dispatch_locked()
 
-    def _supersede(self, queued: list[Run], commit_sha: str) -> None:
-        for run in queued:
+    def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
+        """A newer commit of the stack makes queued plans and plans awaiting approval pointless."""
+        for run in waiting:
             if run.kind in (RunKind.DEPLOY, RunKind.DRIFT):
                 try:
                     self.transitions.mark_superseded(run, f"superseded by commit {commit_sha[:10]}")
@@ -178,6 +186,7 @@ class RepoPoller:
         self.registry = registry
         self.fetch_attempts = fetch_attempts
         self.first_backoff = first_backoff
+        self._polling = threading.Lock()
         self.last_fetch: FetchResult | None = None
         self.last_error: str | None = None
         # The head whose deploys this process has already worked out. A poll that finds the
@@ -186,6 +195,11 @@ class RepoPoller:
         self._settled_head: str | None = None
 
     def poll(self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll") -> list[Run]:
+        # The timer and an approval (which fetches to learn the head) may poll at the same time.
+        with self._polling:
+            return self._poll(source, actor)
+
+    def _poll(self, source: TriggerSource, actor: str) -> list[Run]:
         try:
             if not self.git.has_clone():
                 self.git.ensure_clone()  # the remote was unreachable when the daemon started
@@ -243,19 +257,32 @@ class RepoPoller:
         last = _last_deploy(self.store, stack.name)
         if last is not None and last.commit_sha == head:
             return None  # this commit was already taken up for this stack (whatever its outcome)
+        if last is not None and last.status is RunStatus.AWAITING_APPROVAL:
+            if not self._changes_stack(stack, last.commit_sha, head, detector, diffs):
+                return None  # the plan awaiting approval is still the plan of this head
+            return f"changed since {last.commit_sha[:10]}, whose plan awaited approval"
         state = self.store.get_stack(stack.name)
         if state is None or state.applied_sha is None:
             return "never applied by tfops"
         if state.applied_sha == head:
             return None
-        if state.applied_sha not in diffs:
-            diffs[state.applied_sha] = self.git.changed_paths(state.applied_sha, head)
-        changed = diffs[state.applied_sha]
-        if changed is None:
-            return f"history since {state.applied_sha[:10]} is unknown"
-        if not affected_stacks([stack], changed, detector):
+        if not self._changes_stack(stack, state.applied_sha, head, detector, diffs):
             return None
         return f"changed since {state.applied_sha[:10]}"
+
+    def _changes_stack(
+        self,
+        stack: Stack,
+        since: str,
+        head: str,
+        detector: ModuleAwareDetector,
+        diffs: dict[str, frozenset[str] | None],
+    ) -> bool:
+        """Does any commit after `since` up to `head` touch the stack? Unknown history counts as yes."""
+        if since not in diffs:
+            diffs[since] = self.git.changed_paths(since, head)
+        changed = diffs[since]
+        return changed is None or bool(affected_stacks([stack], changed, detector))
 
 
 def _last_deploy(store: Store, stack: str) -> Run | None:
@@ -277,7 +304,11 @@ class Scheduler:
         store: Store,
         poll_interval: float,
         jitter: float = 0.1,
+        expire_approvals: Callable[[], object] | None = None,
+        expiry_interval: float = 30.0,
     ) -> None:
+        self.expire_approvals = expire_approvals
+        self.expiry_interval = expiry_interval
         self.poller = poller
         self.queue = queue
         self.registry = registry
@@ -297,7 +328,17 @@ class Scheduler:
             id="poll",
             next_run_time=datetime.now(UTC),
         )
+        if self.expire_approvals is not None:
+            self._aps.add_job(
+                self._expiry_job, IntervalTrigger(seconds=self.expiry_interval, timezone=UTC), id="expiry"
+            )
         self._aps.start()
+
+    def _expiry_job(self) -> None:
+        try:
+            self.expire_approvals()
+        except TfopsError as exc:
+            log.error("could not expire approval requests: %s", exc)
 
     def stop(self) -> None:
         if self._aps.running:

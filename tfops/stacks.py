@@ -141,6 +141,9 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
         drift_interval=defaults.drift_interval if entry.drift_interval is None else entry.drift_interval,
         on_merge=OnMerge(entry.on_merge or defaults.on_merge),
         on_drift=OnDrift(entry.on_drift or defaults.on_drift),
+        approvers=tuple(defaults.approvers if entry.approvers is None else entry.approvers),
+        approvals_required=entry.approvals_required or defaults.approvals_required,
+        approval_ttl=entry.approval_ttl or defaults.approval_ttl,
     )
 
 

@@ -312,7 +312,7 @@ def test_bad_enum_lists_the_choices_and_the_value(tmp_path):
             on_merge: aply
         """,
     )
-    assert "tfops.yaml: stacks.1.on_merge: must be one of apply, plan — got 'aply'" in config_error(path)
+    assert "tfops.yaml: stacks.1.on_merge: must be one of apply, plan, ask — got 'aply'" in config_error(path)
 
 
 def test_enum_values_are_case_insensitive(tmp_path):
