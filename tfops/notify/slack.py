@@ -27,10 +27,18 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tfops.models import PlanSummary, Run, RunKind, RunStatus
+from tfops.models import PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.notify import RunNotice
-from tfops.notify.blocks import FAILURE_STATUSES, CommitInfo, RunMessage, render_run
-from tfops.store.store import OutboxItem, OutboxItemNotPending, OutboxKind, Store, utc_now
+from tfops.notify.blocks import FAILURE_STATUSES, CommitInfo, DecisionInfo, RunMessage, render_run
+from tfops.store.store import (
+    DecisionKind,
+    DecisionOutcome,
+    OutboxItem,
+    OutboxItemNotPending,
+    OutboxKind,
+    Store,
+    utc_now,
+)
 from tfops.terraform.plan import summary_from_dict
 
 log = logging.getLogger(__name__)
@@ -77,6 +85,11 @@ def error_tail(run: Run) -> str | None:
     return run.error[-ERROR_TAIL_CHARS:]
 
 
+def awaiting_buttons(run: Run) -> bool:
+    """Approve/Reject are shown while the run waits, and only with the binding they carry."""
+    return run.status is RunStatus.AWAITING_APPROVAL and bool(run.commit_sha and run.plan_sha256)
+
+
 def has_something_to_say(run: Run) -> bool:
     return not (run.kind is RunKind.DRIFT and run.status in QUIET_DRIFT_STATUSES)
 
@@ -100,12 +113,14 @@ class SlackNotifier:
         mention: str | None = None,
         commit_info: Callable[[str], CommitInfo | None] | None = None,
         on_enqueue: Callable[[], None] = lambda: None,
+        stack_for: Callable[[str], Stack | None] = lambda name: None,
     ) -> None:
         self.store = store
         self.channel_for = channel_for
         self.mention = mention
         self.commit_info = commit_info
         self.on_enqueue = on_enqueue
+        self.stack_for = stack_for
         self._posted: set[int] = set()
         self._attached: set[int] = set()
         self._lock = threading.Lock()
@@ -115,10 +130,14 @@ class SlackNotifier:
         channel = self.channel_for(run.stack)
         if channel is None or not has_something_to_say(run):
             return
+        stack = self.stack_for(run.stack)
         message = render_run(
             run,
             self._summary(notice),
             commit=self._commit(run),
+            decisions=self._decisions(run),
+            awaiting_approval=awaiting_buttons(run),
+            approvals_required=stack.approvals_required if stack is not None else 1,
             mention=self.mention,
             error_tail=error_tail(run),
             reason=notice.message,
@@ -133,6 +152,19 @@ class SlackNotifier:
             if attach and message.file is not None:
                 self._attached.add(run.id)
         self.on_enqueue()
+
+    def _decisions(self, run: Run) -> list[DecisionInfo]:
+        counted = [d for d in self.store.decisions(run.id) if d.outcome is DecisionOutcome.COUNTED]
+        return [
+            DecisionInfo(
+                decision="approved" if d.decision is DecisionKind.APPROVE else "rejected",
+                by_name=d.actor_name or d.actor_id,
+                by_id=d.actor_id,
+                at=d.at,
+                source=d.source.value,
+            )
+            for d in counted
+        ]
 
     def _summary(self, notice: RunNotice) -> PlanSummary | None:
         # Later statuses (applied, failed) carry no summary: the run's stored one is redacted too.
@@ -272,6 +304,11 @@ class OutboxSender:
         if item.kind is OutboxKind.POST:
             answer = self.client.chat_postMessage(channel=item.channel, **_message_args(payload))
             return {"ts": answer["ts"], "channel": answer["channel"]}
+        if item.kind is OutboxKind.EPHEMERAL:
+            answer = self.client.chat_postEphemeral(
+                channel=item.channel, user=payload["user"], text=payload["text"]
+            )
+            return {"message_ts": answer.get("message_ts"), "channel": item.channel}
         message = self.store.get_slack_message(item.run_id) if item.run_id is not None else None
         if item.kind is OutboxKind.UPDATE:
             if message is None:
