@@ -6,6 +6,7 @@ Nothing else in tfops constructs a store, a Git source or a runner; tests build 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -14,7 +15,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from slack_sdk import WebClient
+
+from tfops.approvals import Answer, ApprovalDesk, DecisionRequest, Verdict
 from tfops.config import Settings
 from tfops.errors import ConfigError, GitFetchError, TfopsError
 from tfops.gitsource import GitSource, git_env, write_askpass
@@ -22,12 +27,18 @@ from tfops.models import IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, T
 from tfops.notify import MultiNotifier, Notifier
 from tfops.notify.blocks import CommitInfo
 from tfops.notify.console import LogNotifier
+from tfops.notify.directory import SlackDirectory
+from tfops.notify.interactions import SlackInteractions
 from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
+from tfops.notify.socket_mode import SocketModeTransport
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
 from tfops.scheduler import RepoPoller, RunQueue, Scheduler, StackRegistry, queue_drift_check
 from tfops.stacks import discover_stacks
 from tfops.store import Store
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
+from tfops.web.app import create_app
+from tfops.web.server import HttpOptions, WebServer
+from tfops.web.slack import slack_router
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +91,13 @@ class App:
             fetch_timeout=settings.repo.fetch_timeout,
         )
         self.notifier = MultiNotifier(LogNotifier(), *notifiers)
-        self.outbox_sender = self._slack_delivery()
-        self.transitions = Transitions(self.store, self.notifier)
         self.registry = StackRegistry(
             discover=lambda root: discover_stacks(root, settings.stacks, settings.defaults),
             root=settings.checkout_dir,
         )
+        self.slack_client = self._slack_client()
+        self.outbox_sender = self._slack_delivery()
+        self.transitions = Transitions(self.store, self.notifier, settings.runs_dir)
         self.runner = TerraformRunner(
             RunnerSettings(
                 binary=self.binary,
@@ -115,13 +127,36 @@ class App:
             self.store, self.transitions, self.reconciler.execute, settings.terraform.max_parallel
         )
         self.poller = RepoPoller(git=self.git, store=self.store, queue=self.queue, registry=self.registry)
+        self.desk = ApprovalDesk(
+            store=self.store,
+            transitions=self.transitions,
+            stacks=self.registry.current,
+            binding=self.reconciler,
+            directory=(
+                SlackDirectory(self.slack_client, ttl=settings.slack.usergroup_cache)
+                if self.slack_client is not None
+                else None
+            ),
+            start_apply=lambda run: self.queue.resume([run]),
+            replan=self._replan,
+            refresh=self._refresh_head,
+        )
+        self.interactions = (
+            SlackInteractions(self.desk, self.store, on_enqueue=self.outbox_sender.wake)
+            if self.outbox_sender is not None
+            else None
+        )
         self.scheduler = Scheduler(
             poller=self.poller,
             queue=self.queue,
             registry=self.registry,
             store=self.store,
             poll_interval=settings.repo.poll_interval,
+            expire_approvals=self.desk.expire_due,
         )
+        self._owner_lock: TextIO | None = None
+        self.socket_mode = self._socket_mode()
+        self.web_server = self._web_server()
 
     # -- start-up --------------------------------------------------------------
 
@@ -134,14 +169,44 @@ class App:
         self.recover()
 
     def recover(self) -> None:
-        """Runs cut off mid-flight are marked for review, never retried; queued ones resume."""
-        for run in self.store.runs_with_status(IN_FLIGHT_STATUSES):
+        """Runs cut off mid-flight are marked for review, never retried; queued ones resume, and
+        approved ones go on to their (re-checked) apply.
+
+        Only when no other tfops process works on this data directory: a `tfops plan` next to a
+        running daemon must not take the daemon's runs for crashed ones.
+        """
+        if not self._claim_recovery():
+            log.info("another tfops process works on %s; its runs are left to it", self.settings.data_dir)
+            return
+        for run in self.store.runs_with_status(IN_FLIGHT_STATUSES - {RunStatus.APPROVED}):
             log.warning("run %s (%s) was cut off while %s", run.id, run.stack, run.status.value)
             self.transitions.mark_interrupted(run, CRASH_REASON)
-        queued = self.store.runs_with_status({RunStatus.QUEUED})
-        if queued:
+        pending = self.store.runs_with_status({RunStatus.QUEUED, RunStatus.APPROVED})
+        if pending:
             self.registry.refresh()
-            self.queue.resume(queued)
+            self.queue.resume(pending)
+
+    def _claim_recovery(self) -> bool:
+        """Exclusive while recovering, then shared for this process's life (released by exit)."""
+        if self._owner_lock is None:
+            self._owner_lock = open(Path(self.settings.data_dir) / "owner.lock", "a")  # noqa: SIM115
+        try:
+            fcntl.flock(self._owner_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._owner_lock, fcntl.LOCK_SH)
+            return False
+        fcntl.flock(self._owner_lock, fcntl.LOCK_SH)  # held for life: later processes leave us be
+        return True
+
+    # -- decisions --------------------------------------------------------------
+
+    def decide(self, request: DecisionRequest, *, timeout: float | None = None) -> tuple[Answer, Run | None]:
+        """`tfops approve` / `tfops reject`: decide, and on approval wait for the apply."""
+        self.start()
+        answer = self.desk.decide(request, transport="cli")
+        if answer.verdict is Verdict.APPROVE:
+            self.queue.wait_idle(timeout)
+        return answer, self.store.get_run(request.run_id)
 
     # -- the daemon --------------------------------------------------------------
 
@@ -154,6 +219,7 @@ class App:
             # An unreachable remote at first start is not fatal: the poll job keeps trying.
             log.error("%s", exc)
         self.scheduler.start()
+        self._start_listening()
         log.info(
             "tfops serving %s@%s: poll every %.0fs, at most %d runs at once",
             self.git.url if "@" not in self.git.url else "(repo)",
@@ -166,10 +232,12 @@ class App:
 
     def shutdown(self) -> None:
         log.info("stopping: no new runs; running Terraform gets one SIGINT and time to write state")
+        self._stop_listening()
         self.scheduler.stop()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
         self._stop_slack()
         self.store.close()
+        self._release_owner_lock()
         log.info("stopped")
 
     def _install_signal_handlers(self, stop: threading.Event) -> None:
@@ -192,7 +260,7 @@ class App:
         """Fetch, deploy what changed, drift-check every stack, wait for all of it."""
         try:
             self.start()
-            deploys = self.poller.poll(source=TriggerSource.RECONCILE, actor=_user())
+            deploys = self.poller.poll(source=TriggerSource.RECONCILE, actor=local_user())
         except GitFetchError as exc:
             return PassResult(runs=[], fetch_error=str(exc))
         self.queue.wait_idle(timeout)
@@ -207,7 +275,7 @@ class App:
     def one_shot(self, kind: RunKind, stacks: list[str] | None, *, timeout: float | None = None) -> list[Run]:
         """`tfops plan` / `tfops drift`: fetch, queue, wait, return the finished runs."""
         self.start()
-        self.poller.poll(source=TriggerSource.CLI, actor=_user())
+        self.poller.poll(source=TriggerSource.CLI, actor=local_user())
         self.queue.wait_idle(timeout)  # deploys the fetch queued come first, like in the daemon
         known = self.registry.current()
         names = stacks or sorted(known)
@@ -220,31 +288,43 @@ class App:
                 run = self._queue_drift(name, TriggerSource.CLI)
             else:
                 head = self.store.get_stack(name).head_sha
-                run = self.queue.submit(name, kind, Trigger(source=TriggerSource.CLI, actor=_user()), head)
+                run = self.queue.submit(
+                    name, kind, Trigger(source=TriggerSource.CLI, actor=local_user()), head
+                )
             if run is not None:
                 runs.append(run)
         self.queue.wait_idle(timeout)
         return [self.store.get_run(run.id) for run in runs]
 
     def close(self) -> None:
+        self._stop_listening()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
         self._stop_slack()
         self.store.close()
+        self._release_owner_lock()
 
     # -- internals ---------------------------------------------------------------
 
     def _queue_drift(self, stack: str, source: TriggerSource) -> Run | None:
-        return queue_drift_check(self.store, self.queue, stack, source=source, actor=_user())
+        return queue_drift_check(self.store, self.queue, stack, source=source, actor=local_user())
+
+    def _refresh_head(self) -> None:
+        """Before an approval binds: fetch, so that a commit pushed a moment ago is known."""
+        try:
+            self.poller.poll(source=TriggerSource.POLL, actor="approval")
+        except GitFetchError as exc:
+            log.warning("could not fetch before an approval; checking against the last fetched head: %s", exc)
 
     def _replan(self, run: Run) -> None:
-        """A stale saved plan is never retried as is: a fresh plan of the same commit is queued."""
+        """A stale saved plan is never retried as is: a fresh plan of the branch head is queued."""
         trigger = Trigger(
             source=run.trigger.source, actor="tfops", note=f"re-plan after stale plan in run {run.id}"
         )
-        self.queue.submit(run.stack, run.kind, trigger, run.commit_sha)
+        state = self.store.get_stack(run.stack)
+        head = state.head_sha if state is not None and state.head_sha else run.commit_sha
+        self.queue.submit(run.stack, run.kind, trigger, head)
 
-    def _slack_delivery(self) -> OutboxSender | None:
-        """When Slack is configured: a notifier that fills the outbox, and the sender that empties it."""
+    def _slack_client(self) -> WebClient | None:
         slack = self.settings.slack
         if not slack.enabled:
             return None
@@ -253,8 +333,14 @@ class App:
                 "slack.channel: not set; a Slack bot token is configured but there is no channel to post in",
                 hint="set slack.channel to a channel id such as C0123ABCD, or remove the slack token",
             )
-        token = self.settings.slack_token()
-        sender = OutboxSender(self.store, web_client(token, slack.base_url, slack.timeout))
+        return web_client(self.settings.slack_token(), slack.base_url, slack.timeout)
+
+    def _slack_delivery(self) -> OutboxSender | None:
+        """When Slack is configured: a notifier that fills the outbox, and the sender that empties it."""
+        if self.slack_client is None:
+            return None
+        slack = self.settings.slack
+        sender = OutboxSender(self.store, self.slack_client)
         self.notifier.add(
             SlackNotifier(
                 self.store,
@@ -262,18 +348,65 @@ class App:
                 mention=slack.mention,
                 commit_info=self._commit_info,
                 on_enqueue=sender.wake,
+                stack_for=lambda name: self.registry.current().get(name),
             )
         )
         return sender
+
+    def _socket_mode(self) -> SocketModeTransport | None:
+        slack = self.settings.slack
+        if self.interactions is None or slack.mode != "socket" or not slack.interactive:
+            return None
+        return SocketModeTransport(
+            self.settings.slack_app_token(), self.interactions, base_url=slack.base_url, timeout=slack.timeout
+        )
+
+    def _web_server(self) -> WebServer | None:
+        """The HTTP server, when `http.listen` is set; Slack's route on it in HTTP mode."""
+        http, slack = self.settings.http, self.settings.slack
+        slack_over_http = self.interactions is not None and slack.mode == "http" and slack.interactive
+        if slack_over_http and not http.listen:
+            raise ConfigError(
+                "http.listen: not set; slack.mode is http, so Slack's button clicks need the HTTP server",
+                hint="set http.listen (e.g. 127.0.0.1:8080 behind a TLS proxy), or use slack.mode: socket",
+            )
+        if not http.listen:
+            return None
+        routers = (
+            [slack_router(self.settings.slack_signing_secret(), self.interactions)] if slack_over_http else []
+        )
+        options = HttpOptions.from_listen(http.listen, tls_cert=http.tls_cert, tls_key=http.tls_key)
+        return WebServer(create_app(routers, max_body=http.max_body), options)
+
+    def _start_listening(self) -> None:
+        if self.web_server is not None:
+            self.web_server.start()
+        if self.socket_mode is not None:
+            self.socket_mode.start()
+
+    def _stop_listening(self) -> None:
+        # First: no new clicks while the rest stops.
+        if self.socket_mode is not None:
+            self.socket_mode.stop()
+        if self.web_server is not None:
+            self.web_server.stop()
 
     def _commit_info(self, sha: str) -> CommitInfo:
         revision = self.git.revision(sha)
         return CommitInfo(sha=revision.sha, subject=revision.subject, author=revision.author)
 
     def _stop_slack(self) -> None:
-        # Whatever is not delivered yet stays in the outbox; the next start sends it.
+        # Decisions in hand are finished first (they enqueue answers); whatever is not delivered
+        # yet stays in the outbox, and the next start sends it.
+        if self.interactions is not None:
+            self.interactions.close()
         if self.outbox_sender is not None:
             self.outbox_sender.stop()
+
+    def _release_owner_lock(self) -> None:
+        if self._owner_lock is not None:
+            self._owner_lock.close()  # closing the file releases its flock
+            self._owner_lock = None
 
     def _git_env(self) -> dict[str, str]:
         repo = self.settings.repo
@@ -298,7 +431,7 @@ def resolve_binary(binary: str, environ: dict) -> str:
     return found
 
 
-def _user() -> str:
+def local_user() -> str:
     try:
         import getpass
 

@@ -193,11 +193,64 @@ def show(ctx: Context, run_id: int, as_json: bool) -> None:
         err.print(f"no run {run_id}")
         sys.exit(EXIT_ERROR)
     events = store.events(run_id)
+    decisions = store.decisions(run_id)
     if as_json:
-        data = _run_dict(run) | {"summary": run.summary, "events": [_event_dict(e) for e in events]}
+        data = _run_dict(run) | {
+            "summary": run.summary,
+            "events": [_event_dict(e) for e in events],
+            "decisions": [_decision_dict(d) for d in decisions],
+        }
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    _print_run_detail(run, events)
+    _print_run_detail(run, events, decisions)
+
+
+@cli.command()
+@click.argument("run_id", type=click.IntRange(1))
+@pass_ctx
+def approve(ctx: Context, run_id: int) -> None:
+    """Approve RUN_ID (awaiting approval) as the local user; on the last approval, apply its plan.
+
+    The same checks as a Slack click: the run must be awaiting approval, and the branch head must
+    still carry the code that was planned, with the saved plan unchanged. Exit 0 once applied, or
+    when the approval counted and more are needed; 1 otherwise.
+    """
+    _decide(ctx, run_id, "approve")
+
+
+@cli.command()
+@click.argument("run_id", type=click.IntRange(1))
+@pass_ctx
+def reject(ctx: Context, run_id: int) -> None:
+    """Reject RUN_ID (awaiting approval) as the local user: nothing is applied."""
+    _decide(ctx, run_id, "reject")
+
+
+def _decide(ctx: Context, run_id: int, decision: str) -> None:
+    from tfops.app import local_user
+    from tfops.approvals import DecisionRequest, Verdict
+    from tfops.store.store import DecisionKind, DecisionSource
+
+    app = ctx.app()
+    user = local_user()
+    request = DecisionRequest(
+        run_id=run_id,
+        decision=DecisionKind(decision),
+        actor_id=user,
+        actor_name=user,
+        source=DecisionSource.CLI,
+    )
+    try:
+        answer, run = app.decide(request)
+    finally:
+        app.close()
+    out.print(answer.text, markup=False)
+    if run is not None:
+        _print_run_detail(run, None)
+    ok = answer.verdict in (Verdict.COUNT, Verdict.REJECT) or (
+        answer.verdict is Verdict.APPROVE and run is not None and run.status is RunStatus.APPLIED
+    )
+    sys.exit(EXIT_OK if ok else EXIT_ERROR)
 
 
 @cli.command()
@@ -371,7 +424,21 @@ def _print_runs(found: list[Run]) -> None:
     out.print(table)
 
 
-def _print_run_detail(run: Run, events) -> None:
+def _decision_dict(decision) -> dict[str, Any]:
+    return {
+        "decision": decision.decision.value,
+        "outcome": decision.outcome.value,
+        "actor_id": decision.actor_id,
+        "actor_name": decision.actor_name,
+        "source": decision.source.value,
+        "at": decision.at,
+        "commit_sha": decision.commit_sha,
+        "plan_sha256": decision.plan_sha256,
+        "reason": decision.reason,
+    }
+
+
+def _print_run_detail(run: Run, events, decisions=()) -> None:
     from tfops.terraform.plan import render_text, summary_from_dict
 
     out.print(
@@ -391,6 +458,14 @@ def _print_run_detail(run: Run, events) -> None:
         out.print(run.error, markup=False)
     for event in events or ():
         out.print(f"  {_short_time(event.at)}  → {event.to_status.value}  {event.message}", markup=False)
+    for decision in decisions:
+        who = decision.actor_name or decision.actor_id
+        out.print(
+            f"  {_short_time(decision.at)}  {decision.decision.value} by {who} ({decision.source.value}, "
+            f"{decision.actor_id}): {decision.outcome.value}"
+            + (f" — {decision.reason}" if decision.reason else ""),
+            markup=False,
+        )
     if run.log_path:
         out.print(f"log: {run.log_path}")
 
