@@ -1100,11 +1100,91 @@ def describe(settings: Settings) -> str:
         f"  parallel runs   {terraform.max_parallel}",
         f"  timeouts        {timeouts}",
         f"  env passthrough {', '.join(terraform.env_passthrough) or 'none'}",
+        *_describe_slack(settings),
+        f"http              {_describe_http(settings.http)}",
         f"stack defaults    {_describe_policy(settings.defaults)}",
         f"stacks            {len(settings.stacks)} entr{'y' if len(settings.stacks) == 1 else 'ies'}",
     ]
     lines.extend(f"  {_describe_entry(entry, settings.defaults)}" for entry in settings.stacks)
     return "\n".join(lines)
+
+
+def _describe_secret(settings: Settings, section: str, name: str) -> str:
+    holder = getattr(settings, section)
+    env_name, file = getattr(holder, f"{name}_env"), getattr(holder, f"{name}_file")
+    if env_name:
+        return f"from ${env_name} ({'set' if settings._environ.get(env_name, '').strip() else 'NOT SET'})"
+    if file:
+        return f"file {file} ({'readable' if os.access(file, os.R_OK) else 'NOT READABLE'})"
+    return "not configured"
+
+
+def _describe_slack(settings: Settings) -> list[str]:
+    slack = settings.slack
+    if not slack.enabled:
+        return ["slack             off (no bot token configured)"]
+    channels = f"channel {slack.channel or 'none'}" + (
+        f", {len(slack.channels)} per-stack channel(s)" if slack.channels else ""
+    )
+    lines = [
+        f"slack             {channels}, mention {slack.mention or 'none'}",
+        f"  bot token       {_describe_secret(settings, 'slack', 'bot_token')}",
+    ]
+    if slack.mode == "http":
+        secret = _describe_secret(settings, "slack", "signing_secret")
+        clicks = f"HTTP mode (POST /slack/interactions), signing secret {secret}"
+    else:
+        clicks = f"Socket Mode, app token {_describe_secret(settings, 'slack', 'app_token')}"
+    return [*lines, f"  buttons         {clicks}"]
+
+
+def _describe_http(http: HttpSettings) -> str:
+    if not http.listen:
+        return "off (http.listen not set)"
+    tls = "TLS" if http.tls_cert else "plain HTTP (put a TLS proxy in front)"
+    return f"listening on {http.listen}, {tls}, requests up to {http.max_body} bytes"
+
+
+def warnings(settings: Settings) -> list[str]:
+    """Settings that are valid but probably not what was meant."""
+    found = []
+    asking = False
+    for where, policy in _effective_policies(settings):
+        if OnMerge.ASK not in (policy.on_merge,) and OnDrift.ASK not in (policy.on_drift,):
+            continue
+        asking = True
+        people = {a for a in policy.approvers if not a.startswith("S")}
+        if not policy.approvers:
+            found.append(
+                f"{where}: asks for approval but lists no approvers; only `tfops approve` can decide"
+            )
+        elif len(people) == len(policy.approvers) and len(people) < policy.approvals_required:
+            found.append(
+                f"{where}: approvals_required is {policy.approvals_required} "
+                f"but only {len(people)} approver(s) are listed"
+            )
+    slack = settings.slack
+    if asking and not slack.enabled:
+        found.append("an `ask` policy is set but Slack is off: approve with `tfops approve RUN_ID`")
+    elif asking and not slack.interactive:
+        found.append(
+            f"slack.mode is {slack.mode} but its secret is not configured: buttons are shown, "
+            "clicks cannot reach tfops, and only `tfops approve` decides"
+        )
+    return found
+
+
+def _effective_policies(settings: Settings) -> list[tuple[str, StackDefaults]]:
+    defaults = settings.defaults
+    policies = [("defaults", defaults)]
+    for index, entry in enumerate(settings.stacks):
+        explicit = {
+            key: value
+            for key in ("on_merge", "on_drift", "approvers", "approvals_required")
+            if (value := getattr(entry, key)) is not None
+        }
+        policies.append((f"stacks.{index}", defaults.model_copy(update=explicit)))
+    return policies
 
 
 def _describe_credentials(settings: Settings) -> str:

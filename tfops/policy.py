@@ -57,7 +57,7 @@ def _decide_deploy(stack: Stack) -> Decision:
         return Decision(Action.APPLY, "on_merge: apply")
     if stack.on_merge is OnMerge.ASK:
         return Decision(Action.ASK, f"on_merge: ask; {_quorum(stack)} to apply this plan")
-    return Decision(Action.RECORD, "on_merge: plan; the plan waits for a person")
+    return Decision(Action.RECORD, "on_merge: plan; the plan is recorded and nothing is applied")
 
 
 def _decide_drift(stack: Stack, *, commit_sha: str, code_applied: bool) -> Decision:

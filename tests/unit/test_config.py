@@ -561,3 +561,75 @@ def test_env_passthrough_takes_names_or_prefixes_but_never_everything(tmp_path, 
         write_config(tmp_path, f"terraform: {{env_passthrough: [AWS_PROFILE, '{pattern}']}}")
     )
     assert "terraform.env_passthrough.1: " in message
+
+
+# --------------------------------------------------------------------------- approvals, Slack transports, http
+
+
+def test_approval_policy_is_inherited_from_defaults_and_overridden_per_entry(tmp_path):
+    from tfops.config import warnings
+
+    path = write_config(
+        tmp_path,
+        """
+        defaults:
+          on_merge: ask
+          approvers: [U0ALICE, S0PLATFORM]
+          approval_ttl: 2h
+        stacks:
+          - path: stacks/app
+          - path: stacks/payments
+            approvers: [U0ALICE]
+            approvals_required: 2
+        """,
+    )
+    settings = load_settings(path, {})
+
+    assert settings.stacks[0].approvers is None  # taken from defaults when the stack is built
+    assert settings.defaults.approval_ttl == 7200
+    assert warnings(settings) == [
+        "stacks.1: approvals_required is 2 but only 1 approver(s) are listed",
+        "an `ask` policy is set but Slack is off: approve with `tfops approve RUN_ID`",
+    ]
+
+
+def test_an_approver_must_be_a_slack_id_not_a_name(tmp_path):
+    path = write_config(tmp_path, "defaults:\n  approvers: ['@alice']\n")
+    assert "is not a Slack user id (U0123ABCD) or user group id (S0123ABCD)" in config_error(path)
+
+
+def test_inline_slack_secrets_are_refused_with_the_way_to_give_them(tmp_path):
+    path = write_config(tmp_path, "slack:\n  signing_secret: abc\n")
+    message = config_error(path)
+    assert "inline secrets are not accepted" in message and "slack.signing_secret_env" in message
+    assert "abc" not in message
+
+
+def test_describe_says_where_slack_secrets_come_from_and_whether_they_are_there(tmp_path):
+    path = write_config(
+        tmp_path,
+        """
+        slack:
+          bot_token_env: BOT
+          app_token_env: APP
+          channel: C0DEPLOYS
+        http:
+          listen: 127.0.0.1:8080
+        """,
+    )
+    settings = load_settings(path, {"BOT": "xoxb-secret-value"})
+    text = describe(settings)
+
+    assert "bot token       from $BOT (set)" in text
+    assert "Socket Mode, app token from $APP (NOT SET)" in text
+    assert "listening on 127.0.0.1:8080, plain HTTP" in text
+    assert "xoxb-secret-value" not in text
+    with pytest.raises(ConfigError, match="slack.app_token_env: the environment variable APP is not set"):
+        settings.slack_app_token()
+
+
+def test_http_listen_and_tls_pairs_are_checked(tmp_path):
+    assert "must be HOST:PORT" in config_error(write_config(tmp_path, "http:\n  listen: localhost\n"))
+    assert "set both http.tls_cert and http.tls_key" in config_error(
+        write_config(tmp_path, "http:\n  listen: 127.0.0.1:8443\n  tls_cert: cert.pem\n")
+    )

@@ -703,3 +703,30 @@ def test_escaped_text_is_inert_and_within_its_limit(text, limit):
     assert size(escaped) <= limit
     assert "<" not in escaped and ">" not in escaped
     assert re.search(r"&(?!amp;|lt;|gt;)", escaped) is None
+
+
+def test_an_approval_request_mentions_who_is_asked():
+    message = render_run(
+        make_run(RunStatus.AWAITING_APPROVAL),
+        make_summary(),
+        commit=None,
+        awaiting_approval=True,
+        approvers=("U0ALICE", "S0PLATFORM"),
+    )
+
+    text = json.dumps(message.blocks)
+    assert "*Approvers:* <@U0ALICE>, <!subteam^S0PLATFORM>" in text
+
+
+def test_an_approval_request_without_approvers_points_to_the_cli():
+    message = render_run(
+        make_run(RunStatus.AWAITING_APPROVAL), make_summary(), commit=None, awaiting_approval=True
+    )
+
+    assert "tfops approve" in json.dumps(message.blocks)
+
+
+def test_a_decided_run_names_no_approvers():
+    message = render_run(make_run(RunStatus.APPLIED), make_summary(), commit=None, approvers=("U0ALICE",))
+
+    assert "Approvers" not in json.dumps(message.blocks)

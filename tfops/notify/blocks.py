@@ -310,6 +310,7 @@ def render_run(
     decisions: Sequence[DecisionInfo] = (),
     awaiting_approval: bool = False,
     approvals_required: int = 1,
+    approvers: Sequence[str] = (),
     mention: str | None = None,
     error_tail: str | None = None,
     reason: str | None = None,
@@ -328,6 +329,8 @@ def render_run(
 
     top = [_header(_headline(run)), _context(*_context_texts(run, commit))]
     status = _status_lines(run, paged, awaiting_approval, decisions, approvals_required, reason)
+    if awaiting_approval:
+        status.insert(1 if status else 0, _approvers_line(approvers))
     top += [_section(status)] if status else []
     top += [_section(_decision_lines(decisions))] if decisions else []
     top += [_section(_count_lines(summary))] if summary is not None else []
@@ -405,6 +408,18 @@ def _status_lines(
     if reason:
         lines.append(f"*Reason:* {_escaped(reason, REASON_CHARS)[0]}")
     return lines
+
+
+APPROVERS_SHOWN = 10
+
+
+def _approvers_line(approvers: Sequence[str]) -> str:
+    """Who is asked: mentioned, so that the request reaches them."""
+    if not approvers:
+        return "*Approvers:* none listed in Slack; approve with `tfops approve` on the tfops host."
+    shown = [format_mention(approver) for approver in approvers[:APPROVERS_SHOWN]]
+    more = f" and {len(approvers) - APPROVERS_SHOWN} more" if len(approvers) > APPROVERS_SHOWN else ""
+    return f"*Approvers:* {', '.join(shown)}{more}"
 
 
 def _decision_lines(decisions: Sequence[DecisionInfo]) -> list[str]:

@@ -138,6 +138,7 @@ class SlackNotifier:
             decisions=self._decisions(run),
             awaiting_approval=awaiting_buttons(run),
             approvals_required=stack.approvals_required if stack is not None else 1,
+            approvers=stack.approvers if stack is not None else (),
             mention=self.mention,
             error_tail=error_tail(run),
             reason=notice.message,
