@@ -1,0 +1,166 @@
+"""Liveness and readiness: `GET /healthz` and `GET /readyz`.
+
+- `/healthz` answers 200 as long as the process serves HTTP at all. It reads nothing, so a slow or
+  broken database never makes a supervisor restart a daemon that a restart would not fix.
+- `/readyz` answers 200 when the daemon is doing its job, 503 with the reasons when not:
+
+      store      the database answers
+      scheduler  the job scheduler runs
+      fetch      a git fetch succeeded within the last 3 poll intervals; right after start, before
+                 the first success, the daemon has 3 poll intervals of grace
+
+  The decision is `readiness(facts)`, a pure function; the route only gathers the facts (through
+  the daemon's callable) and turns the result into JSON. The fetch error quoted in a reason is the
+  one the daemon recorded, already redacted.
+
+Neither route is authenticated; both say little (no stack names, no commits), but keep the listener
+on loopback or behind a proxy all the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from tfops.config import format_duration
+
+log = logging.getLogger(__name__)
+
+HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
+FETCH_INTERVALS = 3  # missed polls tolerated before the daemon counts as blind to the repository
+FAILED_CHECK_REASON = "readiness check failed"
+_MAX_ERROR_CHARS = 300  # a reason is one line for a probe's log, not git's whole stderr
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class ReadinessFacts:
+    """What the daemon knows about itself right now; all datetimes timezone-aware."""
+
+    store_ok: bool
+    scheduler_running: bool
+    last_fetch_ok_at: datetime | None  # the last successful fetch of this process, if any
+    last_fetch_error: str | None  # the last fetch failure, already redacted
+    poll_interval: float  # seconds
+    started_at: datetime
+    now: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("last_fetch_ok_at", "started_at", "now"):
+            value = getattr(self, name)
+            if value is not None and value.utcoffset() is None:
+                raise ValueError(f"{name} must be timezone-aware (UTC), not {value!r}")
+        if not self.poll_interval > 0:
+            raise ValueError(f"poll_interval must be more than 0 seconds, not {self.poll_interval!r}")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reasons: tuple[str, ...]  # one per failed check, in check order; empty when ready
+    checks: Mapping[str, bool]  # check name → passed
+
+
+def readiness(facts: ReadinessFacts) -> Readiness:
+    """Whether the daemon is ready, each check's result, and why not."""
+    results = (
+        ("store", None if facts.store_ok else "the store (database) is not reachable"),
+        ("scheduler", None if facts.scheduler_running else "the scheduler is not running"),
+        ("fetch", fetch_problem(facts)),
+    )
+    checks = {name: reason is None for name, reason in results}
+    reasons = tuple(reason for _, reason in results if reason is not None)
+    return Readiness(ready=not reasons, reasons=reasons, checks=checks)
+
+
+def fetch_problem(facts: ReadinessFacts) -> str | None:
+    """Why the fetch check fails, or None when a fetch succeeded recently enough (or in the grace)."""
+    window = FETCH_INTERVALS * facts.poll_interval
+    allowed = f"{FETCH_INTERVALS} poll intervals, {format_duration(window)}"
+    last_ok = facts.last_fetch_ok_at
+    if last_ok is not None and last_ok >= facts.started_at:
+        age = (facts.now - last_ok).total_seconds()
+        if age <= window:
+            return None
+        problem = f"the last successful git fetch was {_ago(age)} ago, more than {allowed}"
+    else:
+        # A success recorded before this process started says nothing about the daemon that runs now.
+        uptime = (facts.now - facts.started_at).total_seconds()
+        if uptime <= window:
+            return None
+        problem = f"no successful git fetch since the start {_ago(uptime)} ago (allowed: {allowed})"
+    if facts.last_fetch_error:
+        problem += f'; last error: "{_one_line(facts.last_fetch_error)}"'
+    return problem
+
+
+def health_router(facts: Callable[[], ReadinessFacts]) -> APIRouter:
+    """`GET /healthz` (alive) and `GET /readyz` (ready, from `facts()` gathered at each request)."""
+    router = APIRouter(tags=["observability"])
+    failures = _FailureLog()
+
+    @router.get(HEALTHZ_PATH, summary="Liveness: the process serves HTTP")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"}, headers=_NO_STORE)
+
+    # A plain `def`: gathering the facts may query the store, so it runs on the thread pool.
+    @router.get(
+        READYZ_PATH,
+        summary="Readiness: store reachable, scheduler running, repository fetched recently",
+        responses={503: {"description": "not ready; `reasons` says why"}},
+    )
+    def readyz() -> JSONResponse:
+        try:
+            result = readiness(facts())
+        except Exception:  # noqa: BLE001 - a probe must get an answer, whatever broke
+            failures.failed()
+            return _not_ready({}, (FAILED_CHECK_REASON,))
+        failures.recovered()
+        if not result.ready:
+            return _not_ready(result.checks, result.reasons)
+        return JSONResponse({"status": "ready", "checks": dict(result.checks)}, headers=_NO_STORE)
+
+    return router
+
+
+def _not_ready(checks: Mapping[str, bool], reasons: tuple[str, ...]) -> JSONResponse:
+    body = {"status": "not ready", "checks": dict(checks), "reasons": list(reasons)}
+    return JSONResponse(body, status_code=503, headers=_NO_STORE)
+
+
+class _FailureLog:
+    """Logs the first failure of a streak with its traceback; probes repeat every few seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failing = False
+
+    def failed(self) -> None:
+        with self._lock:
+            first, self._failing = not self._failing, True
+        if first:
+            log.error("readiness: gathering the facts failed; answering 503", exc_info=True)
+        else:
+            log.debug("readiness: gathering the facts still fails", exc_info=True)
+
+    def recovered(self) -> None:
+        with self._lock:
+            was_failing, self._failing = self._failing, False
+        if was_failing:
+            log.info("readiness: gathering the facts works again")
+
+
+def _ago(seconds: float) -> str:
+    return format_duration(round(seconds))
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 1] + "…"
