@@ -14,15 +14,18 @@ import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from fastapi import APIRouter
 from slack_sdk import WebClient
 
 from tfops.approvals import Answer, ApprovalDesk, DecisionRequest, Verdict
 from tfops.config import Settings
 from tfops.errors import ConfigError, GitFetchError, TfopsError
 from tfops.gitsource import GitSource, git_env, write_askpass
+from tfops.metrics import Metrics, metrics_router
 from tfops.models import IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import MultiNotifier, Notifier
 from tfops.notify.blocks import CommitInfo
@@ -31,14 +34,19 @@ from tfops.notify.directory import SlackDirectory
 from tfops.notify.interactions import SlackInteractions
 from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
 from tfops.notify.socket_mode import SocketModeTransport
+from tfops.observe import RunMetrics, readiness_facts, snapshot_of
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
 from tfops.scheduler import RepoPoller, RunQueue, Scheduler, StackRegistry, queue_drift_check
 from tfops.stacks import discover_stacks
 from tfops.store import Store
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
+from tfops.triggers import FetchSoon, describe_hints
+from tfops.web.api import ApiToken, api_router
 from tfops.web.app import create_app
+from tfops.web.health import health_router
 from tfops.web.server import HttpOptions, WebServer
 from tfops.web.slack import slack_router
+from tfops.web.webhooks import RepoMatch, WebhookSecrets, webhook_router
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +98,8 @@ class App:
             env=self._git_env(),
             fetch_timeout=settings.repo.fetch_timeout,
         )
+        # The state gauges read the queue and the store, built below; the lambda defers to them.
+        self.metrics = Metrics(snapshot=lambda: self._snapshot())
         self.notifier = MultiNotifier(LogNotifier(), *notifiers)
         self.registry = StackRegistry(
             discover=lambda root: discover_stacks(root, settings.stacks, settings.defaults),
@@ -123,10 +133,19 @@ class App:
             ),
             on_stale_plan=self._replan,
         )
+        self.run_metrics = RunMetrics(self.metrics, self.store, self.reconciler.is_executing)
+        self.reconciler.on_finished = self.run_metrics.run_finished
+        self.notifier.add(self.run_metrics)
         self.queue = RunQueue(
             self.store, self.transitions, self.reconciler.execute, settings.terraform.max_parallel
         )
-        self.poller = RepoPoller(git=self.git, store=self.store, queue=self.queue, registry=self.registry)
+        self.poller = RepoPoller(
+            git=self.git,
+            store=self.store,
+            queue=self.queue,
+            registry=self.registry,
+            on_fetch=lambda seconds, ok: self.metrics.fetch_done(seconds, ok=ok),
+        )
         self.desk = ApprovalDesk(
             store=self.store,
             transitions=self.transitions,
@@ -155,6 +174,9 @@ class App:
             expire_approvals=self.desk.expire_due,
         )
         self._owner_lock: TextIO | None = None
+        self._snapshot = snapshot_of(self.store, self.queue, slack_on=self.outbox_sender is not None)
+        self.fetch_soon = FetchSoon(self._fetch_for_webhooks, window=settings.webhooks.debounce)
+        self.started_at = datetime.now(UTC)
         self.socket_mode = self._socket_mode()
         self.web_server = self._web_server()
 
@@ -362,23 +384,76 @@ class App:
         )
 
     def _web_server(self) -> WebServer | None:
-        """The HTTP server, when `http.listen` is set; Slack's route on it in HTTP mode."""
-        http, slack = self.settings.http, self.settings.slack
-        slack_over_http = self.interactions is not None and slack.mode == "http" and slack.interactive
-        if slack_over_http and not http.listen:
+        """The HTTP server, when `http.listen` is set: health, metrics, and what is configured of
+        Slack's HTTP mode, the webhooks and the API. Every secret is read now: a missing one stops
+        the start instead of leaving a route that can never authenticate."""
+        http, settings = self.settings.http, self.settings
+        wanted = [name for name, on in self._http_features().items() if on]
+        if wanted and not http.listen:
             raise ConfigError(
-                "http.listen: not set; slack.mode is http, so Slack's button clicks need the HTTP server",
-                hint="set http.listen (e.g. 127.0.0.1:8080 behind a TLS proxy), or use slack.mode: socket",
+                f"http.listen: not set, but {' and '.join(wanted)} need the HTTP server",
+                hint="set http.listen (e.g. 127.0.0.1:8080 behind a TLS proxy)",
             )
         if not http.listen:
             return None
-        routers = (
-            [slack_router(self.settings.slack_signing_secret(), self.interactions)] if slack_over_http else []
+        facts = readiness_facts(
+            self.store,
+            self.scheduler,
+            self.poller,
+            poll_interval=settings.repo.poll_interval,
+            started_at=self.started_at,
         )
+        routers = [health_router(facts), metrics_router(self.metrics), *self._optional_routers()]
         options = HttpOptions.from_listen(http.listen, tls_cert=http.tls_cert, tls_key=http.tls_key)
         return WebServer(create_app(routers, max_body=http.max_body), options)
 
+    def _http_features(self) -> dict[str, bool]:
+        slack = self.settings.slack
+        return {
+            "slack.mode http": self.interactions is not None and slack.mode == "http" and slack.interactive,
+            "webhooks": bool(self.settings.webhooks.sources),
+            "api.tokens": bool(self.settings.api.tokens),
+        }
+
+    def _optional_routers(self) -> list[APIRouter]:
+        settings, features, routers = self.settings, self._http_features(), []
+        if features["slack.mode http"]:
+            routers.append(slack_router(settings.slack_signing_secret(), self.interactions))
+        if features["webhooks"]:
+            secrets = WebhookSecrets(
+                **{source: settings.webhook_secret(source) for source in settings.webhooks.sources}
+            )
+            names = [settings.webhooks.repository] if settings.webhooks.repository else []
+            repo = RepoMatch.from_remote(settings.require_repo_url(), settings.repo.branch, *names)
+            routers.append(
+                webhook_router(secrets, repo, self.fetch_soon, on_delivery=self.metrics.webhook_delivery)
+            )
+        if features["api.tokens"]:
+            tokens = [ApiToken(name, token, scope) for name, token, scope in settings.api_tokens()]
+            routers.append(
+                api_router(
+                    store=self.store,
+                    stacks=self.registry.current,
+                    queue_run=self._queue_for_api,
+                    tokens=tokens,
+                    next_check=self.scheduler.next_drift_check,
+                )
+            )
+        return routers
+
+    def _fetch_for_webhooks(self, hints) -> None:
+        self.poller.poll(source=TriggerSource.WEBHOOK, actor=hints[-1].source, note=describe_hints(hints))
+
+    def _queue_for_api(self, stack: str, kind: RunKind, actor: str) -> Run | None:
+        if kind is RunKind.DRIFT:
+            return queue_drift_check(self.store, self.queue, stack, source=TriggerSource.API, actor=actor)
+        state = self.store.get_stack(stack)
+        if state is None or state.head_sha is None:
+            return None
+        return self.queue.submit(stack, kind, Trigger(source=TriggerSource.API, actor=actor), state.head_sha)
+
     def _start_listening(self) -> None:
+        self.fetch_soon.start()
         if self.web_server is not None:
             self.web_server.start()
         if self.socket_mode is not None:
@@ -390,6 +465,7 @@ class App:
             self.socket_mode.stop()
         if self.web_server is not None:
             self.web_server.stop()
+        self.fetch_soon.stop()
 
     def _commit_info(self, sha: str) -> CommitInfo:
         revision = self.git.revision(sha)

@@ -493,6 +493,73 @@ class HttpSettings(_Section):
         return self
 
 
+# --------------------------------------------------------------------------- webhooks and API
+
+
+class SecretRef(_Section):
+    """Where a webhook secret is: an environment variable's NAME, or a file. Never the value."""
+
+    secret_env: Annotated[str, AfterValidator(_token_env)] | None = None
+    secret_file: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError("set exactly one of secret_env (a variable's NAME) or secret_file")
+        return self
+
+
+class WebhookSettings(_Section):
+    """Webhooks ask for a fetch now; each route is on only when its secret is configured."""
+
+    repository: str | None = None  # e.g. acme/infra; default: the path of repo.url
+    debounce: Duration = 0.25  # hints within this window after the first become one fetch
+    github: SecretRef | None = None  # X-Hub-Signature-256
+    gitlab: SecretRef | None = None  # X-Gitlab-Token
+    gitea: SecretRef | None = None  # X-Gitea-Signature (Forgejo too)
+    generic: SecretRef | None = None  # Authorization: Bearer
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(name for name in ("github", "gitlab", "gitea", "generic") if getattr(self, name))
+
+
+_API_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def _api_token_name(name: str) -> str:
+    if not _API_TOKEN_NAME.fullmatch(name):
+        raise ValueError("must be 1-64 letters, digits, '_', '.', '@' or '-'")
+    return name
+
+
+class ApiToken(_Section):
+    name: Annotated[str, AfterValidator(_api_token_name)]
+    token_env: Annotated[str, AfterValidator(_token_env)] | None = None
+    token_file: ConfigPath | None = None
+    scope: Annotated[Literal["read", "write"], BeforeValidator(_lower)] = "read"
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ApiToken:
+        if bool(self.token_env) == bool(self.token_file):
+            raise ValueError("set exactly one of token_env (a variable's NAME) or token_file")
+        return self
+
+
+class ApiSettings(_Section):
+    """The JSON API under /api; on only when at least one token is configured."""
+
+    tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, tokens: tuple[ApiToken, ...]) -> tuple[ApiToken, ...]:
+        names = [token.name for token in tokens]
+        if len(names) != len(set(names)):
+            raise ValueError("token names must be unique")
+        return tokens
+
+
 # --------------------------------------------------------------------------- stacks
 
 
@@ -598,6 +665,8 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     redact_patterns: tuple[RegexPattern, ...] = Field(default=(), repr=False)  # may hold literal secrets
     defaults: StackDefaults = Field(default_factory=StackDefaults)
     stacks: tuple[StackEntry, ...] = ()
@@ -693,6 +762,32 @@ class Settings(BaseSettings):
     def slack_signing_secret(self) -> str | None:
         """The signing secret (HTTP mode) from ``slack.signing_secret_env`` or ``_file``; None when unset."""
         return self._slack_secret("signing_secret")
+
+    def webhook_secret(self, source: str) -> str | None:
+        """The secret of one webhook route, read now; None when that route is off."""
+        ref = getattr(self.webhooks, source)
+        if ref is None:
+            return None
+        return self._secret(f"webhooks.{source}.secret", ref.secret_env, ref.secret_file)
+
+    def api_tokens(self) -> list[tuple[str, str, str]]:
+        """(name, token, scope) for every configured API token, read now."""
+        return [
+            (
+                entry.name,
+                self._secret(f"api.tokens.{index}.token", entry.token_env, entry.token_file),
+                entry.scope,
+            )
+            for index, entry in enumerate(self.api.tokens)
+        ]
+
+    def _secret(self, field: str, env_name: str | None, file: Path | None) -> str:
+        if env_name:
+            value = (self._environ.get(env_name) or "").strip()
+            if not value:
+                raise ConfigError(f"{field}_env: the environment variable {env_name} is not set or empty")
+            return value
+        return _read_token_file(file, f"{field}_file")
 
     def _slack_secret(self, name: str) -> str | None:
         env_name = getattr(self.slack, f"{name}_env")
@@ -860,6 +955,10 @@ _FILE_RELATIVE_PATHS = (
     ("slack", "signing_secret_file"),
     ("http", "tls_cert"),
     ("http", "tls_key"),
+    ("webhooks", "github", "secret_file"),
+    ("webhooks", "gitlab", "secret_file"),
+    ("webhooks", "gitea", "secret_file"),
+    ("webhooks", "generic", "secret_file"),
     ("terraform", "cli_config"),
     ("terraform", "plugin_cache_dir"),
 )
@@ -876,6 +975,10 @@ def _anchor_file_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 
     for keys in _FILE_RELATIVE_PATHS:
         _update_at(data, keys, anchor)
+    api = data.get("api")
+    tokens = api.get("tokens") if isinstance(api, dict) else None
+    for entry in tokens if isinstance(tokens, list) else ():
+        _update_at(entry, ("token_file",), anchor)
     _update_at(
         data, ("terraform", "binary"), lambda value: anchor(value) if _looks_like_path(value) else value
     )

@@ -91,7 +91,8 @@ class TriggerSource(StrEnum):
     DRIFT_TIMER = "drift_timer"
     CLI = "cli"
     RECONCILE = "reconcile"  # `tfops reconcile` one-shot pass
-    WEBHOOK = "webhook"
+    WEBHOOK = "webhook"  # a Git host said the branch moved: tfops fetched and looked itself
+    API = "api"  # POST /api/stacks/{name}/plan or /drift
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -125,6 +126,21 @@ class Transitions:
         return updated
 
 
+@dataclass(frozen=True)
+class RunTiming:
+    """Where a run's working time went (time spent waiting for approval is not in it)."""
+
+    wall: float
+    terraform: float
+
+    @property
+    def tfops(self) -> float:
+        return max(0.0, self.wall - self.terraform)
+
+    def __add__(self, other: RunTiming) -> RunTiming:
+        return RunTiming(self.wall + other.wall, self.terraform + other.terraform)
+
+
 class GitViews(Protocol):
     def is_on_branch(self, sha: str) -> bool: ...
     def view(self, sha: str): ...
@@ -150,7 +166,12 @@ class Reconciler:
         stacks: Callable[[], Mapping[str, Stack]],
         settings: ReconcileSettings,
         on_stale_plan: Callable[[Run], None] | None = None,
+        on_finished: Callable[[Run, RunTiming], None] | None = None,
     ) -> None:
+        self.on_finished = on_finished
+        self._timings: dict[int, RunTiming] = {}
+        self._executing: set[int] = set()
+        self._timings_lock = threading.Lock()
         self.store = store
         self.git = git
         self.runner = runner
@@ -162,6 +183,38 @@ class Reconciler:
     def execute(self, run_id: int, cancel: proc.Cancel | None = None) -> Run:
         """Run a queued run to its terminal status, or apply an approved one. Never raises for a
         run's own failure."""
+        started, terraform_before = time.monotonic(), self.runner.thread_terraform_seconds()
+        with self._timings_lock:
+            self._executing.add(run_id)
+        try:
+            run = self._execute(run_id, cancel)
+            if run is not None:
+                terraform = self.runner.thread_terraform_seconds() - terraform_before
+                self._account(run, RunTiming(time.monotonic() - started, terraform))
+            return run
+        finally:
+            with self._timings_lock:
+                self._executing.discard(run_id)
+
+    def is_executing(self, run_id: int) -> bool:
+        """A worker of this process has the run: its end is reported with its timing by `execute`."""
+        with self._timings_lock:
+            return run_id in self._executing
+
+    def _account(self, run: Run, spent: RunTiming) -> None:
+        """Add up a run's working time (its plan and, after approval, its apply); report it at the end."""
+        with self._timings_lock:
+            total = self._timings.pop(run.id, RunTiming(0.0, 0.0)) + spent
+            if not run.status.is_terminal:
+                self._timings[run.id] = total
+                return
+        if self.on_finished is not None:
+            try:
+                self.on_finished(run, total)
+            except Exception:
+                log.exception("reporting the end of run %s failed", run.id)
+
+    def _execute(self, run_id: int, cancel: proc.Cancel | None) -> Run:
         run = self.store.get_run(run_id)
         if run is None or run.status not in (RunStatus.QUEUED, RunStatus.APPROVED):
             return run  # superseded or taken meanwhile: nothing to do

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -179,7 +180,10 @@ class RepoPoller:
         registry: StackRegistry,
         fetch_attempts: int = 3,
         first_backoff: float = 2.0,
+        on_fetch: Callable[[float, bool], None] = lambda seconds, ok: None,
     ) -> None:
+        self.on_fetch = on_fetch
+        self.last_fetch_ok_at: datetime | None = None
         self.git = git
         self.store = store
         self.queue = queue
@@ -194,12 +198,16 @@ class RepoPoller:
         # per stack whose applied commit is behind the head) until the head moves.
         self._settled_head: str | None = None
 
-    def poll(self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll") -> list[Run]:
-        # The timer and an approval (which fetches to learn the head) may poll at the same time.
+    def poll(
+        self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll", *, note: str = ""
+    ) -> list[Run]:
+        """`note`: recorded on the deploys this poll queues (e.g. the webhook deliveries behind it)."""
+        # The timer, a webhook and an approval (which fetches to learn the head) may poll at once.
         with self._polling:
-            return self._poll(source, actor)
+            return self._poll(source, actor, note)
 
-    def _poll(self, source: TriggerSource, actor: str) -> list[Run]:
+    def _poll(self, source: TriggerSource, actor: str, note: str) -> list[Run]:
+        started = time.monotonic()
         try:
             if not self.git.has_clone():
                 self.git.ensure_clone()  # the remote was unreachable when the daemon started
@@ -207,23 +215,32 @@ class RepoPoller:
                 self.git, attempts=self.fetch_attempts, first_delay=self.first_backoff
             )
         except GitFetchError as exc:
+            self.on_fetch(time.monotonic() - started, False)
             self.last_error = str(exc)
             self.store.set_meta("last_fetch_error", {"at": _now(), "error": str(exc)})
             log.error("fetch failed; nothing new is planned until it succeeds: %s", exc)
             raise
+        self.on_fetch(time.monotonic() - started, True)
         self.last_fetch, self.last_error = fetched, None
+        self.last_fetch_ok_at = datetime.now(UTC)
         self.store.set_meta("last_fetch", {"at": _now(), "sha": fetched.head.sha, "forced": fetched.forced})
         stacks = self.registry.refresh()
         self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
         self.store.set_head_all(fetched.head.sha)
         if fetched.head.sha == self._settled_head:
             return []
-        queued = self.queue_deploys(stacks.values(), fetched, source=source, actor=actor)
+        queued = self.queue_deploys(stacks.values(), fetched, source=source, actor=actor, note=note)
         self._settled_head = fetched.head.sha
         return queued
 
     def queue_deploys(
-        self, stacks: Iterable[Stack], fetched: FetchResult, *, source: TriggerSource, actor: str
+        self,
+        stacks: Iterable[Stack],
+        fetched: FetchResult,
+        *,
+        source: TriggerSource,
+        actor: str,
+        note: str = "",
     ) -> list[Run]:
         head = fetched.head.sha
         queued = []
@@ -239,7 +256,7 @@ class RepoPoller:
                 actor=actor,
                 previous_sha=state.applied_sha if state else None,
                 forced=fetched.forced,
-                note=reason,
+                note=f"{reason}; {note}" if note else reason,
             )
             run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
             if run is not None:

@@ -117,7 +117,12 @@ class TerraformRunner:
         self.settings = settings
         self._cmd = Terraform(terraform_bin_path=settings.binary)
         self._init_lock = threading.Lock()
-        self.terraform_seconds = 0.0
+        self.terraform_seconds = 0.0  # all threads together (benchmarks)
+        self._this_thread = threading.local()  # per worker thread: a run's own Terraform time
+
+    def thread_terraform_seconds(self) -> float:
+        """Seconds spent in Terraform processes started by the calling thread, so far."""
+        return getattr(self._this_thread, "seconds", 0.0)
 
     # -- public steps --------------------------------------------------------
 
@@ -245,6 +250,7 @@ class TerraformRunner:
             redact=redact,
         )
         self.terraform_seconds += result.duration
+        self._this_thread.seconds = self.thread_terraform_seconds() + result.duration
         return _raise_for_outcome(result)
 
     def _env(self, ws: Workspace) -> dict[str, str]:
