@@ -1,0 +1,127 @@
+"""Webhook hints become few, prompt fetches (`tfops.triggers.FetchSoon`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tfops.triggers import FetchSoon, describe_hints
+from tfops.web.webhooks import FetchHint
+
+
+def hint(n: int = 0, source: str = "github") -> FetchHint:
+    return FetchHint(source=source, event="push", delivery_id=f"d{n}", sha=f"{n:040x}", ref="refs/heads/main")
+
+
+class RecordingFetch:
+    def __init__(self, *, hold: threading.Event | None = None) -> None:
+        self.batches: list[list[FetchHint]] = []
+        self.started = threading.Event()
+        self.hold = hold
+
+    def __call__(self, hints) -> None:
+        self.batches.append(list(hints))
+        self.started.set()
+        if self.hold is not None:
+            self.hold.wait(5)
+
+
+@pytest.fixture
+def made():
+    built = []
+
+    def make(fetch, window=0.05):
+        soon = FetchSoon(fetch, window=window)
+        soon.start()
+        built.append(soon)
+        return soon
+
+    yield make
+    for soon in built:
+        soon.stop()
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_burst_of_hints_inside_the_window_is_one_fetch(made):
+    fetch = RecordingFetch()
+    soon = made(fetch, window=0.2)
+
+    for n in range(20):
+        soon.request_fetch(hint(n))
+    wait_until(lambda: fetch.batches)
+    time.sleep(0.3)
+
+    assert len(fetch.batches) == 1 and len(fetch.batches[0]) == 20
+
+
+def test_hints_during_a_fetch_cause_exactly_one_more_fetch_after_it(made):
+    release = threading.Event()
+    fetch = RecordingFetch(hold=release)
+    soon = made(fetch)
+    soon.request_fetch(hint(1))
+    fetch.started.wait(5)
+
+    for n in range(2, 7):
+        soon.request_fetch(hint(n))  # the branch moved again while the first fetch ran
+    release.set()
+    wait_until(lambda: len(fetch.batches) == 2)
+    time.sleep(0.2)
+
+    assert [len(batch) for batch in fetch.batches] == [1, 5]
+    assert soon.fetches == 2
+
+
+def test_request_fetch_returns_at_once_even_while_a_fetch_is_stuck(made):
+    release = threading.Event()
+    fetch = RecordingFetch(hold=release)
+    soon = made(fetch)
+    soon.request_fetch(hint(1))
+    fetch.started.wait(5)
+
+    started = time.monotonic()
+    soon.request_fetch(hint(2))
+    took = time.monotonic() - started
+    release.set()
+
+    assert took < 0.05
+
+
+def test_a_failing_fetch_does_not_stop_later_ones(made):
+    calls = []
+
+    def flaky(hints):
+        calls.append(len(hints))
+        if len(calls) == 1:
+            raise OSError("remote unreachable")
+
+    soon = made(flaky)
+    soon.request_fetch(hint(1))
+    wait_until(lambda: calls)
+    soon.request_fetch(hint(2))
+    wait_until(lambda: len(calls) == 2)
+
+
+def test_after_stop_hints_are_dropped_and_no_fetch_runs(made):
+    fetch = RecordingFetch()
+    soon = made(fetch, window=0.5)
+    soon.request_fetch(hint(1))
+    soon.stop()
+    soon.request_fetch(hint(2))
+    time.sleep(0.1)
+
+    assert fetch.batches == []
+
+
+def test_the_trigger_note_names_the_deliveries_and_says_what_they_claimed():
+    note = describe_hints([hint(n) for n in range(7)])
+
+    assert note.startswith("webhook: github push d0 says 0000000000")
+    assert note.endswith("and 2 more")
