@@ -31,7 +31,7 @@ import queue
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -140,7 +140,16 @@ class Phase:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
 
 
-def open_loop(port: int, path: str, body: bytes, *, rate: float, seconds: float, clients: int) -> Phase:
+def open_loop(
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    rate: float,
+    seconds: float,
+    clients: int,
+    headers: Callable[[bytes], dict[str, str]] | None = None,
+) -> Phase:
     """Send `rate * seconds` requests on schedule; latency from scheduled time to the end of the reply."""
     local = threading.local()
     latencies: list[float] = []
@@ -156,10 +165,10 @@ def open_loop(port: int, path: str, body: bytes, *, rate: float, seconds: float,
         nonlocal errors
         conn = connection()
         try:
-            conn.request("POST", path, body=body, headers=signed_headers(body))
+            conn.request("POST", path, body=body, headers=(headers or signed_headers)(body))
             reply = conn.getresponse()
             reply.read()
-            ok = reply.status == 200
+            ok = reply.status in (200, 202)
         except (OSError, http.client.HTTPException):
             conn.close()
             local.conn, ok = None, False

@@ -22,7 +22,7 @@ from fastapi import APIRouter
 from slack_sdk import WebClient
 
 from tfops.approvals import Answer, ApprovalDesk, DecisionRequest, Verdict
-from tfops.config import Settings
+from tfops.config import Settings, check_serving, http_needs
 from tfops.errors import ConfigError, GitFetchError, TfopsError
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.metrics import Metrics, metrics_router
@@ -177,8 +177,9 @@ class App:
         self._snapshot = snapshot_of(self.store, self.queue, slack_on=self.outbox_sender is not None)
         self.fetch_soon = FetchSoon(self._fetch_for_webhooks, window=settings.webhooks.debounce)
         self.started_at = datetime.now(UTC)
-        self.socket_mode = self._socket_mode()
-        self.web_server = self._web_server()
+        # Built by `serve` (`build_listeners`): one-shot commands need neither, nor their secrets.
+        self.socket_mode: SocketModeTransport | None = None
+        self.web_server: WebServer | None = None
 
     # -- start-up --------------------------------------------------------------
 
@@ -234,6 +235,7 @@ class App:
 
     def serve(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
+        self.build_listeners()  # first: a missing secret stops the start before anything is done
         self._install_signal_handlers(stop)
         try:
             self.start()
@@ -375,6 +377,12 @@ class App:
         )
         return sender
 
+    def build_listeners(self) -> None:
+        """The Socket Mode connection and the HTTP server, as configured, not started yet."""
+        check_serving(self.settings)
+        self.socket_mode = self._socket_mode()
+        self.web_server = self._web_server()
+
     def _socket_mode(self) -> SocketModeTransport | None:
         slack = self.settings.slack
         if self.interactions is None or slack.mode != "socket" or not slack.interactive:
@@ -385,15 +393,8 @@ class App:
 
     def _web_server(self) -> WebServer | None:
         """The HTTP server, when `http.listen` is set: health, metrics, and what is configured of
-        Slack's HTTP mode, the webhooks and the API. Every secret is read now: a missing one stops
-        the start instead of leaving a route that can never authenticate."""
+        Slack's HTTP mode, the webhooks and the API."""
         http, settings = self.settings.http, self.settings
-        wanted = [name for name, on in self._http_features().items() if on]
-        if wanted and not http.listen:
-            raise ConfigError(
-                f"http.listen: not set, but {' and '.join(wanted)} need the HTTP server",
-                hint="set http.listen (e.g. 127.0.0.1:8080 behind a TLS proxy)",
-            )
         if not http.listen:
             return None
         facts = readiness_facts(
@@ -407,19 +408,11 @@ class App:
         options = HttpOptions.from_listen(http.listen, tls_cert=http.tls_cert, tls_key=http.tls_key)
         return WebServer(create_app(routers, max_body=http.max_body), options)
 
-    def _http_features(self) -> dict[str, bool]:
-        slack = self.settings.slack
-        return {
-            "slack.mode http": self.interactions is not None and slack.mode == "http" and slack.interactive,
-            "webhooks": bool(self.settings.webhooks.sources),
-            "api.tokens": bool(self.settings.api.tokens),
-        }
-
     def _optional_routers(self) -> list[APIRouter]:
-        settings, features, routers = self.settings, self._http_features(), []
-        if features["slack.mode http"]:
+        settings, needs, routers = self.settings, http_needs(self.settings), []
+        if "slack.mode http" in needs:
             routers.append(slack_router(settings.slack_signing_secret(), self.interactions))
-        if features["webhooks"]:
+        if "webhooks" in needs:
             secrets = WebhookSecrets(
                 **{source: settings.webhook_secret(source) for source in settings.webhooks.sources}
             )
@@ -428,7 +421,7 @@ class App:
             routers.append(
                 webhook_router(secrets, repo, self.fetch_soon, on_delivery=self.metrics.webhook_delivery)
             )
-        if features["api.tokens"]:
+        if "api.tokens" in needs:
             tokens = [ApiToken(name, token, scope) for name, token, scope in settings.api_tokens()]
             routers.append(
                 api_router(

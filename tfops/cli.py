@@ -281,19 +281,14 @@ def demo(directory: Path | None, once: bool) -> None:
 def check_config(ctx: Context) -> None:
     """Validate the configuration and print what tfops will do with it."""
     from tfops.app import resolve_binary
-    from tfops.config import describe, warnings
+    from tfops.config import check_serving, describe, warnings
 
     settings = ctx.settings
     binary = resolve_binary(settings.terraform.binary, dict(os.environ))
     out.print(describe(settings), markup=False)
     out.print(f"terraform binary: {binary}", markup=False)
-    if settings.slack.enabled:
-        # Read every Slack secret now, so that a missing one is found here and not at start.
-        settings.slack_token()
-        if settings.slack.mode == "socket":
-            settings.slack_app_token()
-        else:
-            settings.slack_signing_secret()
+    # Every secret `serve` will read, read now: a missing one is found here, not at start.
+    check_serving(settings)
     for warning in warnings(settings):
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     out.print("[green]configuration OK[/green]")

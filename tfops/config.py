@@ -475,11 +475,14 @@ def _listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("must be HOST:PORT, such as 127.0.0.1:8080 or [::1]:8080")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError("put an IPv6 address in brackets, such as [::1]:8080")
     return value
 
 
 class HttpSettings(_Section):
-    """The daemon's HTTP server (Slack HTTP mode); off unless `listen` is set."""
+    """The daemon's HTTP server: health, metrics, webhooks, the API, Slack's HTTP mode. Off unless
+    `listen` is set."""
 
     listen: Annotated[str, AfterValidator(_listen)] | None = None
     tls_cert: ConfigPath | None = None
@@ -512,8 +515,10 @@ class SecretRef(_Section):
 class WebhookSettings(_Section):
     """Webhooks ask for a fetch now; each route is on only when its secret is configured."""
 
-    repository: str | None = None  # e.g. acme/infra; default: the path of repo.url
-    debounce: Duration = 0.25  # hints within this window after the first become one fetch
+    # Another name payloads may carry (repo.url and its owner/name path are always accepted);
+    # needed when repo.url is a local path or a mirror, e.g. acme/infra.
+    repository: str | None = None
+    debounce: Duration = 0.1  # hints within this window after the first become one fetch
     github: SecretRef | None = None  # X-Hub-Signature-256
     gitlab: SecretRef | None = None  # X-Gitlab-Token
     gitea: SecretRef | None = None  # X-Gitea-Signature (Forgejo too)
@@ -524,12 +529,14 @@ class WebhookSettings(_Section):
         return tuple(name for name in ("github", "gitlab", "gitea", "generic") if getattr(self, name))
 
 
-_API_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_API_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
 def _api_token_name(name: str) -> str:
     if not _API_TOKEN_NAME.fullmatch(name):
-        raise ValueError("must be 1-64 letters, digits, '_', '.', '@' or '-'")
+        raise ValueError(
+            "must be 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -1205,6 +1212,8 @@ def describe(settings: Settings) -> str:
         f"  env passthrough {', '.join(terraform.env_passthrough) or 'none'}",
         *_describe_slack(settings),
         f"http              {_describe_http(settings.http)}",
+        f"  webhooks        {_describe_webhooks(settings)}",
+        f"  api             {_describe_api(settings)}",
         f"stack defaults    {_describe_policy(settings.defaults)}",
         f"stacks            {len(settings.stacks)} entr{'y' if len(settings.stacks) == 1 else 'ies'}",
     ]
@@ -1246,6 +1255,64 @@ def _describe_http(http: HttpSettings) -> str:
         return "off (http.listen not set)"
     tls = "TLS" if http.tls_cert else "plain HTTP (put a TLS proxy in front)"
     return f"listening on {http.listen}, {tls}, requests up to {http.max_body} bytes"
+
+
+def http_needs(settings: Settings) -> list[str]:
+    """What is configured that only the HTTP server can serve."""
+    slack = settings.slack
+    needs = {
+        "slack.mode http": slack.enabled and slack.mode == "http" and slack.interactive,
+        "webhooks": bool(settings.webhooks.sources),
+        "api.tokens": bool(settings.api.tokens),
+    }
+    return [name for name, needed in needs.items() if needed]
+
+
+def check_serving(settings: Settings) -> None:
+    """What `tfops serve` checks before it starts: every secret it will read is there, and what
+    needs the HTTP server has one. ConfigError names the field otherwise."""
+    needs = http_needs(settings)
+    if needs and not settings.http.listen:
+        raise ConfigError(
+            f"http.listen: not set, but {' and '.join(needs)} need the HTTP server",
+            hint="set http.listen (e.g. 127.0.0.1:8080 behind a TLS proxy)",
+        )
+    slack = settings.slack
+    if slack.enabled:
+        settings.slack_token()
+        if slack.mode == "socket":
+            settings.slack_app_token()
+        else:
+            settings.slack_signing_secret()
+    for source in settings.webhooks.sources:
+        settings.webhook_secret(source)
+    settings.api_tokens()
+
+
+def _describe_webhooks(settings: Settings) -> str:
+    sources = settings.webhooks.sources
+    if not sources:
+        return "off (no webhook secret configured)"
+    refs = {source: getattr(settings.webhooks, source) for source in sources}
+    return "; ".join(
+        f"{source} secret {_describe_ref(settings, ref.secret_env, ref.secret_file)}"
+        for source, ref in refs.items()
+    )
+
+
+def _describe_api(settings: Settings) -> str:
+    if not settings.api.tokens:
+        return "off (no token configured)"
+    return "; ".join(
+        f"{t.name} ({t.scope}) {_describe_ref(settings, t.token_env, t.token_file)}"
+        for t in settings.api.tokens
+    )
+
+
+def _describe_ref(settings: Settings, env_name: str | None, file: Path | None) -> str:
+    if env_name:
+        return f"from ${env_name} ({'set' if settings._environ.get(env_name, '').strip() else 'NOT SET'})"
+    return f"file {file} ({'readable' if file and os.access(file, os.R_OK) else 'NOT READABLE'})"
 
 
 def warnings(settings: Settings) -> list[str]:

@@ -285,12 +285,7 @@ class Reconciler:
     def _apply_saved_plan(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
         deadline = Deadline(self.settings.timeout)
         with self.git.view(run.commit_sha) as tree:
-            ws = Workspace(
-                stack=stack,
-                source_dir=tree / stack.path,
-                state_dir=self.settings.stacks_dir / stack.name,
-                run_dir=run_dir,
-            )
+            ws = self._workspace(stack, tree, run_dir)
             self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
             # Learn the plan's secrets first, so that the apply's output is scrubbed of them.
             shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
@@ -350,12 +345,7 @@ class Reconciler:
     def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
         deadline = Deadline(self.settings.timeout)
         with self.git.view(run.commit_sha) as tree:
-            ws = Workspace(
-                stack=stack,
-                source_dir=tree / stack.path,
-                state_dir=self.settings.stacks_dir / stack.name,
-                run_dir=run_dir,
-            )
+            ws = self._workspace(stack, tree, run_dir)
             if not ws.source_dir.is_dir():
                 raise TfopsError(
                     f"stack directory {stack.path!r} does not exist at commit {run.commit_sha[:10]}"
@@ -388,6 +378,14 @@ class Reconciler:
             self._after_success(done)
             log.debug("run %s took %.2fs", run.id, time.monotonic() - started)
             return done
+
+    def _workspace(self, stack: Stack, tree: Path, run_dir: Path) -> Workspace:
+        return Workspace(
+            stack=stack,
+            source_dir=tree / stack.path,
+            state_dir=self.settings.stacks_dir / stack.name,
+            run_dir=run_dir,
+        )
 
     def _code_applied(self, stack: Stack, commit_sha: str, tree: Path) -> bool:
         """Is the stack's code at `commit_sha` the code it was last deployed with?"""

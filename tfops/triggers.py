@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class FetchSoon:
     """The daemon's `FetchRequests`: `request_fetch` returns at once; one thread does the fetching."""
 
-    def __init__(self, fetch: Callable[[Sequence[FetchHint]], None], *, window: float = 0.25) -> None:
+    def __init__(self, fetch: Callable[[Sequence[FetchHint]], None], *, window: float = 0.1) -> None:
         self.fetch = fetch
         self.window = window
         self._cond = threading.Condition()

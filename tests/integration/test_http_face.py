@@ -91,7 +91,9 @@ def daemon(tmp_path, remote, terraform_bin, tf_cli_config, tf_env, port):
         thread = threading.Thread(target=app.serve, args=(stop,), daemon=True)
         thread.start()
         running.append((stop, thread))
-        wait_for(lambda: app.web_server.running, timeout=20, what="the HTTP server")
+        wait_for(
+            lambda: app.web_server is not None and app.web_server.running, timeout=20, what="the HTTP server"
+        )
         # The first poll at start deploys both stacks; the tests start from there.
         wait_for(lambda: _applied(app) >= 2, timeout=90, what="the first deploys")
         app.queue.wait_idle(60)

@@ -563,7 +563,7 @@ def test_env_passthrough_takes_names_or_prefixes_but_never_everything(tmp_path, 
     assert "terraform.env_passthrough.1: " in message
 
 
-# --------------------------------------------------------------------------- approvals, Slack transports, http
+# ---------------------------------------------------------------------- approvals, Slack transports, http
 
 
 def test_approval_policy_is_inherited_from_defaults_and_overridden_per_entry(tmp_path):
@@ -624,7 +624,7 @@ def test_describe_says_where_slack_secrets_come_from_and_whether_they_are_there(
     assert "Socket Mode, app token from $APP (NOT SET)" in text
     assert "listening on 127.0.0.1:8080, plain HTTP" in text
     assert "xoxb-secret-value" not in text
-    with pytest.raises(ConfigError, match="slack.app_token_env: the environment variable APP is not set"):
+    with pytest.raises(ConfigError, match=r"slack\.app_token_env: the environment variable APP is not set"):
         settings.slack_app_token()
 
 
@@ -633,3 +633,43 @@ def test_http_listen_and_tls_pairs_are_checked(tmp_path):
     assert "set both http.tls_cert and http.tls_key" in config_error(
         write_config(tmp_path, "http:\n  listen: 127.0.0.1:8443\n  tls_cert: cert.pem\n")
     )
+
+
+def test_serving_checks_that_webhooks_and_the_api_have_a_server_and_their_secrets(tmp_path):
+    from tfops.config import check_serving, http_needs
+
+    (tmp_path / "api-token").write_text("   \n")
+    path = write_config(
+        tmp_path,
+        """
+        webhooks:
+          github: {secret_env: GH_SECRET}
+        api:
+          tokens:
+            - {name: ci, token_file: api-token, scope: write}
+        """,
+    )
+    settings = load_settings(path, {})
+    assert http_needs(settings) == ["webhooks", "api.tokens"]
+    with pytest.raises(ConfigError, match=r"http\.listen: not set, but webhooks and api\.tokens need"):
+        check_serving(settings)
+
+    listening = write_config(tmp_path, path.read_text() + "http:\n  listen: 127.0.0.1:8080\n")
+    with pytest.raises(
+        ConfigError, match=r"webhooks\.github\.secret_env: the environment variable GH_SECRET"
+    ):
+        check_serving(load_settings(listening, {}))
+    with pytest.raises(ConfigError, match=r"api\.tokens\.0\.token_file: .*api-token is empty"):
+        check_serving(load_settings(listening, {"GH_SECRET": "s3cret"}))
+    described = describe(load_settings(listening, {"GH_SECRET": "s3cret"}))
+    assert "github secret from $GH_SECRET (set)" in described and "s3cret" not in described
+    assert "ci (write) file" in described
+
+
+def test_a_webhook_secret_needs_exactly_one_source_and_token_names_are_checked(tmp_path):
+    both = write_config(tmp_path, "webhooks:\n  gitlab: {secret_env: A, secret_file: b}\n")
+    assert "set exactly one of secret_env" in config_error(both)
+    bad_name = write_config(tmp_path, "api:\n  tokens:\n    - {name: _ci, token_env: T}\n")
+    assert "starting with a letter or digit" in config_error(bad_name)
+    unbracketed = write_config(tmp_path, "http:\n  listen: '::1:8080'\n")
+    assert "put an IPv6 address in brackets" in config_error(unbracketed)

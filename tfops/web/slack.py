@@ -21,20 +21,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from tfops.notify.interactions import InteractionSink
+from tfops.web.forms import single_field
 
 log = logging.getLogger(__name__)
 
 INTERACTIONS_PATH = "/slack/interactions"
 SIGNATURE_WINDOW_SECONDS = 300  # fixed inside SignatureVerifier; here only to say why a request was refused
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-_MAX_FORM_FIELDS = 20  # Slack sends one field (`payload`); a flood of fields is not Slack
 
 
 def slack_router(
@@ -112,15 +111,9 @@ def interaction_payload(content_type: str, body: bytes) -> dict[str, Any]:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != FORM_CONTENT_TYPE:
         raise ValueError(f"Content-Type must be {FORM_CONTENT_TYPE}")
+    document = single_field(body, "payload")
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
-    except ValueError:  # not UTF-8, or too many fields
-        raise ValueError("body is not a Slack interaction form") from None
-    values = fields.get("payload", [])
-    if len(values) != 1:
-        raise ValueError("form must have exactly one `payload` field")
-    try:
-        payload = json.loads(values[0])
+        payload = json.loads(document)
     except ValueError:
         raise ValueError("`payload` is not JSON") from None
     if not isinstance(payload, dict):

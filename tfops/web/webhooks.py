@@ -49,10 +49,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from tfops.web.forms import single_field
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,6 @@ RESULTS = ("accepted", "duplicate", "ignored", "ping", "unauthorized", "bad_requ
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_DELIVERY_ID = 200  # hosts send UUIDs (36 characters); anything far longer is not a delivery id
-_MAX_FORM_FIELDS = 20  # GitHub's form variant has one field
 _LOGGED_TEXT = 100
 
 
@@ -336,13 +337,9 @@ def _media_type(content_type: str) -> str:
 
 def _form_payload(body: bytes) -> str:
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
-    except ValueError:  # not UTF-8, or too many fields
-        raise BadDelivery("body is not a webhook form") from None
-    values = fields.get("payload", [])
-    if len(values) != 1:
-        raise BadDelivery("form must have exactly one `payload` field")
-    return values[0]
+        return single_field(body, "payload")
+    except ValueError as exc:
+        raise BadDelivery(str(exc)) from None
 
 
 def _parse_json(document: str | bytes) -> object:
