@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import pwd
 import shutil
 import signal
 import threading
@@ -146,6 +147,7 @@ class App:
             registry=self.registry,
             on_fetch=lambda seconds, ok: self.metrics.fetch_done(seconds, ok=ok),
         )
+        self.reconciler.confirm_head = self._confirm_head  # the worker fetches before it applies
         self.desk = ApprovalDesk(
             store=self.store,
             transitions=self.transitions,
@@ -158,7 +160,7 @@ class App:
             ),
             start_apply=lambda run: self.queue.resume([run]),
             replan=self._replan,
-            refresh=self._refresh_head,
+            confirm_head=self._confirm_head,
         )
         self.interactions = (
             SlackInteractions(self.desk, self.store, on_enqueue=self.outbox_sender.wake)
@@ -171,9 +173,10 @@ class App:
             registry=self.registry,
             store=self.store,
             poll_interval=settings.repo.poll_interval,
-            expire_approvals=self.desk.expire_due,
+            housekeeping=self._housekeeping,
         )
         self._owner_lock: TextIO | None = None
+        self._recovered = False
         self._snapshot = snapshot_of(self.store, self.queue, slack_on=self.outbox_sender is not None)
         self.fetch_soon = FetchSoon(self._fetch_for_webhooks, window=settings.webhooks.debounce)
         self.started_at = datetime.now(UTC)
@@ -201,6 +204,7 @@ class App:
         if not self._claim_recovery():
             log.info("another tfops process works on %s; its runs are left to it", self.settings.data_dir)
             return
+        self._recovered = True
         for run in self.store.runs_with_status(IN_FLIGHT_STATUSES - {RunStatus.APPROVED}):
             log.warning("run %s (%s) was cut off while %s", run.id, run.stack, run.status.value)
             self.transitions.mark_interrupted(run, CRASH_REASON)
@@ -224,11 +228,17 @@ class App:
     # -- decisions --------------------------------------------------------------
 
     def decide(self, request: DecisionRequest, *, timeout: float | None = None) -> tuple[Answer, Run | None]:
-        """`tfops approve` / `tfops reject`: decide, and on approval wait for the apply."""
-        self.start()
+        """`tfops approve` / `tfops reject`: decide, and on approval apply that run, nothing else.
+
+        No recovery and no poll here: a one-shot decision must not take up (and then cut off)
+        work that belongs to the daemon.
+        """
+        self.git.ensure_clone()
+        if self.outbox_sender is not None:
+            self.outbox_sender.start()
         answer = self.desk.decide(request, transport="cli")
-        if answer.verdict is Verdict.APPROVE:
-            self.queue.wait_idle(timeout)
+        if answer.verdict in (Verdict.APPROVE, Verdict.SUPERSEDE):
+            self.queue.wait_idle(timeout)  # the apply, or the fresh plan that replaces a stale one
         return answer, self.store.get_run(request.run_id)
 
     # -- the daemon --------------------------------------------------------------
@@ -238,12 +248,15 @@ class App:
         self.build_listeners()  # first: a missing secret stops the start before anything is done
         self._install_signal_handlers(stop)
         try:
-            self.start()
-        except GitFetchError as exc:
-            # An unreachable remote at first start is not fatal: the poll job keeps trying.
-            log.error("%s", exc)
-        self.scheduler.start()
-        self._start_listening()
+            # The port first: if it is taken, nothing has been resumed or started yet.
+            if self.web_server is not None:
+                self.web_server.start()
+            self._start_work()
+            self.scheduler.start()
+            self._start_listening()
+        except BaseException:
+            self.shutdown()
+            raise
         log.info(
             "tfops serving %s@%s: poll every %.0fs, at most %d runs at once",
             self.git.url if "@" not in self.git.url else "(repo)",
@@ -253,6 +266,22 @@ class App:
         )
         stop.wait()
         self.shutdown()
+
+    def _start_work(self) -> None:
+        try:
+            self.start()
+        except TfopsError as exc:
+            # An unreachable remote or a stack path missing at the head is not fatal at start:
+            # the poll job keeps trying and reports it.
+            log.error("%s", exc)
+
+    def _housekeeping(self) -> None:
+        self.desk.expire_due()
+        if not self._recovered:
+            self.recover()  # another process held the data directory at start; try again
+
+    def _confirm_head(self) -> str | None:
+        return self.poller.confirm_head(max_age=2 * self.settings.repo.poll_interval)
 
     def shutdown(self) -> None:
         log.info("stopping: no new runs; running Terraform gets one SIGINT and time to write state")
@@ -331,13 +360,6 @@ class App:
 
     def _queue_drift(self, stack: str, source: TriggerSource) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack, source=source, actor=local_user())
-
-    def _refresh_head(self) -> None:
-        """Before an approval binds: fetch, so that a commit pushed a moment ago is known."""
-        try:
-            self.poller.poll(source=TriggerSource.POLL, actor="approval")
-        except GitFetchError as exc:
-            log.warning("could not fetch before an approval; checking against the last fetched head: %s", exc)
 
     def _replan(self, run: Run) -> None:
         """A stale saved plan is never retried as is: a fresh plan of the branch head is queued."""
@@ -447,8 +469,6 @@ class App:
 
     def _start_listening(self) -> None:
         self.fetch_soon.start()
-        if self.web_server is not None:
-            self.web_server.start()
         if self.socket_mode is not None:
             self.socket_mode.start()
 
@@ -501,12 +521,11 @@ def resolve_binary(binary: str, environ: dict) -> str:
 
 
 def local_user() -> str:
+    """The account running this process, from its uid: unlike $USER or $LOGNAME, not a claim."""
     try:
-        import getpass
-
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
 
 
 __all__ = ["App", "PassResult", "TfopsError", "resolve_binary"]

@@ -64,6 +64,7 @@ class Facts:
     is_approver: bool | None = None  # None: group membership could not be checked
     awaiting_since: datetime | None = None
     stale: str | None = None  # why the saved plan may no longer be applied (Reconciler.stale_binding)
+    head_unknown: str | None = None  # why the branch head could not be confirmed just now
     decisions: Sequence[Decision] = ()  # every decision on the run so far
 
 
@@ -110,6 +111,8 @@ def judge(request: DecisionRequest, facts: Facts) -> Judgement:
         seconds=stack.approval_ttl
     ):
         return Judgement(Verdict.EXPIRE, _expired_reason(stack))
+    if facts.head_unknown is not None:
+        return Judgement(Verdict.REFUSE, f"{facts.head_unknown}; nothing was applied, try again later")
     if facts.stale is not None:
         return Judgement(Verdict.SUPERSEDE, facts.stale)
     approvers = {*_counted_approvers(facts.decisions), request.actor_id}
@@ -224,10 +227,10 @@ class ApprovalDesk:
         directory: ApproverDirectory | None,
         start_apply: Callable[[Run], None],
         replan: Callable[[Run], None],
-        refresh: Callable[[], None] = lambda: None,
+        confirm_head: Callable[[], str | None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.refresh = refresh
+        self.confirm_head = confirm_head
         self.store = store
         self.transitions = transitions
         self.stacks = stacks
@@ -242,9 +245,16 @@ class ApprovalDesk:
 
     def decide(self, request: DecisionRequest, *, transport: str = "") -> Answer:
         with self._lock:
-            facts = self._facts(request)
-            judgement = judge(request, facts)
-            answer = self._carry_out(request, facts, judgement)
+            try:
+                facts = self._facts(request)
+                judgement = judge(request, facts)
+                answer = self._carry_out(request, facts, judgement)
+            except Exception:
+                # A refusal nobody hears of is worse than a refusal: answer and audit it anyway.
+                log.exception("deciding on run %s failed", request.run_id)
+                answer = Answer(
+                    Verdict.REFUSE, "tfops could not decide just now (see its log); try again", None
+                )
         self._audit(request, answer, transport)
         log.info(
             "%s of run %s by %s (%s): %s — %s",
@@ -268,6 +278,8 @@ class ApprovalDesk:
                 expired.append(self.transitions.mark_expired(run, reason))
             except InvalidTransition:
                 continue  # decided meanwhile
+            except Exception:
+                log.exception("could not expire run %s; the other runs are still checked", run.id)
         return expired
 
     # -- steps ------------------------------------------------------------------------------------
@@ -286,12 +298,12 @@ class ApprovalDesk:
             decisions=self.store.decisions(run.id),
         )
         if _worth_checking_binding(request, facts):
-            # Git work only for a genuine approval: learn the branch head now (a poll, which also
-            # supersedes this run if a newer commit touches the stack), then check the binding.
-            self.refresh()
+            # Git work only for a genuine approval: learn the branch head now (a fetch), then
+            # check that the head still carries the planned code and the plan file is unchanged.
+            unconfirmed = self.confirm_head()
             run = self.store.get_run(run.id) or run
-            facts = replace(facts, run=run)
-            if run.status is RunStatus.AWAITING_APPROVAL:
+            facts = replace(facts, run=run, head_unknown=unconfirmed)
+            if run.status is RunStatus.AWAITING_APPROVAL and unconfirmed is None:
                 facts = replace(facts, stale=self.binding.stale_binding(run, stack))
         awaiting = run.status is RunStatus.AWAITING_APPROVAL
         return replace(facts, awaiting_since=self._awaiting_since(run) if awaiting else None)
@@ -312,6 +324,9 @@ class ApprovalDesk:
         if recorded.outcome is DecisionOutcome.DUPLICATE and verdict in _COUNTED_VERDICTS:
             # Another click of the same person won the race inside the store.
             return Answer(Verdict.DUPLICATE, recorded.reason or judgement.reason, run)
+        if verdict is Verdict.COUNT and self._quorum_met(run, facts.stack):
+            # Another process counted an approval since we read them: this one completes the quorum.
+            verdict = Verdict.APPROVE
         try:
             run = self._move(run, verdict, judgement.reason, request)
         except InvalidTransition:
@@ -356,6 +371,9 @@ class ApprovalDesk:
             outcome,
             None if outcome is DecisionOutcome.COUNTED else judgement.reason,
         )
+
+    def _quorum_met(self, run: Run, stack: Stack) -> bool:
+        return len(self.store.counted_approvals(run.id)) >= stack.approvals_required
 
     def _approvers_text(self, run: Run) -> str:
         names = [d.actor_name or d.actor_id for d in self.store.counted_approvals(run.id)]

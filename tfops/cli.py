@@ -449,9 +449,10 @@ def _print_run_detail(run: Run, events, decisions=()) -> None:
         f"[bold]run {run.id}[/bold]  {run.stack}  {run.kind.value}  {_status_style(run.status)}  "
         f"commit {(run.commit_sha or '-')[:10]}"
     )
-    out.print(
+    out.print(  # actor and note may come from outside (a webhook, an API token's name): never markup
         f"trigger: {run.trigger.source.value} by {run.trigger.actor}"
-        + (f" ({run.trigger.note})" if run.trigger.note else "")
+        + (f" ({run.trigger.note})" if run.trigger.note else ""),
+        markup=False,
     )
     if run.plan_sha256:
         out.print(f"plan sha256: {run.plan_sha256}")

@@ -63,8 +63,9 @@ TERMINAL_STATUSES = frozenset(
 # start-up means the previous daemon died mid-run.
 IN_FLIGHT_STATUSES = frozenset({RunStatus.PLANNING, RunStatus.APPROVED, RunStatus.APPLYING})
 
-# Statuses in which a run's saved plan may still be applied, so the plan file is kept.
-PLAN_KEPT_STATUSES = frozenset({RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED})
+# Statuses in which a run's saved plan may still be applied, so the plan file is kept. A
+# `planned` run is never applied (`ask` is the way to apply a reviewed plan): its file goes.
+PLAN_KEPT_STATUSES = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED})
 
 
 class DriftState(StrEnum):

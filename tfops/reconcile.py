@@ -104,8 +104,8 @@ class Transitions:
     def mark_interrupted(self, run: Run, reason: str) -> Run:
         return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
 
-    def mark_superseded(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.SUPERSEDED, None, reason)
+    def mark_superseded(self, run: Run, reason: str, *, allowed_from: set[RunStatus] | None = None) -> Run:
+        return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason)
 
     def _move(
         self,
@@ -167,8 +167,11 @@ class Reconciler:
         settings: ReconcileSettings,
         on_stale_plan: Callable[[Run], None] | None = None,
         on_finished: Callable[[Run, RunTiming], None] | None = None,
+        confirm_head: Callable[[], str | None] = lambda: None,
     ) -> None:
+        """`confirm_head()`: fetch to learn the branch head now; the reason when it cannot be known."""
         self.on_finished = on_finished
+        self.confirm_head = confirm_head
         self._timings: dict[int, RunTiming] = {}
         self._executing: set[int] = set()
         self._timings_lock = threading.Lock()
@@ -242,14 +245,17 @@ class Reconciler:
             drop_plan_unless_kept(run_dir, self._current(run))
 
     def _finish_approved(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
-        stale = self.stale_binding(run, stack)
-        if stale is not None:
-            return self._supersede_stale(run, stale)
-
-        def apply() -> Run:
+        def check_then_apply() -> Run:
+            # The head as it is now, not as the last poll (or a previous process) saw it.
+            unconfirmed = self.confirm_head()
+            if unconfirmed is not None:
+                return self._supersede_stale(run, unconfirmed)
+            stale = self.stale_binding(run, stack)
+            if stale is not None:
+                return self._supersede_stale(run, stale)
             return self._apply_saved_plan(run, stack, run_dir, cancel, secrets, redact)
 
-        return self._guarded(run, apply, redact)
+        return self._guarded(run, check_then_apply, redact)
 
     def stale_binding(self, run: Run, stack: Stack) -> str | None:
         """Why the run's saved plan may no longer be applied, or None while it still may.

@@ -35,6 +35,21 @@ log = logging.getLogger(__name__)
 
 # Runs that have not started work yet and that a newer commit makes pointless.
 _WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
+# A deploy whose outcome leaves its commit's code undeployed on purpose: a later commit that does
+# not touch the stack must not ask the same question again.
+_DECLINED_OR_WAITING = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.REJECTED, RunStatus.EXPIRED})
+
+
+def _same_kind_waiting(open_runs: Iterable[Run], kind: RunKind) -> Run | None:
+    """A waiting run that a new drift check or plan would only repeat."""
+    if kind not in (RunKind.DRIFT, RunKind.PLAN):
+        return None
+    for run in open_runs:
+        if run.kind is kind and run.status is RunStatus.QUEUED:
+            return run
+        if kind is RunKind.DRIFT and run.kind is kind and run.status is RunStatus.AWAITING_APPROVAL:
+            return run
+    return None
 
 
 class RunQueue:
@@ -65,9 +80,11 @@ class RunQueue:
                 return None
             open_runs = self.store.open_runs(stack)
             waiting = [run for run in open_runs if run.status in _WAITING]
-            if kind is RunKind.DRIFT and waiting:
-                # A plan already waits for a worker or for approvers: it reports the same drift.
-                log.debug("drift check for %s coalesced into run %s", stack, waiting[0].id)
+            same = _same_kind_waiting(open_runs, kind)
+            if same is not None:
+                # A drift check or plan already waits for a worker (or a drift plan for approvers):
+                # it will report the same thing. Repeated API calls cannot pile runs up either.
+                log.debug("%s for %s coalesced into run %s", kind.value, stack, same.id)
                 return None
             if kind is RunKind.DEPLOY:
                 self._supersede(waiting, commit_sha)
@@ -92,7 +109,9 @@ class RunQueue:
         for run in waiting:
             if run.kind in (RunKind.DEPLOY, RunKind.DRIFT):
                 try:
-                    self.transitions.mark_superseded(run, f"superseded by commit {commit_sha[:10]}")
+                    self.transitions.mark_superseded(
+                        run, f"superseded by commit {commit_sha[:10]}", allowed_from=_WAITING
+                    )
                 except TfopsError:
                     continue  # it started meanwhile; the newer run waits for it
                 self._pending = [entry for entry in self._pending if entry[0] != run.id]
@@ -198,6 +217,38 @@ class RepoPoller:
         # per stack whose applied commit is behind the head) until the head moves.
         self._settled_head: str | None = None
 
+    def confirm_head(self, max_age: float) -> str | None:
+        """Fetch once, now, so that the recorded head is the branch's; None when it is current.
+
+        For binding an approval: nothing is queued here (the next poll does that). When the fetch
+        fails, a successful fetch younger than `max_age` seconds still counts; otherwise the
+        reason the head cannot be confirmed is returned.
+        """
+        with self._polling:
+            started = time.monotonic()
+            try:
+                if not self.git.has_clone():
+                    self.git.ensure_clone()
+                fetched = self.git.fetch()
+            except GitFetchError as exc:
+                self.on_fetch(time.monotonic() - started, False)
+                self.last_error = str(exc)
+                age = (
+                    (datetime.now(UTC) - self.last_fetch_ok_at).total_seconds()
+                    if self.last_fetch_ok_at
+                    else None
+                )
+                if age is not None and age < max_age:
+                    log.warning("fetch failed; using the head fetched %.0fs ago: %s", age, exc)
+                    return None
+                log.error("the branch head cannot be confirmed: %s", exc)
+                return "the branch head could not be confirmed (the Git remote did not answer)"
+            self.on_fetch(time.monotonic() - started, True)
+            self.last_fetch, self.last_error = fetched, None
+            self.last_fetch_ok_at = datetime.now(UTC)
+            self.store.set_head_all(fetched.head.sha)
+            return None
+
     def poll(
         self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll", *, note: str = ""
     ) -> list[Run]:
@@ -274,10 +325,10 @@ class RepoPoller:
         last = _last_deploy(self.store, stack.name)
         if last is not None and last.commit_sha == head:
             return None  # this commit was already taken up for this stack (whatever its outcome)
-        if last is not None and last.status is RunStatus.AWAITING_APPROVAL:
+        if last is not None and last.status in _DECLINED_OR_WAITING:
             if not self._changes_stack(stack, last.commit_sha, head, detector, diffs):
-                return None  # the plan awaiting approval is still the plan of this head
-            return f"changed since {last.commit_sha[:10]}, whose plan awaited approval"
+                return None  # the stack's code is what was asked about (and is awaiting or declined)
+            return f"changed since {last.commit_sha[:10]} ({last.status.value})"
         state = self.store.get_stack(stack.name)
         if state is None or state.applied_sha is None:
             return "never applied by tfops"
@@ -321,11 +372,12 @@ class Scheduler:
         store: Store,
         poll_interval: float,
         jitter: float = 0.1,
-        expire_approvals: Callable[[], object] | None = None,
-        expiry_interval: float = 30.0,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_interval: float = 30.0,
     ) -> None:
-        self.expire_approvals = expire_approvals
-        self.expiry_interval = expiry_interval
+        """`housekeeping`: run every `housekeeping_interval` (expire approval requests, retry recovery)."""
+        self.housekeeping = housekeeping
+        self.housekeeping_interval = housekeeping_interval
         self.poller = poller
         self.queue = queue
         self.registry = registry
@@ -345,17 +397,19 @@ class Scheduler:
             id="poll",
             next_run_time=datetime.now(UTC),
         )
-        if self.expire_approvals is not None:
+        if self.housekeeping is not None:
             self._aps.add_job(
-                self._expiry_job, IntervalTrigger(seconds=self.expiry_interval, timezone=UTC), id="expiry"
+                self._housekeeping_job,
+                IntervalTrigger(seconds=self.housekeeping_interval, timezone=UTC),
+                id="housekeeping",
             )
         self._aps.start()
 
-    def _expiry_job(self) -> None:
+    def _housekeeping_job(self) -> None:
         try:
-            self.expire_approvals()
-        except TfopsError as exc:
-            log.error("could not expire approval requests: %s", exc)
+            self.housekeeping()
+        except Exception:
+            log.exception("housekeeping failed; it runs again shortly")
 
     def stop(self) -> None:
         if self._aps.running:

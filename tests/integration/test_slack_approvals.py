@@ -3,9 +3,12 @@ the fake Slack Web API, and clicks arriving over Socket Mode (or signed HTTP) to
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
+import os
+import pwd
 import threading
 import time
 from urllib.parse import urlencode
@@ -435,3 +438,98 @@ def post_signed(url, body, *, tamper=False, age=0):
         },
         timeout=5,
     )
+
+
+# --- restarts, other processes, the CLI's identity -------------------------------------------------
+
+
+def test_an_approved_run_found_at_start_is_checked_against_the_head_of_now(
+    configure, slack, remote, demo_cloud, tf_env, serve
+):
+    config = configure()
+    first = make_app(config, tf_env)
+    try:
+        first.reconcile_once(timeout=120)
+        [waiting] = first.store.runs_with_status({RunStatus.AWAITING_APPROVAL})
+        # Approved, then the daemon stopped before the apply started.
+        first.transitions.mark_approved(waiting, "alice")
+    finally:
+        first.close()
+    v2 = remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
+
+    app = serve(config)
+
+    superseded = wait_for(
+        lambda: (run := app.store.get_run(waiting.id)).status is RunStatus.SUPERSEDED and run,
+        timeout=60,
+        what="the old approval voided",
+    )
+    assert "moved on" in app.store.events(superseded.id)[-1].message
+    fresh = run_in(app, RunStatus.AWAITING_APPROVAL, newer_than=waiting.id)
+    assert fresh.commit_sha == v2
+    assert cloud_object(demo_cloud, "app-web") is None, "the approved plan of v1 was never applied"
+
+
+def test_a_daemon_that_started_beside_another_process_recovers_once_it_is_alone(configure, slack, tf_env):
+    config = configure()
+    app = make_app(config, tf_env)
+    try:
+        app.git.ensure_clone()
+        app.git.fetch()
+        app.store.sync_stacks([("app", "stacks/app")])
+        crashed = app.store.create_run("app", RunKind.DEPLOY, _trigger(), "0" * 40, status=RunStatus.PLANNING)
+        other = open(app.settings.data_dir / "owner.lock", "a")  # noqa: SIM115 - another tfops process
+        fcntl.flock(other, fcntl.LOCK_SH)
+        app.recover()
+        assert app.store.get_run(crashed.id).status is RunStatus.PLANNING, "not ours to judge yet"
+        other.close()
+
+        app._housekeeping()
+
+        assert app.store.get_run(crashed.id).status is RunStatus.INTERRUPTED
+    finally:
+        app.close()
+
+
+def test_the_cli_records_the_account_that_ran_it_not_what_the_environment_claims(configure, slack, tf_env):
+    config = configure(approvals_required=2)
+    assert tfops_cli(config, "reconcile", env=tf_env).returncode == 2
+    app = make_app(config, tf_env)
+    try:
+        [waiting] = app.store.runs_with_status({RunStatus.AWAITING_APPROVAL})
+    finally:
+        app.close()
+
+    for name in ("alice", "bob"):
+        tfops_cli(config, "approve", str(waiting.id), env={**tf_env, "LOGNAME": name, "USER": name})
+
+    app = make_app(config, tf_env)
+    try:
+        decisions = app.store.decisions(waiting.id)
+        assert {d.actor_id for d in decisions} == {pwd.getpwuid(os.getuid()).pw_name}
+        assert [d.outcome for d in decisions] == [DecisionOutcome.COUNTED, DecisionOutcome.DUPLICATE]
+        assert app.store.get_run(waiting.id).status is RunStatus.AWAITING_APPROVAL, (
+            "one account is one person"
+        )
+    finally:
+        app.close()
+
+
+def test_a_rejected_change_is_not_asked_again_for_an_unrelated_commit(serve, configure, slack, remote):
+    app = serve(configure())
+    waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
+    message_of(app, slack, waiting)
+    click(slack, app, waiting, ALICE, REJECT_ACTION_ID)
+    run_in(app, RunStatus.REJECTED)
+
+    docs = remote.commit_and_push("docs", {"README.md": "unrelated\n"})
+    wait_for(lambda: app.store.get_stack("app").head_sha == docs, timeout=30, what="the fetch")
+    time.sleep(1.5)  # another poll or two
+
+    assert [run.id for run in app.store.list_runs(stack="app")] == [waiting.id]
+
+
+def _trigger():
+    from tfops.models import Trigger, TriggerSource
+
+    return Trigger(source=TriggerSource.POLL)

@@ -586,3 +586,51 @@ def test_a_run_leaving_awaiting_approval_keeps_its_plan_only_when_approved(desk:
     assert moved.status is not AWAITING
     assert desk.plan_file(run).exists() is kept
     assert desk.notifier.notices[-1].run.status is moved.status
+
+
+def test_an_approval_counted_by_another_process_meanwhile_completes_the_quorum(desk: Desk):
+    # Bob's approval lands (from another process) between Alice's read of the decisions and her
+    # record: together they are the quorum, and the run must not be left waiting.
+    desk.stacks["network"] = a_stack(approvals_required=2)
+    run = desk.awaiting_run()
+
+    def bob_approves_meanwhile(run_: Run, stack: Stack) -> str | None:
+        desk.store.record_decision(run_.id, APPROVE, BOB, "bob", SLACK, SHA, PLAN, COUNTED)
+        return None
+
+    desk.binding.stale_binding = bob_approves_meanwhile  # called after the decisions were read
+
+    answer = desk.decide(run.id, actor=ALICE)
+
+    assert answer.verdict is Verdict.APPROVE
+    assert desk.status(run) is RunStatus.APPROVED
+    assert [r.id for r in desk.applied] == [run.id]
+
+
+def test_a_failure_while_deciding_is_still_answered_and_audited(desk: Desk):
+    run = desk.awaiting_run()
+
+    def broken(run_: Run, stack: Stack) -> str | None:
+        raise OSError("disk full while hashing the plan")
+
+    desk.binding.stale_binding = broken
+
+    answer = desk.decide(run.id)
+
+    assert answer.verdict is Verdict.REFUSE and "try again" in answer.text
+    assert desk.status(run) is AWAITING
+    (entry,) = desk.store.audit_entries()
+    assert entry.detail["verdict"] == "refuse" and entry.run_id == run.id
+    assert "disk full" not in entry.detail["reason"]
+
+
+def test_an_approval_is_refused_while_the_branch_head_cannot_be_confirmed(desk: Desk):
+    run = desk.awaiting_run()
+    desk.desk.confirm_head = lambda: "the branch head could not be confirmed (the Git remote did not answer)"
+
+    answer = desk.decide(run.id)
+
+    assert answer.verdict is Verdict.REFUSE
+    assert "could not be confirmed" in answer.text and "try again" in answer.text
+    assert desk.status(run) is AWAITING and desk.applied == [] and desk.replanned == []
+    assert desk.binding.checked == [], "no binding is checked against an unknown head"

@@ -76,8 +76,9 @@ def setup(tmp_path):
 
 def test_at_most_n_runs_at_once_and_never_two_on_one_stack(setup):
     store, executor, queue = setup
-    for stack in ("a", "a", "b", "c", "a"):
-        queue.submit(stack, RunKind.PLAN, TRIGGER, SHA1)
+    kinds = (RunKind.PLAN, RunKind.DEPLOY, RunKind.PLAN, RunKind.PLAN, RunKind.DRIFT)
+    for stack, kind in zip(("a", "a", "b", "c", "a"), kinds, strict=True):
+        queue.submit(stack, kind, TRIGGER, SHA1)
     executor.wait_started(2)
     assert queue.depth == 3
     executor.release_all()
@@ -126,3 +127,20 @@ def test_shutdown_interrupts_running_runs_and_leaves_queued_ones_for_the_next_st
     assert store.get_run(running.id).status is RunStatus.INTERRUPTED
     assert store.get_run(waiting.id).status is RunStatus.QUEUED
     assert queue.submit("c", RunKind.DEPLOY, TRIGGER, SHA2) is None  # no new work while stopping
+
+
+def test_repeated_plan_requests_for_a_stack_are_one_queued_plan(setup):
+    store, executor, queue = setup
+    queue.submit("a", RunKind.PLAN, TRIGGER, SHA1)  # occupies stack a
+    queue.submit("b", RunKind.PLAN, TRIGGER, SHA1)
+    executor.wait_started(2)
+
+    first = queue.submit("a", RunKind.PLAN, TRIGGER, SHA1)
+    repeats = [queue.submit("a", RunKind.PLAN, TRIGGER, SHA1) for _ in range(20)]
+    deploy = queue.submit("a", RunKind.DEPLOY, TRIGGER, SHA2)
+
+    assert first is not None and repeats == [None] * 20, "an API retry loop cannot pile plans up"
+    assert deploy is not None and queue.depth == 2, "a merge waits behind one plan at most"
+    executor.release_all()
+    while not queue.wait_idle(0.05):
+        executor.release_all()

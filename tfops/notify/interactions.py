@@ -146,10 +146,18 @@ class SlackInteractions:
             except Exception:
                 log.exception("a Slack interaction could not be handled")
 
+    def _audit_unknown(self, payload: Mapping[str, Any], transport: str) -> None:
+        """A button click that is not a well-formed tfops click (forged or damaged) is recorded."""
+        if payload.get("type") != "block_actions":
+            log.debug("ignored a Slack interaction of type %r", payload.get("type"))
+            return
+        log.warning("refused a Slack click that is not a valid tfops button (transport %s)", transport)
+        self.store.audit(_actor_of(payload), None, "invalid_click", None, {"transport": transport})
+
     def handle(self, payload: Mapping[str, Any], transport: str) -> Answer | None:
         click = parse_click(payload)
         if click is None:
-            log.debug("ignored a Slack interaction of type %r", payload.get("type"))
+            self._audit_unknown(payload, transport)
             return None
         answer = self.desk.decide(
             DecisionRequest(
@@ -172,6 +180,12 @@ class SlackInteractions:
             )
             self.on_enqueue()
         return answer
+
+
+def _actor_of(payload: Mapping[str, Any]) -> str:
+    user = payload.get("user")
+    user_id = user.get("id") if isinstance(user, Mapping) else None
+    return user_id if isinstance(user_id, str) and _USER_ID.fullmatch(user_id) else "unknown"
 
 
 # The message itself shows these outcomes to everyone; nobody needs a private note as well.
