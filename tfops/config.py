@@ -1333,6 +1333,7 @@ def warnings(settings: Settings) -> list[str]:
                 f"{where}: approvals_required is {policy.approvals_required} "
                 f"but only {len(people)} approver(s) are listed"
             )
+    found += _http_warnings(settings)
     slack = settings.slack
     if asking and not slack.enabled:
         found.append("an `ask` policy is set but Slack is off: approve with `tfops approve RUN_ID`")
@@ -1341,6 +1342,38 @@ def warnings(settings: Settings) -> list[str]:
             f"slack.mode is {slack.mode} but its secret is not configured: buttons are shown, "
             "clicks cannot reach tfops, and only `tfops approve` decides"
         )
+    return found
+
+
+MIN_SECRET_CHARS = 16
+_LOOPBACK_HOSTS = ("127.", "[::1]", "localhost")
+
+
+def _http_warnings(settings: Settings) -> list[str]:
+    """An exposed listener without TLS, and webhook secrets or API tokens short enough to guess."""
+    found = []
+    http = settings.http
+    if http.listen and not http.tls_cert and not http.listen.startswith(_LOOPBACK_HOSTS):
+        found.append(
+            f"http.listen is {http.listen} without TLS: tokens and secrets would cross the network in "
+            "clear; keep it on loopback behind a TLS proxy, or set http.tls_cert and http.tls_key"
+        )
+    secrets = [
+        (f"webhooks.{source}", lambda s=source: settings.webhook_secret(s))
+        for source in settings.webhooks.sources
+    ]
+    secrets += [
+        (f"api.tokens.{i}", lambda i=i: settings.api_tokens()[i][1]) for i in range(len(settings.api.tokens))
+    ]
+    for where, read in secrets:
+        try:
+            value = read()
+        except ConfigError:
+            continue  # reported as an error elsewhere
+        if len(value) < MIN_SECRET_CHARS:
+            found.append(
+                f"{where}: the secret has {len(value)} characters; use {MIN_SECRET_CHARS} or more random ones"
+            )
     return found
 
 

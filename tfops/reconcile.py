@@ -346,7 +346,12 @@ class Reconciler:
             # (code locations only) for the bug report.
             frames = "".join(traceback.format_tb(exc.__traceback__))
             log.error("run %s crashed inside tfops: %s\n%s", run.id, redact(repr(exc)), frames)
-            return self.transitions.mark_failed(self._current(run), redact(f"internal error: {exc!r}"))
+            message = redact(f"internal error: {exc!r}")
+        # Outside the handler: a failure here must not carry the unredacted exception along.
+        try:
+            return self.transitions.mark_failed(self._current(run), message)
+        except InvalidTransition:
+            return self._current(run)  # it had ended already
 
     def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
         deadline = Deadline(self.settings.timeout)

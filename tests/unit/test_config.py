@@ -673,3 +673,24 @@ def test_a_webhook_secret_needs_exactly_one_source_and_token_names_are_checked(t
     assert "starting with a letter or digit" in config_error(bad_name)
     unbracketed = write_config(tmp_path, "http:\n  listen: '::1:8080'\n")
     assert "put an IPv6 address in brackets" in config_error(unbracketed)
+
+
+def test_check_config_warns_about_plain_http_off_loopback_and_short_secrets(tmp_path):
+    from tfops.config import warnings
+
+    path = write_config(
+        tmp_path,
+        """
+        http:
+          listen: 0.0.0.0:8080
+        webhooks:
+          generic: {secret_env: FETCH_TOKEN}
+        """,
+    )
+    found = warnings(load_settings(path, {"FETCH_TOKEN": "short"}))
+
+    assert any("http.listen is 0.0.0.0:8080 without TLS" in warning for warning in found)
+    assert "webhooks.generic: the secret has 5 characters; use 16 or more random ones" in found
+    assert not any("short" in warning for warning in found), "the secret itself is never shown"
+    on_loopback = write_config(tmp_path, "http:\n  listen: 127.0.0.1:8080\n")
+    assert warnings(load_settings(on_loopback, {})) == []
