@@ -443,6 +443,7 @@ class App:
             routers.append(
                 webhook_router(secrets, repo, self.fetch_soon, on_delivery=self.metrics.webhook_delivery)
             )
+            self.metrics.webhook_sources(settings.webhooks.sources)
         if "api.tokens" in needs:
             tokens = [ApiToken(name, token, scope) for name, token, scope in settings.api_tokens()]
             routers.append(
@@ -452,9 +453,14 @@ class App:
                     queue_run=self._queue_for_api,
                     tokens=tokens,
                     next_check=self.scheduler.next_drift_check,
+                    scrub=self._hide_host_paths,
                 )
             )
         return routers
+
+    def _hide_host_paths(self, text: str) -> str:
+        """Errors quote commands with paths under the data directory: host details, not API data."""
+        return text.replace(str(self.settings.data_dir), "<data_dir>")
 
     def _fetch_for_webhooks(self, hints) -> None:
         self.poller.poll(source=TriggerSource.WEBHOOK, actor=hints[-1].source, note=describe_hints(hints))

@@ -48,20 +48,17 @@ METRICS_PATH = "/metrics"
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 OTHER = "other"
 
-# The vocabulary of tfops.web.webhooks (its SOURCES and RESULTS), plus a few spare results.
+# The vocabulary of tfops.web.webhooks, its SOURCES and RESULTS (a test keeps them equal).
 WEBHOOK_SOURCES = frozenset({"github", "gitlab", "gitea", "generic"})
 WEBHOOK_RESULTS = frozenset(
     {
         "accepted",  # verified, for our repo and branch: a fetch was asked for
         "duplicate",  # a delivery id or idempotency key already seen
-        "debounced",  # folded into a fetch already asked for
         "ignored",  # verified, but another repo, branch or event
         "ping",  # the forge checking the hook
         "unauthorized",  # bad or missing signature or token
-        "bad_request",  # malformed body, wrong content type, missing headers
-        "too_large",
+        "bad_request",  # malformed body, wrong content type, missing headers, bad delivery id
         "unavailable",  # verified, but the fetch could not be asked for (the host may retry)
-        "error",
     }
 )
 
@@ -172,6 +169,19 @@ class Metrics:
             source=self._labels.pick("source", source, WEBHOOK_SOURCES),
             result=self._labels.pick("result", result, WEBHOOK_RESULTS),
         ).inc()
+
+    def webhook_sources(self, sources: Iterable[str]) -> None:
+        """Export every result of these webhook sources (the enabled routes) at 0 from now on.
+
+        Otherwise a source's first unauthorized delivery moves its series from absent to 1, which
+        `increase()` does not count, and an alert on forged deliveries never fires.
+        """
+        chosen = set(sources)
+        if unknown := chosen - WEBHOOK_SOURCES:
+            raise ValueError(f"unknown webhook sources {sorted(unknown)}; known: {sorted(WEBHOOK_SOURCES)}")
+        for source in sorted(chosen):
+            for result in sorted(WEBHOOK_RESULTS):
+                self._webhooks.labels(source=source, result=result)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every series, and its content type."""

@@ -3,6 +3,8 @@ time, and the facts behind /readyz. Built by the App; nothing here changes a run
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -57,7 +59,19 @@ class RunMetrics:
         return min(created) if created else None
 
 
-def snapshot_of(store: Store, queue, *, slack_on: bool) -> Callable[[], Snapshot]:
+SNAPSHOT_TTL = 1.0  # seconds a snapshot is reused: scrapes (and their store queries) come at any rate
+
+
+def snapshot_of(
+    store: Store,
+    queue,
+    *,
+    slack_on: bool,
+    ttl: float = SNAPSHOT_TTL,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[], Snapshot]:
+    """The state behind the metrics' gauges, read from the store at most once per `ttl` seconds."""
+
     def snapshot() -> Snapshot:
         drift: dict[str, int] = {}
         for stack in store.list_stacks():
@@ -70,7 +84,46 @@ def snapshot_of(store: Store, queue, *, slack_on: bool) -> Callable[[], Snapshot
             outbox_depth=store.outbox_depth() if slack_on else None,
         )
 
-    return snapshot
+    return CachedSnapshot(snapshot, ttl=ttl, clock=clock)
+
+
+class CachedSnapshot:
+    """`compute()` reused for `ttl` seconds, and never run by two callers at once.
+
+    `/metrics` is unauthenticated and each snapshot costs several store queries: however fast and
+    however many scrapes come, the store sees one snapshot per `ttl`. While one caller computes, the
+    others take the previous snapshot, or wait for this one when there is none yet. A failure is not
+    cached: the next caller tries again (the metrics count and log failures).
+    """
+
+    def __init__(
+        self, compute: Callable[[], Snapshot], *, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._compute = compute
+        self._ttl = ttl
+        self._clock = clock
+        self._computing = threading.Lock()
+        self._cached: tuple[float, Snapshot] | None = None  # (taken at, snapshot), replaced whole
+
+    def __call__(self) -> Snapshot:
+        cached = self._cached
+        if cached is not None and self._is_fresh(cached):
+            return cached[1]
+        if not self._computing.acquire(blocking=cached is None):
+            return cached[1]  # type: ignore[index] - someone is computing a newer one right now
+        try:
+            latest = self._cached  # computed while this caller waited?
+            if latest is not None and self._is_fresh(latest):
+                return latest[1]
+            taken_at = self._clock()
+            snapshot = self._compute()
+            self._cached = (taken_at, snapshot)
+            return snapshot
+        finally:
+            self._computing.release()
+
+    def _is_fresh(self, cached: tuple[float, Snapshot]) -> bool:
+        return self._clock() - cached[0] < self._ttl
 
 
 def readiness_facts(store: Store, scheduler, poller, *, poll_interval: float, started_at: datetime):

@@ -4,6 +4,9 @@ A hint only says "the branch may have moved". The first one opens a short window
 arrive inside it join the same fetch. Hints that arrive while a fetch is running cause exactly one
 more fetch after it, so two merges in quick succession always end with the newest head fetched,
 and a burst of fifty deliveries costs two fetches, not fifty.
+
+However many hints pile up while a fetch runs, only the first and the last few are kept (with a
+count of the rest): the trigger note needs no more, and a flood of deliveries costs no memory.
 """
 
 from __future__ import annotations
@@ -11,21 +14,75 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 
 from tfops.web.webhooks import FetchHint
 
 log = logging.getLogger(__name__)
 
+SHOWN_HINTS = 5  # hints a trigger note names; the rest are counted
+KEPT_HINTS = 2 * SHOWN_HINTS  # the first and the last few of a batch are kept
+_MAX_EVENT = 80  # event names are short words; a header can be kilobytes
+
+
+class HintBatch(Sequence[FetchHint]):
+    """The hints behind one fetch: the first and the last few that arrived, and how many in all."""
+
+    def __init__(self, first: Sequence[FetchHint], last: Sequence[FetchHint] = (), total: int | None = None):
+        self._kept = (*first, *last)
+        self.total = len(self._kept) if total is None else total
+        if self.total < len(self._kept):
+            raise ValueError(f"a batch of {len(self._kept)} kept hints cannot have {self.total} in all")
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._kept[index]
+
+    def __iter__(self) -> Iterator[FetchHint]:
+        return iter(self._kept)
+
+    def __repr__(self) -> str:
+        return f"HintBatch({list(self._kept)!r}, total={self.total})"
+
+
+class _PendingHints:
+    """Hints waiting for the next fetch: the first and last `SHOWN_HINTS` of them, and a count."""
+
+    def __init__(self) -> None:
+        self.first: list[FetchHint] = []
+        self.last: deque[FetchHint] = deque(maxlen=SHOWN_HINTS)
+        self.total = 0
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.last)
+
+    def add(self, hint: FetchHint) -> None:
+        self.total += 1
+        if len(self.first) < SHOWN_HINTS:
+            self.first.append(hint)
+        else:
+            self.last.append(hint)
+
+    def take(self) -> HintBatch:
+        batch = HintBatch(self.first, self.last, self.total)
+        self.first, self.last, self.total = [], deque(maxlen=SHOWN_HINTS), 0
+        return batch
+
 
 class FetchSoon:
     """The daemon's `FetchRequests`: `request_fetch` returns at once; one thread does the fetching."""
 
-    def __init__(self, fetch: Callable[[Sequence[FetchHint]], None], *, window: float = 0.1) -> None:
+    def __init__(self, fetch: Callable[[HintBatch], None], *, window: float = 0.1) -> None:
         self.fetch = fetch
         self.window = window
         self._cond = threading.Condition()
-        self._pending: list[FetchHint] = []
+        self._pending = _PendingHints()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.fetches = 0  # how many fetches the hints caused (for tests and logs)
@@ -44,11 +101,17 @@ class FetchSoon:
         if thread is not None:
             thread.join(timeout)
 
+    @property
+    def held_hints(self) -> int:
+        """Hints kept in memory for the next fetch: at most `KEPT_HINTS`, however many arrived."""
+        with self._cond:
+            return len(self._pending)
+
     def request_fetch(self, hint: FetchHint) -> None:
         with self._cond:
             if self._stopping:
                 return  # the next start polls anyway
-            self._pending.append(hint)
+            self._pending.add(hint)
             self._cond.notify_all()
 
     def _loop(self) -> None:
@@ -63,7 +126,7 @@ class FetchSoon:
                 # The poller logs and records fetch failures itself; the next hint or tick retries.
                 log.debug("a webhook-triggered fetch failed", exc_info=True)
 
-    def _next_batch(self) -> list[FetchHint] | None:
+    def _next_batch(self) -> HintBatch | None:
         with self._cond:
             self._cond.wait_for(lambda: self._pending or self._stopping)
             if self._stopping:
@@ -73,16 +136,24 @@ class FetchSoon:
                 self._cond.wait(left)
             if self._stopping:
                 return None
-            hints, self._pending = self._pending, []
-            return hints
+            return self._pending.take()
 
 
 def describe_hints(hints: Sequence[FetchHint]) -> str:
-    """What the webhook deliveries behind a fetch said, for the runs' trigger notes (not trusted)."""
+    """What the webhook deliveries behind a fetch said, for the runs' trigger notes.
+
+    The event name comes from a request header: what reaches the note is printable and carries no
+    brackets, so no terminal or markup renderer of the note can be steered by a delivery.
+    """
+    total = hints.total if isinstance(hints, HintBatch) else len(hints)
     parts = []
-    for hint in hints[:5]:
+    for hint in hints[:SHOWN_HINTS]:
         sha = f" says {hint.sha[:10]}" if hint.sha else ""
         delivery = f" {hint.delivery_id}" if hint.delivery_id else ""
-        parts.append(f"{hint.source} {hint.event}{delivery}{sha}")
-    more = f" and {len(hints) - 5} more" if len(hints) > 5 else ""
+        parts.append(_inert(f"{hint.source} {hint.event}")[:_MAX_EVENT] + _inert(f"{delivery}{sha}"))
+    more = f" and {total - SHOWN_HINTS} more" if total > SHOWN_HINTS else ""
     return "webhook: " + ", ".join(parts) + more
+
+
+def _inert(text: str) -> str:
+    return "".join(char for char in text if char.isprintable() and char not in "[]")

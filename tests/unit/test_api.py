@@ -278,6 +278,20 @@ def test_a_missing_run_is_404(world: World) -> None:
     assert response.json() == {"detail": "no run 999999"}
 
 
+@pytest.mark.parametrize("run_id", ["0", "-1", str(2**63), "99999999999999999999999"])
+def test_a_run_id_outside_1_to_2_63_minus_1_is_refused_with_422(world: World, run_id: str) -> None:
+    response = world.get(f"/api/runs/{run_id}")
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "run_id"]
+
+
+def test_the_largest_run_id_is_looked_up_and_missing(world: World) -> None:
+    response = world.get(f"/api/runs/{2**63 - 1}")
+
+    assert response.status_code == 404
+
+
 def test_a_write_token_may_read(world: World) -> None:
     assert world.get("/api/runs", token=WRITE).status_code == 200
 
@@ -297,6 +311,54 @@ def test_host_details_env_and_sensitive_values_never_leave(world: World) -> None
         assert canary not in text
     # The canaries are really in the store: leaving them out above was the API's doing.
     assert HOST_CANARY in (world.store.get_run(world.runs["awaiting"].id).log_path or "")
+
+
+DATA_DIR_CANARY = "/var/lib/data-dir-canary-3f0a"
+
+
+def hide_data_dir(text: str) -> str:
+    return text.replace(DATA_DIR_CANARY, "<data_dir>")
+
+
+def test_the_daemons_scrub_rewrites_every_free_text_of_a_run(tmp_path: Path) -> None:
+    store = Store(Store.sqlite_url(tmp_path / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([("dns", "stacks/dns")])
+    note = f"retry of {DATA_DIR_CANARY}/runs/11"
+    run = store.create_run("dns", RunKind.PLAN, Trigger(TriggerSource.CLI, "ops", note=note), SHA_NEW)
+    store.transition(run.id, RunStatus.PLANNING, message=f"planning in {DATA_DIR_CANARY}/work/dns")
+    command = f"/usr/local/bin/terraform plan -out={DATA_DIR_CANARY}/runs/{run.id}/plan.tfplan"
+    store.transition(
+        run.id, RunStatus.FAILED, message="plan failed", error=f"command: {command}", exit_code=1
+    )
+    router = api_router(
+        store=store,
+        stacks=lambda: STACKS,
+        queue_run=RecordingQueue(store),
+        tokens=[READ],
+        scrub=hide_data_dir,
+    )
+
+    with (
+        WebServer(create_app([router]), HttpOptions(port=0)) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        listed = client.get("/api/runs", headers=bearer(READ))
+        detail = client.get(f"/api/runs/{run.id}", headers=bearer(READ))
+    store.close()
+
+    assert (listed.status_code, detail.status_code) == (200, 200)
+    assert DATA_DIR_CANARY not in listed.text + detail.text
+    assert listed.json()[0]["trigger"]["note"] == "retry of <data_dir>/runs/11"
+    body = detail.json()
+    assert body["trigger"]["note"] == "retry of <data_dir>/runs/11"
+    assert (
+        body["error"] == f"command: /usr/local/bin/terraform plan -out=<data_dir>/runs/{run.id}/plan.tfplan"
+    )
+    assert [event["message"] for event in body["events"]][-2:] == [
+        "planning in <data_dir>/work/dns",
+        "plan failed",
+    ]
 
 
 # --------------------------------------------------------------------------- authentication

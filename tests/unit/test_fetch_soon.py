@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tfops.triggers import FetchSoon, describe_hints
+from tfops.triggers import KEPT_HINTS, FetchSoon, HintBatch, describe_hints
 from tfops.web.webhooks import FetchHint
 
 
@@ -17,12 +17,12 @@ def hint(n: int = 0, source: str = "github") -> FetchHint:
 
 class RecordingFetch:
     def __init__(self, *, hold: threading.Event | None = None) -> None:
-        self.batches: list[list[FetchHint]] = []
+        self.batches: list[HintBatch] = []
         self.started = threading.Event()
         self.hold = hold
 
-    def __call__(self, hints) -> None:
-        self.batches.append(list(hints))
+    def __call__(self, hints: HintBatch) -> None:
+        self.batches.append(hints)
         self.started.set()
         if self.hold is not None:
             self.hold.wait(5)
@@ -59,7 +59,7 @@ def test_a_burst_of_hints_inside_the_window_is_one_fetch(made):
     wait_until(lambda: fetch.batches)
     time.sleep(0.3)
 
-    assert len(fetch.batches) == 1 and len(fetch.batches[0]) == 20
+    assert len(fetch.batches) == 1 and fetch.batches[0].total == 20
 
 
 def test_hints_during_a_fetch_cause_exactly_one_more_fetch_after_it(made):
@@ -75,7 +75,8 @@ def test_hints_during_a_fetch_cause_exactly_one_more_fetch_after_it(made):
     wait_until(lambda: len(fetch.batches) == 2)
     time.sleep(0.2)
 
-    assert [len(batch) for batch in fetch.batches] == [1, 5]
+    assert [batch.total for batch in fetch.batches] == [1, 5]
+    assert list(fetch.batches[1]) == [hint(n) for n in range(2, 7)]
     assert soon.fetches == 2
 
 
@@ -125,3 +126,54 @@ def test_the_trigger_note_names_the_deliveries_and_says_what_they_claimed():
 
     assert note.startswith("webhook: github push d0 says 0000000000")
     assert note.endswith("and 2 more")
+
+
+def test_a_flood_of_hints_during_a_fetch_keeps_ten_and_counts_the_rest(made):
+    release = threading.Event()
+    fetch = RecordingFetch(hold=release)
+    soon = made(fetch)
+    soon.request_fetch(hint(0))
+    fetch.started.wait(5)
+
+    held = []
+    for n in range(1, 10_001):
+        soon.request_fetch(hint(n))
+        if n % 1000 == 0:
+            held.append(soon.held_hints)
+    release.set()
+    wait_until(lambda: len(fetch.batches) == 2)
+    flood = fetch.batches[1]
+
+    assert max(held) <= KEPT_HINTS
+    assert flood.total == 10_000
+    assert list(flood) == [hint(n) for n in (1, 2, 3, 4, 5, 9996, 9997, 9998, 9999, 10_000)]
+    assert flood[-1] == hint(10_000)  # the newest delivery, which names the trigger's actor
+    assert describe_hints(flood).endswith(", github push d5 says 0000000000 and 9995 more")
+
+
+def test_the_trigger_note_counts_every_hint_of_a_batch_not_only_the_kept_ones():
+    batch = HintBatch([hint(n) for n in range(5)], [hint(n) for n in range(95, 100)], total=100)
+
+    assert describe_hints(batch).endswith("and 95 more")
+    assert describe_hints(HintBatch([hint(1), hint(2)])) == (
+        "webhook: github push d1 says 0000000000, github push d2 says 0000000000"
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    ["[bold red]push[/]", "push\x1b[2J\r\nforged line", "push\u202eevil", "push\x00\x07"],
+)
+def test_the_trigger_note_carries_no_markup_or_control_characters(event):
+    note = describe_hints([FetchHint("github", event, "d-1", None, None)])
+
+    assert note.startswith("webhook: github ")
+    assert note.isprintable()
+    assert "[" not in note and "]" not in note
+
+
+def test_a_huge_event_name_is_clipped_in_the_trigger_note():
+    note = describe_hints([FetchHint("generic", "x" * 10_000, "key-1", None, None)])
+
+    assert len(note) < 150
+    assert note.endswith(" key-1")

@@ -6,15 +6,19 @@ The route test serves the real app with uvicorn on a loopback port and scrapes i
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tfops.metrics import Metrics, Snapshot, metrics_router
-from tfops.models import TERMINAL_STATUSES, DriftState, RunKind
+from tfops.metrics import WEBHOOK_RESULTS, WEBHOOK_SOURCES, Metrics, Snapshot, metrics_router
+from tfops.models import TERMINAL_STATUSES, DriftState, RunKind, RunStatus, StackState
+from tfops.observe import snapshot_of
+from tfops.web import webhooks
 from tfops.web.app import create_app
 from tfops.web.server import HttpOptions, WebServer
 
@@ -186,6 +190,35 @@ def test_webhook_deliveries_are_counted_by_source_and_result_with_unknown_values
     assert len(webhook_series) == 4
 
 
+def test_enabled_webhook_sources_export_every_result_at_zero_before_any_delivery() -> None:
+    metrics = Metrics()
+
+    metrics.webhook_sources(["github", "generic"])
+    metrics.webhook_delivery("github", "unauthorized")
+
+    samples = scrape(metrics)
+    webhook_series = {
+        (dict(labels)["source"], dict(labels)["result"])
+        for name, labels in samples
+        if name == "tfops_webhook_deliveries_total"
+    }
+    assert webhook_series == {
+        (source, result) for source in ("github", "generic") for result in WEBHOOK_RESULTS
+    }
+    assert value(samples, "tfops_webhook_deliveries_total", source="github", result="unauthorized") == 1
+    assert value(samples, "tfops_webhook_deliveries_total", source="generic", result="unauthorized") == 0
+
+
+def test_an_unknown_webhook_source_is_refused_when_enabling_sources() -> None:
+    with pytest.raises(ValueError, match="unknown webhook sources"):
+        Metrics().webhook_sources(["github", "bitbucket"])
+
+
+def test_the_webhook_labels_are_exactly_what_the_webhook_routes_report() -> None:
+    assert set(webhooks.SOURCES) == WEBHOOK_SOURCES
+    assert set(webhooks.RESULTS) == WEBHOOK_RESULTS
+
+
 def test_no_created_series_are_exported() -> None:
     metrics = Metrics(StateSource(a_snapshot()))
     metrics.run_finished("deploy", "applied", duration=1.0, terraform_seconds=1.0, tfops_seconds=0.1)
@@ -301,6 +334,134 @@ def test_two_instances_share_no_state() -> None:
     assert "tfops_webhook_deliveries_total" not in names(other)
     assert "tfops_slack_outbox_depth" not in names(other)
     assert value(scrape(first), "tfops_runs_total", kind="deploy", status="applied") == 1
+
+
+# --------------------------------------------------------------------------- the snapshot cache
+
+
+@dataclass
+class CountingState:
+    """A store and a queue in one, counting every query; `hold` blocks the first query of a snapshot."""
+
+    queries: int = 0
+    hold: threading.Event | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
+    broken: bool = False
+    drifted: int = 1
+
+    def list_stacks(self) -> list[StackState]:
+        self.queries += 1
+        self.entered.set()
+        if self.hold is not None:
+            self.hold.wait(5)
+        if self.broken:
+            raise RuntimeError("database is locked")
+        return [StackState(f"s{n}", f"stacks/s{n}", drift=DriftState.DRIFTED) for n in range(self.drifted)]
+
+    def runs_with_status(self, statuses: set[RunStatus]) -> list[object]:
+        self.queries += 1
+        return []
+
+    def outbox_depth(self) -> int:
+        self.queries += 1
+        return 0
+
+    @property
+    def depth(self) -> int:
+        self.queries += 1
+        return 0
+
+    def running(self) -> list[object]:
+        self.queries += 1
+        return []
+
+
+QUERIES_PER_SNAPSHOT = 5
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_scrapes_within_a_second_share_one_snapshot_and_its_store_queries() -> None:
+    state, clock = CountingState(), FakeClock()
+    metrics = Metrics(snapshot_of(state, state, slack_on=True, clock=clock))
+
+    for _ in range(10):
+        scrape(metrics)
+        clock.now += 0.05
+
+    assert state.queries == QUERIES_PER_SNAPSHOT
+
+
+def test_a_snapshot_older_than_a_second_is_taken_again() -> None:
+    state, clock = CountingState(), FakeClock()
+    snapshot = snapshot_of(state, state, slack_on=True, clock=clock)
+    assert snapshot().stacks_by_drift == {"drifted": 1}
+
+    state.drifted = 3
+    clock.now += 0.99
+    assert snapshot().stacks_by_drift == {"drifted": 1}
+    clock.now += 0.02
+
+    assert snapshot().stacks_by_drift == {"drifted": 3}
+    assert state.queries == 2 * QUERIES_PER_SNAPSHOT
+
+
+def test_concurrent_first_scrapes_wait_for_one_snapshot_instead_of_each_querying() -> None:
+    release = threading.Event()
+    state = CountingState(hold=release)
+    snapshot = snapshot_of(state, state, slack_on=True)
+    results: list[Snapshot] = []
+    threads = [threading.Thread(target=lambda: results.append(snapshot())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    assert state.entered.wait(5)
+    time.sleep(0.05)  # the other seven are at the lock by now
+
+    release.set()
+    for thread in threads:
+        thread.join(5)
+
+    assert len(results) == 8 and all(result is results[0] for result in results)
+    assert state.queries == QUERIES_PER_SNAPSHOT
+
+
+def test_while_a_new_snapshot_is_taken_other_scrapes_get_the_previous_one_at_once() -> None:
+    state, clock = CountingState(), FakeClock()
+    snapshot = snapshot_of(state, state, slack_on=True, clock=clock)
+    previous = snapshot()
+    state.hold, state.entered = threading.Event(), threading.Event()
+    clock.now += 5
+    slow = threading.Thread(target=snapshot)
+    slow.start()
+    assert state.entered.wait(5)
+
+    started = time.monotonic()
+    meanwhile = snapshot()
+    took = time.monotonic() - started
+    state.hold.set()
+    slow.join(5)
+
+    assert meanwhile is previous
+    assert took < 0.5
+    assert state.queries == 2 * QUERIES_PER_SNAPSHOT
+
+
+def test_a_failed_snapshot_is_not_cached() -> None:
+    state, clock = CountingState(broken=True), FakeClock()
+    metrics = Metrics(snapshot_of(state, state, slack_on=False, clock=clock))
+
+    failed = scrape(metrics)
+    state.broken = False
+    recovered = scrape(metrics)
+
+    assert "tfops_stacks" not in names(failed)
+    assert value(recovered, "tfops_drifted_stacks") == 1
 
 
 # --------------------------------------------------------------------------- the route

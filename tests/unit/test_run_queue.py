@@ -130,7 +130,7 @@ def test_shutdown_interrupts_running_runs_and_leaves_queued_ones_for_the_next_st
 
 
 def test_repeated_plan_requests_for_a_stack_are_one_queued_plan(setup):
-    store, executor, queue = setup
+    _store, executor, queue = setup
     queue.submit("a", RunKind.PLAN, TRIGGER, SHA1)  # occupies stack a
     queue.submit("b", RunKind.PLAN, TRIGGER, SHA1)
     executor.wait_started(2)

@@ -427,6 +427,73 @@ def test_signed_but_malformed_deliveries_are_refused_400(
     assert served.deliveries == [("github", "bad_request")]
 
 
+def signed_with_delivery(source: str, delivery_header: str, delivery: str | bytes) -> tuple[bytes, dict]:
+    """A proper delivery from `source` for the repo, with `delivery_header` set to `delivery`."""
+    if source == "github":
+        body = body_of("github_push")
+        headers = github_headers(body, "push")
+    elif source == "gitlab":
+        body, headers = body_of("gitlab_push"), gitlab_headers("Push Hook")
+    elif source == "gitea":
+        body = body_of("gitea_push")
+        headers = gitea_headers(body, "push")
+    else:
+        body, headers = b"", bearer()
+    return body, {**headers, delivery_header: delivery}
+
+
+DELIVERY_ROUTES = [
+    ("github", "X-GitHub-Delivery"),
+    ("gitlab", "Idempotency-Key"),
+    ("gitlab", "X-Gitlab-Event-UUID"),
+    ("gitea", "X-Gitea-Delivery"),
+    ("generic", "Idempotency-Key"),
+]
+DELIVERY_ID_RULE = "may only hold letters, digits and the characters . _ : -"
+
+
+@pytest.mark.parametrize("source, delivery_header", DELIVERY_ROUTES)
+@pytest.mark.parametrize(
+    "delivery",
+    ["<!channel>", "[bold red]forged[/]", "two words", "d\u00e9j\u00e0-vu".encode(), b"id\x1b[2J", "a/b"],
+    ids=["slack-markup", "rich-markup", "space", "non-ascii", "escape", "slash"],
+)
+def test_a_signed_delivery_whose_id_is_not_a_plain_token_is_refused_400(
+    served: Served, source: str, delivery_header: str, delivery: str | bytes
+) -> None:
+    body, headers = signed_with_delivery(source, delivery_header, delivery)
+
+    response = post(served, source, body, headers)
+
+    title = delivery_header.replace("Github", "GitHub")
+    assert (response.status_code, response.json()) == (400, {"detail": f"{title} {DELIVERY_ID_RULE}"})
+    assert served.sink.hints == []
+    assert served.deliveries == [(source, "bad_request")]
+
+
+def test_a_bad_delivery_id_without_valid_credentials_is_still_401(served: Served) -> None:
+    body = body_of("github_push")
+    headers = github_headers(body, "push", secret="not-the-secret") | {"X-GitHub-Delivery": "<!channel>"}
+
+    response = post(served, "github", body, headers)
+
+    assert response.status_code == 401
+    assert served.deliveries == [("github", "unauthorized")]
+
+
+@pytest.mark.parametrize("source, delivery_header", DELIVERY_ROUTES)
+def test_delivery_ids_made_of_letters_digits_and_punctuation_are_accepted(
+    served: Served, source: str, delivery_header: str
+) -> None:
+    delivery = f"{new_delivery()}:retry.1_A"
+    body, headers = signed_with_delivery(source, delivery_header, delivery)
+
+    response = post(served, source, body, headers)
+
+    assert (response.status_code, response.json()) == (202, {"status": "accepted"})
+    assert [hint.delivery_id for hint in served.sink.hints] == [delivery]
+
+
 def test_body_over_the_cap_is_refused_413_before_the_route(served: Served) -> None:
     document = {**payload("github_push"), "padding": "p" * CAP}
     body = json.dumps(document).encode()

@@ -15,8 +15,10 @@ long the right one is shows in the response time.
 What the API shows is what the store holds, and the store only holds redacted data (summaries,
 errors, event messages). Host details are left out on purpose: no log path and no plan file path
 (they tell a caller how the VM is laid out and are useless off the host; `tfops show` on the host
-has them). Handlers only read the store or hand a request to `queue_run`; the stack name is matched
-exactly against the configured stacks and never reaches git, Terraform or a shell.
+has them). The free texts of a run (its error, event messages and trigger note) can still quote such
+paths, in the commands they name: they go through the daemon's `scrub` first. Handlers only read
+the store or hand a request to `queue_run`; the stack name is matched exactly against the
+configured stacks and never reaches git, Terraform or a shell.
 """
 
 import hashlib
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_RUNS = 500
 DEFAULT_RUNS = 20
+MAX_RUN_ID = 2**63 - 1  # the store's ids are signed 64-bit integers; a larger one is no id at all
 _REALM = 'Bearer realm="tfops"'
 # Token names end up in run triggers ("api:ci"), logs and the audit log: keep them plain words.
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -50,6 +53,11 @@ _NOT_QUEUED = (
 )
 
 Scope = Literal["read", "write"]
+Scrub = Callable[[str], str]
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 @dataclass(frozen=True)
@@ -211,22 +219,25 @@ def stack_view(
     )
 
 
-def run_view(run: Run) -> RunView:
-    return RunView(**_run_fields(run))
+def run_view(run: Run, scrub: Scrub = _unchanged) -> RunView:
+    return RunView(**_run_fields(run, scrub))
 
 
-def run_detail(run: Run, events: Sequence[RunEvent], decisions: Sequence[Decision]) -> RunDetail:
+def run_detail(
+    run: Run, events: Sequence[RunEvent], decisions: Sequence[Decision], scrub: Scrub = _unchanged
+) -> RunDetail:
+    """One run for `GET /api/runs/{id}`; `scrub` is applied to every free text the run recorded."""
     return RunDetail(
-        **_run_fields(run),
+        **_run_fields(run, scrub),
         exit_code=run.exit_code,
-        error=run.error,
+        error=scrub(run.error) if run.error is not None else None,
         summary=run.summary,
         events=[
             EventView(
                 at=event.at,
                 from_status=event.from_status.value if event.from_status else None,
                 to_status=event.to_status.value,
-                message=event.message,
+                message=scrub(event.message),
             )
             for event in events
         ],
@@ -245,7 +256,7 @@ def run_detail(run: Run, events: Sequence[RunEvent], decisions: Sequence[Decisio
     )
 
 
-def _run_fields(run: Run) -> dict[str, Any]:
+def _run_fields(run: Run, scrub: Scrub) -> dict[str, Any]:
     # Deliberately not log_path: a host detail (see the module docstring).
     return {
         "id": run.id,
@@ -255,7 +266,7 @@ def _run_fields(run: Run) -> dict[str, Any]:
         "commit_sha": run.commit_sha,
         "plan_sha256": run.plan_sha256,
         "trigger": TriggerView(
-            source=run.trigger.source.value, actor=run.trigger.actor, note=run.trigger.note
+            source=run.trigger.source.value, actor=run.trigger.actor, note=scrub(run.trigger.note)
         ),
         "created_at": run.created_at,
         "started_at": run.started_at,
@@ -312,11 +323,14 @@ def api_router(
     queue_run: Callable[[str, RunKind, str], Run | None],
     tokens: Sequence[ApiToken],
     next_check: Callable[[str], datetime | None] = lambda name: None,
+    scrub: Scrub = _unchanged,
 ) -> APIRouter:
     """The /api routes; ValueError without tokens (the daemon mounts the API only when it has some).
 
     `stacks()` gives the configured stacks now; `queue_run(stack, kind, actor)` queues a run and
     returns it, or None when none was queued; `next_check(stack)` is the scheduler's next drift check.
+    `scrub(text)` rewrites the free texts of runs (error, event messages, trigger note) before they
+    leave, e.g. to hide the data directory in the commands an error quotes.
     """
     table = _TokenTable(tokens)
     bearer = HTTPBearer(
@@ -377,7 +391,7 @@ def api_router(
         stack: Annotated[str | None, Query(max_length=200, description="only this stack's runs")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = DEFAULT_RUNS,
     ) -> list[RunView]:
-        return [run_view(run) for run in store.list_runs(stack=stack, limit=limit)]
+        return [run_view(run, scrub) for run in store.list_runs(stack=stack, limit=limit)]
 
     @router.get(
         "/runs/{run_id}",
@@ -385,11 +399,11 @@ def api_router(
         summary="One run with its redacted plan summary, events and decisions",
         responses={404: {"description": "no such run"}},
     )
-    def get_run(run_id: Annotated[int, Path(ge=1)]) -> RunDetail:
+    def get_run(run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)]) -> RunDetail:
         run = store.get_run(run_id)
         if run is None:
             raise HTTPException(404, detail=f"no run {run_id}")
-        return run_detail(run, store.events(run_id), store.decisions(run_id))
+        return run_detail(run, store.events(run_id), store.decisions(run_id), scrub)
 
     def add_queue_route(action: str, kind: RunKind, summary: str) -> None:
         @router.post(

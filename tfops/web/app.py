@@ -16,6 +16,7 @@ Error bodies use FastAPI's shape, `{"detail": "..."}`, so clients see one format
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -29,16 +30,22 @@ from tfops import __version__
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: Slack payloads and webhook events are far smaller
+BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive: a trickle is refused (408)
+_TOO_LARGE = object()
 INTERNAL_ERROR = {"detail": "internal server error"}
 _LOGGED = "tfops.error_logged"  # scope key: the error was logged before its 500 went out
 
 
-def create_app(routers: Sequence[APIRouter] = (), *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """The daemon's app with the given routers; request bodies over `max_body` bytes get 413."""
+def create_app(
+    routers: Sequence[APIRouter] = (), *, max_body: int = DEFAULT_MAX_BODY, body_timeout: float = BODY_TIMEOUT
+) -> FastAPI:
+    """The daemon's app with the given routers; request bodies over `max_body` bytes get 413, and
+    bodies that take longer than `body_timeout` seconds to arrive get 408."""
     if max_body < 0:
         raise ValueError(f"max_body must be 0 or more bytes, not {max_body}")
     app = _GuardedFastAPI(
         max_body=max_body,
+        body_timeout=body_timeout,
         title="tfops",
         version=__version__,
         openapi_url="/openapi.json",
@@ -59,12 +66,14 @@ class _GuardedFastAPI(FastAPI):
     re-raises every error to the server after answering; outside it, the error stops here.
     """
 
-    def __init__(self, *, max_body: int, **kwargs: object) -> None:
+    def __init__(self, *, max_body: int, body_timeout: float, **kwargs: object) -> None:
         self.tfops_max_body = max_body
+        self.tfops_body_timeout = body_timeout
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     def build_middleware_stack(self) -> ASGIApp:
-        return ContainErrors(BodyCap(super().build_middleware_stack(), self.tfops_max_body))
+        inner = super().build_middleware_stack()
+        return ContainErrors(BodyCap(inner, self.tfops_max_body, self.tfops_body_timeout))
 
 
 async def _internal_error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -107,9 +116,10 @@ class ContainErrors:
 class BodyCap:
     """Read the whole request body, at most `max_body` bytes, before the app runs; else 413."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float = BODY_TIMEOUT) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,25 +129,38 @@ class BodyCap:
         if declared is not None and declared > self.max_body:
             await self._refuse(scope, send, f"Content-Length {declared}")
             return
+        try:
+            body = await asyncio.wait_for(self._read(receive), self.body_timeout)
+        except TimeoutError:
+            log.warning("refused %s %s: body not received within %.0fs", scope["method"], scope["path"],
+                        self.body_timeout)  # fmt: skip
+            await send_json(send, 408, {"detail": "request body too slow"}, close=True)
+            return
+        if body is _TOO_LARGE:
+            await self._refuse(scope, send, "a streamed body")
+            return
+        if body is not None:
+            await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive) -> bytes | object | None:
+        """The whole body; _TOO_LARGE past the cap; None when the client left before sending it."""
         chunks: list[bytes] = []
         size = 0
         more_body = True
         while more_body:
             message = await receive()
             if message["type"] != "http.request":
-                return  # the client left before sending its body: nobody to answer
+                return None  # nobody to answer
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await self._refuse(scope, send, "a streamed body")
-                return
+                return _TOO_LARGE
             chunks.append(chunk)
             more_body = message.get("more_body", False)
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        return b"".join(chunks)
 
     async def _refuse(self, scope: Scope, send: Send, what: str) -> None:
-        # No "Connection: close": uvicorn then reads and discards the rest of the body before the
-        # next request, so the client is not reset while still sending and does see the 413.
+        # "Connection: close": the rest of an oversized body is never read (it could be endless).
         log.warning(
             "refused %s %s: %s over the %d-byte body limit",
             scope["method"],
@@ -145,7 +168,9 @@ class BodyCap:
             what,
             self.max_body,
         )
-        await send_json(send, 413, {"detail": f"request body is larger than {self.max_body} bytes"})
+        await send_json(
+            send, 413, {"detail": f"request body is larger than {self.max_body} bytes"}, close=True
+        )
 
 
 def declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
@@ -171,9 +196,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def send_json(send: Send, status: int, content: object) -> None:
-    """A complete JSON response sent straight through ASGI (for guards that run outside FastAPI)."""
+async def send_json(send: Send, status: int, content: object, *, close: bool = False) -> None:
+    """A complete JSON response sent straight through ASGI (for guards that run outside FastAPI).
+
+    `close`: end the connection after it, leaving whatever the client still sends unread."""
     body = json.dumps(content).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

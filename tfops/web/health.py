@@ -10,8 +10,9 @@
                  the first success, the daemon has 3 poll intervals of grace
 
   The decision is `readiness(facts)`, a pure function; the route only gathers the facts (through
-  the daemon's callable) and turns the result into JSON. The fetch error quoted in a reason is the
-  one the daemon recorded, already redacted.
+  the daemon's callable) and turns the result into JSON. A reason says that the last fetch failed,
+  never git's error: that names the remote URL and local paths, and these routes are open to anyone
+  who reaches the listener (the daemon's log has the error).
 
 Neither route is authenticated; both say little (no stack names, no commits), but keep the listener
 on loopback or behind a proxy all the same.
@@ -36,7 +37,7 @@ HEALTHZ_PATH = "/healthz"
 READYZ_PATH = "/readyz"
 FETCH_INTERVALS = 3  # missed polls tolerated before the daemon counts as blind to the repository
 FAILED_CHECK_REASON = "readiness check failed"
-_MAX_ERROR_CHARS = 300  # a reason is one line for a probe's log, not git's whole stderr
+LAST_FETCH_FAILED = "the last fetch failed — see the daemon's log"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -47,7 +48,7 @@ class ReadinessFacts:
     store_ok: bool
     scheduler_running: bool
     last_fetch_ok_at: datetime | None  # the last successful fetch of this process, if any
-    last_fetch_error: str | None  # the last fetch failure, already redacted
+    last_fetch_error: str | None  # the last fetch failure, if any: only whether there is one is shown
     poll_interval: float  # seconds
     started_at: datetime
     now: datetime
@@ -97,7 +98,7 @@ def fetch_problem(facts: ReadinessFacts) -> str | None:
             return None
         problem = f"no successful git fetch since the start {_ago(uptime)} ago (allowed: {allowed})"
     if facts.last_fetch_error:
-        problem += f'; last error: "{_one_line(facts.last_fetch_error)}"'
+        problem += f"; {LAST_FETCH_FAILED}"
     return problem
 
 
@@ -159,8 +160,3 @@ class _FailureLog:
 
 def _ago(seconds: float) -> str:
     return format_duration(round(seconds))
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 1] + "…"

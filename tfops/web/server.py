@@ -9,6 +9,11 @@ The listening socket is bound in `start()`, on the caller's thread, so "address 
 files are raised right there with a clear message instead of ending uvicorn's thread quietly
 (uvicorn answers a bind failure with `sys.exit`, which a thread swallows). It also gives the real
 port at once when port 0 was asked.
+
+Slow clients cannot hold connections: each must send a whole request head within `head_timeout`
+seconds of opening (or of its previous response), the app refuses bodies that trickle
+(`create_app(body_timeout=...)`, 408), and beyond `MAX_CONNECTIONS` uvicorn answers 503. With TLS
+the head deadline starts after the handshake, which asyncio bounds at 60 s.
 """
 
 from __future__ import annotations
@@ -25,10 +30,18 @@ from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tfops.errors import TerminalError
 
 log = logging.getLogger(__name__)
+
+# Clients are Git hosts, Slack, Prometheus and scripts: a few connections at a time.
+MAX_CONNECTIONS = 200
+# A connection must send a whole request head this soon after it opens (or after its previous
+# response): otherwise it is closed, so idle or trickling connections cannot pile up.
+HEAD_TIMEOUT = 10.0
+_NO_PASSPHRASE = "\x00tfops-never-prompts"
 
 _BACKLOG = 128
 
@@ -88,9 +101,10 @@ class HttpOptions:
 class WebServer:
     """Serve an ASGI app with uvicorn on a daemon thread until `stop()`."""
 
-    def __init__(self, app: ASGIApp, options: HttpOptions) -> None:
+    def __init__(self, app: ASGIApp, options: HttpOptions, *, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.app = app
         self.options = options
+        self.head_timeout = head_timeout
         self._server: _EmbeddedServer | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -170,19 +184,25 @@ class WebServer:
             log_config=None,
             access_log=False,
             lifespan="on",  # an app whose start-up fails must fail `start()`, not serve half-ready
-            http="h11",  # pinned: the same parser wherever tfops runs, whatever extras are installed
+            http=guarded_h11(self.head_timeout),  # pinned to h11, plus a deadline for each request head
+            limit_concurrency=MAX_CONNECTIONS,  # beyond it 503: descriptors stay for git and Terraform
             loop="asyncio",
             ws="none",
             server_header=False,
             ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
             ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
+            # An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
+            ssl_keyfile_password=_NO_PASSPHRASE if tls.tls_key else None,
         )
         # Loaded here, not on the server thread: a bad certificate or key is raised to the caller.
         try:
             config.load()
         except (OSError, ssl.SSLError) as exc:
+            reason = _reason(exc)
+            if tls.tls_key is not None and _is_encrypted_key(tls.tls_key):
+                reason = "the key is encrypted, and tfops never asks for a passphrase"
             raise WebServerError(
-                f"cannot load the TLS certificate {tls.tls_cert} and key {tls.tls_key}: {_reason(exc)}",
+                f"cannot load the TLS certificate {tls.tls_cert} and key {tls.tls_key}: {reason}",
                 hint="http.tls_cert must be a PEM certificate (chain), http.tls_key its unencrypted PEM key",
             ) from None
         return config
@@ -196,6 +216,48 @@ class WebServer:
         finally:
             sock.close()
             server.ready.set()
+
+
+def guarded_h11(head_timeout: float) -> type[H11Protocol]:
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"head_timeout": head_timeout})
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head (a slowloris guard).
+
+    uvicorn's own keep-alive timeout only starts after a first response and stops as soon as a
+    byte arrives; this one also covers a connection that never completes a request head.
+    """
+
+    head_timeout = HEAD_TIMEOUT
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline(self.cycle)
+
+    def on_response_complete(self) -> None:
+        # Taken before uvicorn handles a pipelined request that may already be buffered: that
+        # request replaces the cycle, so the deadline must not wait for it to end.
+        answered = self.cycle
+        super().on_response_complete()
+        self._arm_head_deadline(answered)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        deadline = getattr(self, "_head_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self, waiting_after: object) -> None:
+        """Close the connection in `head_timeout` seconds unless a request head replaces `waiting_after`."""
+        previous = getattr(self, "_head_deadline", None)
+        if previous is not None:
+            previous.cancel()
+        self._head_deadline = self.loop.call_later(self.head_timeout, self._drop_if_no_head, waiting_after)
+
+    def _drop_if_no_head(self, waiting_after: object) -> None:
+        if self.cycle is waiting_after and not self.transport.is_closing():
+            self.transport.close()
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -233,6 +295,16 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         hint = "is another process (or another tfops) listening there? change http.listen or stop it"
         raise WebServerError(f"cannot listen on {host}:{port}: {_reason(exc)}", hint=hint) from None
     return sock
+
+
+def _is_encrypted_key(path: Path) -> bool:
+    """Whether a PEM key is passphrase-protected (PKCS#8 "ENCRYPTED PRIVATE KEY" or legacy Proc-Type)."""
+    try:
+        with path.open("rb") as key:
+            head = key.read(4096)
+    except OSError:
+        return False
+    return b"ENCRYPTED PRIVATE KEY" in head or b"Proc-Type: 4,ENCRYPTED" in head
 
 
 def _reason(exc: BaseException) -> str:

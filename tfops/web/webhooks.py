@@ -8,7 +8,9 @@ delivery can at most cause a fetch, and even that needs the secret.
 Every request goes through the same steps, in this order:
 
     1. authenticate   the route's secret against the raw body    → 401 "unauthorized", body unread
-    2. parse          event header, content type, JSON object     → 400 "bad_request"
+    2. parse          event header, delivery id (a plain token:
+                      [A-Za-z0-9._:-], at most 200), content
+                      type, JSON object                           → 400 "bad_request"
     3. filter         the configured repository and branch, and
                       an event that changes that branch           → 202 {"status": "ignored", "reason"}
                       (GitHub `ping`                               → 200 {"status": "pong"})
@@ -45,6 +47,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +66,7 @@ RESULTS = ("accepted", "duplicate", "ignored", "ping", "unauthorized", "bad_requ
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_DELIVERY_ID = 200  # hosts send UUIDs (36 characters); anything far longer is not a delivery id
+DELIVERY_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_DELIVERY_ID}}}")
 _LOGGED_TEXT = 100
 
 
@@ -193,7 +197,7 @@ def webhook_router(
 _RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"description": 'GitHub ping, verified: `{"status": "pong"}`'},
     202: {"description": "`accepted` (a fetch was requested), `duplicate`, or `ignored` with a `reason`"},
-    400: {"description": "authentic, but not a well-formed delivery (content type, JSON, event header)"},
+    400: {"description": "authentic, but not a well-formed delivery (content type, JSON, event, id)"},
     401: {"description": "missing or wrong signature or token"},
     413: {"description": "body over the server's limit"},
     503: {"description": "authentic, but the fetch could not be requested now; the host may retry"},
@@ -289,12 +293,22 @@ def _required_header(*names: str) -> Callable[[Headers], str]:
     return read
 
 
-def _optional_header(*names: str) -> Callable[[Headers], str | None]:
+def _delivery_header(*names: str) -> Callable[[Headers], str | None]:
+    """The first delivery id or idempotency key present; BadDelivery unless it is a plain token.
+
+    Hosts sign the body, not the headers: the id is whatever the sender wrote, and it reaches
+    logs, the duplicate memory and trigger notes, so only UUID-like characters are accepted.
+    """
+
     def read(headers: Headers) -> str | None:
         for name in names:
             if value := headers.get(name, "").strip():
                 if len(value) > MAX_DELIVERY_ID:
                     raise BadDelivery(f"{_title(name)} is longer than {MAX_DELIVERY_ID} characters")
+                if not DELIVERY_ID.fullmatch(value):
+                    raise BadDelivery(
+                        f"{_title(name)} may only hold letters, digits and the characters . _ : -"
+                    )
                 return value
         return None
 
@@ -465,7 +479,7 @@ ROUTES = (
         summary="GitHub webhook: push, merged pull_request, ping",
         authenticate=github_signature_problem,
         event=_required_header("x-github-event"),
-        delivery_id=_optional_header("x-github-delivery"),
+        delivery_id=_delivery_header("x-github-delivery"),
         payload=lambda content_type, body: json_object(content_type, body, form_allowed=True),
         judge=judge_github,
     ),
@@ -474,7 +488,7 @@ ROUTES = (
         summary="GitLab webhook: Push Hook, merged Merge Request Hook",
         authenticate=gitlab_token_problem,
         event=_required_header("x-gitlab-event"),
-        delivery_id=_optional_header("idempotency-key", "x-gitlab-event-uuid"),
+        delivery_id=_delivery_header("idempotency-key", "x-gitlab-event-uuid"),
         payload=json_object,
         judge=judge_gitlab,
     ),
@@ -483,7 +497,7 @@ ROUTES = (
         summary="Gitea or Forgejo webhook: push, merged pull_request",
         authenticate=gitea_signature_problem,
         event=_required_header("x-gitea-event", "x-forgejo-event"),
-        delivery_id=_optional_header("x-gitea-delivery", "x-forgejo-delivery"),
+        delivery_id=_delivery_header("x-gitea-delivery", "x-forgejo-delivery"),
         payload=json_object,
         judge=judge_gitea,
     ),
@@ -492,7 +506,7 @@ ROUTES = (
         summary="Fetch now: any caller with the bearer token",
         authenticate=bearer_token_problem,
         event=lambda headers: "generic",
-        delivery_id=_optional_header("idempotency-key"),
+        delivery_id=_delivery_header("idempotency-key"),
         payload=generic_payload,
         judge=judge_generic,
     ),
