@@ -119,6 +119,15 @@ def message_of(app, slack, run):
     return slack.message(posted.channel, posted.ts)
 
 
+def buttons_shown(app, slack, run):
+    """The run's message once it shows Approve/Reject (its post may show `planning` first)."""
+    return wait_for(
+        lambda: (message := message_of(app, slack, run)) and buttons(message),
+        timeout=30,
+        what="the approval buttons",
+    )
+
+
 def buttons(message):
     return [
         element
@@ -194,7 +203,7 @@ def test_a_click_by_someone_who_is_not_an_approver_is_refused_audited_and_change
 ):
     app = serve(configure())
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
 
     click(slack, app, waiting, MALLORY)
 
@@ -213,7 +222,7 @@ def test_a_click_by_someone_who_is_not_an_approver_is_refused_audited_and_change
 def test_a_member_of_an_approver_group_may_approve(serve, configure, slack, demo_cloud):
     app = serve(configure())
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
 
     click(slack, app, waiting, BOB)  # BOB is listed only through the S0PLATFORM group
 
@@ -224,7 +233,7 @@ def test_a_member_of_an_approver_group_may_approve(serve, configure, slack, demo
 def test_two_approvals_need_two_different_people(serve, configure, slack, demo_cloud):
     app = serve(configure(approvals_required=2))
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
 
     click(slack, app, waiting, ALICE)
     click(slack, app, waiting, ALICE)  # a double click, or the same person again
@@ -249,7 +258,7 @@ def test_a_rejected_plan_is_never_applied(serve, configure, slack, demo_cloud):
     app = serve(configure())
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
     plan_file = app.settings.runs_dir / str(waiting.id) / "plan.tfplan"
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
 
     click(slack, app, waiting, ALICE, REJECT_ACTION_ID)
     rejected = run_in(app, RunStatus.REJECTED)
@@ -269,7 +278,7 @@ def test_an_approval_after_a_newer_commit_supersedes_the_plan_and_a_fresh_one_is
 ):
     app = serve(configure())
     old = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, old)
+    buttons_shown(app, slack, old)
     v2 = remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
 
     # Whichever comes first, the poller seeing v2 or the click, the old plan must not be applied.
@@ -281,7 +290,7 @@ def test_an_approval_after_a_newer_commit_supersedes_the_plan_and_a_fresh_one_is
     )
     fresh = run_in(app, RunStatus.AWAITING_APPROVAL, newer_than=old.id)
     assert superseded.id != fresh.id and fresh.commit_sha == v2
-    assert buttons(message_of(app, slack, fresh)), "the fresh plan is posted for approval"
+    assert buttons_shown(app, slack, fresh), "the fresh plan is posted for approval"
 
     click(slack, app, fresh, ALICE)
     run_in(app, RunStatus.APPLIED, newer_than=old.id)
@@ -291,7 +300,7 @@ def test_an_approval_after_a_newer_commit_supersedes_the_plan_and_a_fresh_one_is
 def test_a_commit_to_another_stack_does_not_void_an_approval(serve, configure, slack, remote, demo_cloud):
     app = serve(configure())
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
     docs = remote.commit_and_push("docs", {"README.md": "unrelated\n"})
     wait_for(lambda: app.store.get_stack("app").head_sha == docs, timeout=30, what="the fetch")
 
@@ -305,12 +314,12 @@ def test_terraform_refusing_a_stale_plan_supersedes_the_run_and_plans_again(
 ):
     app = serve(configure())
     first = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, first)
+    buttons_shown(app, slack, first)
     click(slack, app, first, ALICE)
     run_in(app, RunStatus.APPLIED)
     remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
     second = run_in(app, RunStatus.AWAITING_APPROVAL, newer_than=first.id)
-    message_of(app, slack, second)
+    buttons_shown(app, slack, second)
     # The state moves after the plan (another writer): the commit and the plan file are unchanged,
     # so only Terraform itself can tell that the plan is stale.
     state_file = app.settings.stacks_dir / "app" / "terraform.tfstate"
@@ -328,7 +337,7 @@ def test_terraform_refusing_a_stale_plan_supersedes_the_run_and_plans_again(
     assert "stale" in app.store.events(superseded.id)[-1].message.lower()
     fresh = run_in(app, RunStatus.AWAITING_APPROVAL, newer_than=second.id)
     assert fresh.commit_sha == second.commit_sha
-    assert buttons(message_of(app, slack, fresh)), "a fresh plan is posted for approval"
+    assert buttons_shown(app, slack, fresh), "a fresh plan is posted for approval"
     assert cloud_object(demo_cloud, "app-web")["content"] == "v1", "the stale plan was not applied"
 
 
@@ -401,7 +410,7 @@ def test_no_secret_reaches_slack_in_any_approval_message(serve, configure, slack
     remote.commit_and_push("secret", {"stacks/app/secret.tf": SECRET_CODE.format(secret=CANARY)})
     app = serve(configure())
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
     click(slack, app, waiting, ALICE)
     run_in(app, RunStatus.APPLIED)
     wait_for(lambda: app.store.outbox_depth() == 0, timeout=30, what="delivery")
@@ -518,7 +527,7 @@ def test_the_cli_records_the_account_that_ran_it_not_what_the_environment_claims
 def test_a_rejected_change_is_not_asked_again_for_an_unrelated_commit(serve, configure, slack, remote):
     app = serve(configure())
     waiting = run_in(app, RunStatus.AWAITING_APPROVAL)
-    message_of(app, slack, waiting)
+    buttons_shown(app, slack, waiting)
     click(slack, app, waiting, ALICE, REJECT_ACTION_ID)
     run_in(app, RunStatus.REJECTED)
 
