@@ -323,6 +323,9 @@ class RepoPoller:
     ) -> str | None:
         """Why `stack` needs a deploy at `head`, or None. Each rule says why not."""
         last = _last_deploy(self.store, stack.name)
+        if last is not None and last.commit_sha == head and last.status is RunStatus.SUPERSEDED:
+            # Its re-plan never came (the daemon was stopping): this commit is not dealt with yet.
+            return f"the plan of {head[:10]} was superseded and not made again"
         if last is not None and last.commit_sha == head:
             return None  # this commit was already taken up for this stack (whatever its outcome)
         if last is not None and last.status in _DECLINED_OR_WAITING:

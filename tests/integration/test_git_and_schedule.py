@@ -194,3 +194,35 @@ def test_polls_that_find_the_same_head_do_no_per_stack_git_work(setup, demo_clou
         assert counting.diffs == 1, "an unchanged head must not be re-examined stack by stack"
     finally:
         app.close()
+
+
+def test_a_deploy_superseded_without_its_re_plan_is_planned_again_at_the_next_start(setup):
+    remote, config, env = setup
+    app = make_app(config(), env)
+    try:
+        app.reconcile_once(timeout=120)
+        v2 = remote.commit_and_push(
+            "v2", {"stacks/app/main.tf": demo_stack(remote.work / "cloud2", {"app-web": "v2"})}
+        )
+        # A stale plan at v2 was superseded while the daemon stopped, so its re-plan was dropped.
+        app.git.fetch()
+        app.store.set_head_all(v2)
+        stale = app.store.create_run("app", RunKind.DEPLOY, _poll_trigger(), v2, status=RunStatus.PLANNING)
+        app.transitions.mark_superseded(stale, "Saved plan is stale; planning again")
+    finally:
+        app.close()
+
+    again = make_app(config(), env)
+    try:
+        again.reconcile_once(timeout=120)
+        deploys = [run for run in again.store.list_runs(stack="app") if run.kind is RunKind.DEPLOY]
+        assert deploys[0].id > stale.id and deploys[0].commit_sha == v2
+        assert deploys[0].status is RunStatus.APPLIED
+    finally:
+        again.close()
+
+
+def _poll_trigger():
+    from tfops.models import Trigger, TriggerSource
+
+    return Trigger(source=TriggerSource.POLL)
