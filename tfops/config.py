@@ -747,16 +747,7 @@ class Settings(BaseSettings):
         Read at each call so a rotated token is picked up without a restart, and so the
         value never sits on the settings object (which is logged and printed).
         """
-        if self.repo.token_env:
-            value = (self._environ.get(self.repo.token_env) or "").strip()
-            if not value:
-                raise ConfigError(
-                    f"repo.token_env: the environment variable {self.repo.token_env} is not set or empty"
-                )
-            return value
-        if self.repo.token_file:
-            return _read_token_file(self.repo.token_file)
-        return None
+        return self._secret("repo.token", self.repo.token_env, self.repo.token_file)
 
     def slack_token(self) -> str | None:
         """The Slack bot token from ``slack.bot_token_env`` or ``slack.bot_token_file``; None when off."""
@@ -788,30 +779,25 @@ class Settings(BaseSettings):
             for index, entry in enumerate(self.api.tokens)
         ]
 
-    def _secret(self, field: str, env_name: str | None, file: Path | None) -> str:
+    def _secret(self, field: str, env_name: str | None, file: Path | None) -> str | None:
+        """A secret from the variable NAMED by `<field>_env` or the file `<field>_file`; None when
+        neither is set. ConfigError names the field (never the value) when it is unset or empty."""
         if env_name:
             value = (self._environ.get(env_name) or "").strip()
             if not value:
                 raise ConfigError(f"{field}_env: the environment variable {env_name} is not set or empty")
             return value
-        return _read_token_file(file, f"{field}_file")
-
-    def _slack_secret(self, name: str) -> str | None:
-        env_name = getattr(self.slack, f"{name}_env")
-        file = getattr(self.slack, f"{name}_file")
-        if env_name:
-            value = (self._environ.get(env_name) or "").strip()
-            if not value:
-                raise ConfigError(
-                    f"slack.{name}_env: the environment variable {env_name} is not set or empty"
-                )
-            return value
         if file:
-            return _read_token_file(file, f"slack.{name}_file")
+            return _read_token_file(file, f"{field}_file")
         return None
 
+    def _slack_secret(self, name: str) -> str | None:
+        return self._secret(
+            f"slack.{name}", getattr(self.slack, f"{name}_env"), getattr(self.slack, f"{name}_file")
+        )
 
-def _read_token_file(path: Path, field: str = "repo.token_file") -> str:
+
+def _read_token_file(path: Path, field: str) -> str:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -1223,12 +1209,7 @@ def describe(settings: Settings) -> str:
 
 def _describe_secret(settings: Settings, section: str, name: str) -> str:
     holder = getattr(settings, section)
-    env_name, file = getattr(holder, f"{name}_env"), getattr(holder, f"{name}_file")
-    if env_name:
-        return f"from ${env_name} ({'set' if settings._environ.get(env_name, '').strip() else 'NOT SET'})"
-    if file:
-        return f"file {file} ({'readable' if os.access(file, os.R_OK) else 'NOT READABLE'})"
-    return "not configured"
+    return _describe_ref(settings, getattr(holder, f"{name}_env"), getattr(holder, f"{name}_file"))
 
 
 def _describe_slack(settings: Settings) -> list[str]:
@@ -1310,9 +1291,12 @@ def _describe_api(settings: Settings) -> str:
 
 
 def _describe_ref(settings: Settings, env_name: str | None, file: Path | None) -> str:
+    """Where a secret comes from and whether it is there; never its value."""
     if env_name:
         return f"from ${env_name} ({'set' if settings._environ.get(env_name, '').strip() else 'NOT SET'})"
-    return f"file {file} ({'readable' if file and os.access(file, os.R_OK) else 'NOT READABLE'})"
+    if file:
+        return f"file {file} ({'readable' if os.access(file, os.R_OK) else 'NOT READABLE'})"
+    return "not configured"
 
 
 def warnings(settings: Settings) -> list[str]:
@@ -1396,12 +1380,8 @@ def _describe_credentials(settings: Settings) -> str:
         parts.append(f"ssh key {repo.ssh_key_file}" + ("" if repo.ssh_key_file.is_file() else " (MISSING)"))
     if repo.username:
         parts.append(f"user {repo.username}")
-    if repo.token_env:
-        state = "set" if settings._environ.get(repo.token_env, "").strip() else "NOT SET"
-        parts.append(f"token from ${repo.token_env} ({state})")
-    if repo.token_file:
-        state = "readable" if os.access(repo.token_file, os.R_OK) else "NOT READABLE"
-        parts.append(f"token file {repo.token_file} ({state})")
+    if repo.token_env or repo.token_file:
+        parts.append(f"token {_describe_ref(settings, repo.token_env, repo.token_file)}")
     return ", ".join(parts) or "none configured (ssh agent and git defaults)"
 
 

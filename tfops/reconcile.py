@@ -276,9 +276,8 @@ class Reconciler:
             return None
         if not self.git.is_on_branch(run.commit_sha):
             return f"commit {run.commit_sha[:10]} is no longer on the branch (force-push)"
-        changed = self.git.changed_paths(run.commit_sha, head)
         with self.git.view(head) as tree:
-            if changed is None or affected_stacks([stack], changed, ModuleAwareDetector(tree)):
+            if not self._same_code(stack, run.commit_sha, head, tree):
                 return f"the branch moved on to {head[:10]}, which changes this stack"
         return None
 
@@ -405,10 +404,13 @@ class Reconciler:
             return False
         if state.applied_sha == commit_sha:
             return True
-        changed = self.git.changed_paths(state.applied_sha, commit_sha)
-        if changed is None:
-            return False
-        return not affected_stacks([stack], changed, ModuleAwareDetector(tree))
+        return self._same_code(stack, state.applied_sha, commit_sha, tree)
+
+    def _same_code(self, stack: Stack, old_sha: str, new_sha: str, tree: Path) -> bool:
+        """No change from `old_sha` to `new_sha` touches the stack or a local module it calls
+        (`tree`: a checkout of `new_sha`). Unknown history counts as a change."""
+        changed = self.git.changed_paths(old_sha, new_sha)
+        return changed is not None and not affected_stacks([stack], changed, ModuleAwareDetector(tree))
 
     def _summarize(self, ws, plan, deadline, cancel, secrets, redact) -> PlanSummary:
         if plan.certainly_empty:

@@ -225,27 +225,15 @@ class RepoPoller:
         reason the head cannot be confirmed is returned.
         """
         with self._polling:
-            started = time.monotonic()
+            last_ok = self.last_fetch_ok_at
             try:
-                if not self.git.has_clone():
-                    self.git.ensure_clone()
-                fetched = self.git.fetch()
-            except GitFetchError as exc:
-                self.on_fetch(time.monotonic() - started, False)
-                self.last_error = str(exc)
-                age = (
-                    (datetime.now(UTC) - self.last_fetch_ok_at).total_seconds()
-                    if self.last_fetch_ok_at
-                    else None
-                )
+                fetched = self._fetch(attempts=1)
+            except GitFetchError:
+                age = (datetime.now(UTC) - last_ok).total_seconds() if last_ok else None
                 if age is not None and age < max_age:
-                    log.warning("fetch failed; using the head fetched %.0fs ago: %s", age, exc)
+                    log.warning("fetch failed; using the head fetched %.0fs ago", age)
                     return None
-                log.error("the branch head cannot be confirmed: %s", exc)
                 return "the branch head could not be confirmed (the Git remote did not answer)"
-            self.on_fetch(time.monotonic() - started, True)
-            self.last_fetch, self.last_error = fetched, None
-            self.last_fetch_ok_at = datetime.now(UTC)
             self.store.set_head_all(fetched.head.sha)
             return None
 
@@ -257,14 +245,13 @@ class RepoPoller:
         with self._polling:
             return self._poll(source, actor, note)
 
-    def _poll(self, source: TriggerSource, actor: str, note: str) -> list[Run]:
+    def _fetch(self, *, attempts: int) -> FetchResult:
+        """Fetch (cloning first if an earlier start could not), and record how it went."""
         started = time.monotonic()
         try:
             if not self.git.has_clone():
                 self.git.ensure_clone()  # the remote was unreachable when the daemon started
-            fetched = fetch_with_backoff(
-                self.git, attempts=self.fetch_attempts, first_delay=self.first_backoff
-            )
+            fetched = fetch_with_backoff(self.git, attempts=attempts, first_delay=self.first_backoff)
         except GitFetchError as exc:
             self.on_fetch(time.monotonic() - started, False)
             self.last_error = str(exc)
@@ -275,6 +262,10 @@ class RepoPoller:
         self.last_fetch, self.last_error = fetched, None
         self.last_fetch_ok_at = datetime.now(UTC)
         self.store.set_meta("last_fetch", {"at": _now(), "sha": fetched.head.sha, "forced": fetched.forced})
+        return fetched
+
+    def _poll(self, source: TriggerSource, actor: str, note: str) -> list[Run]:
+        fetched = self._fetch(attempts=self.fetch_attempts)
         stacks = self.registry.refresh()
         self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
         self.store.set_head_all(fetched.head.sha)
