@@ -95,11 +95,6 @@ def classify(output: str, *, argv: Sequence[str], exit_code: int | None) -> Terr
     return TerraformError(f"{command} failed: {title}", **kwargs)
 
 
-def first_error_title(output: str) -> str | None:
-    match = _ERROR_TITLE.search(output)
-    return match.group(1).strip() if match else None
-
-
 def lock_id_in(output: str) -> str | None:
     """The lock's ID from Terraform's "Lock Info:" block, if it printed one."""
     start = output.find(_LOCK_INFO)
