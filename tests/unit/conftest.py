@@ -1,24 +1,43 @@
 """Fixtures shared by the store tests.
 
-Set TFOPS_TEST_POSTGRES_URL (a PostgreSQL database the tests may wipe) to run the store
-scenarios on PostgreSQL as well; without it those variants are skipped with that reason.
+Every store scenario runs on SQLite and on PostgreSQL. The PostgreSQL server is a throwaway
+cluster started once per session (tests/pgserver.py), or the database named by
+TFOPS_TEST_POSTGRES_URL (one the tests may wipe). Without server binaries the PostgreSQL variants
+skip with that reason, except in CI (CI=true), where that is a failure: CI never skips them.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from pgserver import PostgresUnavailable, start_server
 from tfops.store import Store
 
 
-def empty_postgres_url() -> str:
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
     url = os.environ.get("TFOPS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("TFOPS_TEST_POSTGRES_URL is not set")
+    if url:
+        yield url
+        return
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL store tests: {exc}")
+        pytest.skip(f"no PostgreSQL for the store tests: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def empty_postgres_url(url: str) -> str:
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -30,5 +49,5 @@ def empty_postgres_url() -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path: Path) -> str:
     if request.param == "postgresql":
-        return empty_postgres_url()
+        return empty_postgres_url(request.getfixturevalue("postgres_url"))
     return Store.sqlite_url(tmp_path / "state" / "tfops.db")
