@@ -51,8 +51,19 @@ class PostgresServer:
             shutil.chown(self.socket_dir, user=self.run_as)
         self._run("initdb", "-D", str(self.data), "-U", "tfops", "--auth=trust", "--no-sync", "-E", "UTF8")
         options = f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-t", "60", "-l",
-                  str(self.root / "server.log"), "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.root / "server.log"),
+            "start",
+        )
         self._run("createdb", "-h", str(self.socket_dir), "-U", "tfops", "tfops_test")
 
     def stop(self) -> None:

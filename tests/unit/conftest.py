@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgserver import PostgresUnavailable, start_server
 from sqlalchemy import create_engine, text
 
-from pgserver import PostgresUnavailable, start_server
 from tfops.store import Store
 
 
