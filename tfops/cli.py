@@ -485,7 +485,11 @@ def _status_style(status: RunStatus) -> str:
     return f"[{colour}]{status.value}[/{colour}]" if colour else status.value
 
 
-_DRIFT_COLOURS = {DriftState.IN_SYNC.value: "green", DriftState.DRIFTED.value: "yellow", DriftState.PENDING.value: "cyan"}
+_DRIFT_COLOURS = {
+    DriftState.IN_SYNC.value: "green",
+    DriftState.DRIFTED.value: "yellow",
+    DriftState.PENDING.value: "cyan",
+}
 
 
 def _drift_style(drift: str) -> str:

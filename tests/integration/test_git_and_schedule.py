@@ -230,7 +230,7 @@ def _poll_trigger():
 
 @pytest.mark.terraform
 def test_a_rejected_deploy_is_not_asked_again_after_more_than_fifty_drift_checks(setup):
-    remote, config, env = setup
+    _remote, config, env = setup
     ask = [{"discover": "stacks/*", "on_merge": "ask", "on_drift": "notify", "drift_interval": 0}]
     app = make_app(config(stacks=ask), env)
     try:

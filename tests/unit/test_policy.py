@@ -96,7 +96,9 @@ PENDING_ONLY = PlanSummary(terraform_version="1.0.3", format_version="0.2", chan
 
 @pytest.mark.parametrize("on_drift", list(OnDrift))
 def test_a_drift_plan_of_undeployed_code_alone_is_pending_not_drift(on_drift):
-    decision = decide(stack(on_drift=on_drift), RunKind.DRIFT, PENDING_ONLY, commit_sha=SHA, code_applied=False)
+    decision = decide(
+        stack(on_drift=on_drift), RunKind.DRIFT, PENDING_ONLY, commit_sha=SHA, code_applied=False
+    )
 
     assert decision.action is Action.NOTHING, "nothing to report as drift, nothing to revert"
     assert "no drift" in decision.reason and "pending" in decision.reason
