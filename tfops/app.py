@@ -27,7 +27,7 @@ from tfops.config import Settings, check_serving, http_needs
 from tfops.errors import ConfigError, GitFetchError, TfopsError
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.metrics import Metrics, metrics_router
-from tfops.models import IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
+from tfops.models import FAILURE_STATUSES, IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import MultiNotifier, Notifier
 from tfops.notify.blocks import CommitInfo
 from tfops.notify.console import LogNotifier
@@ -68,7 +68,7 @@ class PassResult:
         if self.fetch_error is not None:
             return 1
         statuses = {run.status for run in self.runs}
-        if statuses & {RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED, RunStatus.BLOCKED}:
+        if statuses & FAILURE_STATUSES:
             return 1
         if RunStatus.PLANNED in statuses or RunStatus.AWAITING_APPROVAL in statuses:
             return 2
@@ -81,7 +81,11 @@ class App:
     ) -> None:
         self.settings = settings
         environ = dict(os.environ if environ is None else environ)
+        # Everything that can refuse the configuration comes before the store: a ConfigError
+        # leaves no database behind and nothing open.
         self.binary = resolve_binary(settings.terraform.binary, environ)
+        repo_url = settings.require_repo_url()
+        self.slack_client = self._slack_client()
         for directory in (
             settings.data_dir,
             settings.runs_dir,
@@ -90,13 +94,29 @@ class App:
         ):
             # Plans and state hold secrets in clear: only tfops' own user may read them.
             Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+        git_env = self._git_env()  # reads the Git token, and writes the askpass helper into data_dir
         self.store = Store(settings.store_url)
-        self.store.upgrade()
+        try:
+            self.store.upgrade()
+            self._wire(settings, environ, notifiers, repo_url, git_env)
+        except BaseException:
+            self.store.close()  # a half-built App is never returned: it must not hold the database
+            raise
+
+    def _wire(
+        self,
+        settings: Settings,
+        environ: dict,
+        notifiers: Iterable[Notifier],
+        repo_url: str,
+        git_env: dict[str, str],
+    ) -> None:
+        """Build and connect the parts, once the configuration was accepted and the store is open."""
         self.git = GitSource(
-            settings.require_repo_url(),
+            repo_url,
             settings.repo.branch,
             settings.checkout_dir,
-            env=self._git_env(),
+            env=git_env,
             fetch_timeout=settings.repo.fetch_timeout,
         )
         # The state gauges read the queue and the store, built below; the lambda defers to them.
@@ -106,7 +126,6 @@ class App:
             discover=lambda root: discover_stacks(root, settings.stacks, settings.defaults),
             root=settings.checkout_dir,
         )
-        self.slack_client = self._slack_client()
         self.outbox_sender = self._slack_delivery()
         self.transitions = Transitions(self.store, self.notifier, settings.runs_dir)
         self.runner = TerraformRunner(

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from tfops import __version__
 from tfops.errors import TfopsError
-from tfops.models import DriftState, Run, RunKind, RunStatus
+from tfops.models import FAILURE_STATUSES, DriftState, Run, RunKind, RunStatus
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -324,12 +324,9 @@ def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None) -> list[Run
 
 
 def _exit_for(runs: list[Run], *, changes) -> int:
-    if not runs or any(run.status in _ERROR_STATUSES for run in runs):
+    if not runs or any(run.status in FAILURE_STATUSES for run in runs):
         return EXIT_ERROR
     return EXIT_CHANGES if any(changes(run) for run in runs) else EXIT_OK
-
-
-_ERROR_STATUSES = {RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED, RunStatus.BLOCKED}
 
 
 def _has_drift(run: Run) -> bool:
@@ -475,20 +472,28 @@ def _print_run_detail(run: Run, events, decisions=()) -> None:
         out.print(f"log: {run.log_path}")
 
 
+_STATUS_COLOURS = {RunStatus.APPLIED: "green", RunStatus.NO_CHANGES: "green", RunStatus.PLANNED: "yellow"}
+
+
+def status_colour(status: RunStatus) -> str | None:
+    """Every failure is red; the few good or pending outcomes have their colour."""
+    return "red" if status in FAILURE_STATUSES else _STATUS_COLOURS.get(status)
+
+
 def _status_style(status: RunStatus) -> str:
-    colour = {
-        RunStatus.APPLIED: "green",
-        RunStatus.NO_CHANGES: "green",
-        RunStatus.PLANNED: "yellow",
-        RunStatus.FAILED: "red",
-        RunStatus.TIMED_OUT: "red",
-        RunStatus.INTERRUPTED: "magenta",
-    }.get(status)
+    colour = status_colour(status)
     return f"[{colour}]{status.value}[/{colour}]" if colour else status.value
 
 
+_DRIFT_COLOURS = {
+    DriftState.IN_SYNC.value: "green",
+    DriftState.DRIFTED.value: "yellow",
+    DriftState.PENDING.value: "cyan",
+}
+
+
 def _drift_style(drift: str) -> str:
-    colour = {DriftState.IN_SYNC.value: "green", DriftState.DRIFTED.value: "yellow"}.get(drift, "dim")
+    colour = _DRIFT_COLOURS.get(drift, "dim")
     return f"[{colour}]{drift}[/{colour}]"
 
 

@@ -16,7 +16,8 @@ itself?
     │   │       ├── ProviderError        a provider failed (API error, crash, bad credentials)
     │   │       ├── StalePlanError       the saved plan no longer matches state; re-plan
     │   │       └── InitRequiredError    the working directory needs `terraform init`
-    │   └── RunTimedOut             the run passed its wall-clock limit
+    │   ├── RunTimedOut             the run passed its wall-clock limit
+    │   └── IllegalTransition       a status change the transition table forbids (a bug)
     └── RetryableError              transient; the next attempt may succeed
         ├── GitFetchError           the remote is unreachable or refused us
         └── StateLockError          another process holds the state lock
@@ -142,3 +143,10 @@ class StateLockError(TerraformError, RetryableError):
 
 class GitFetchError(RetryableError):
     hint = "check the repository URL, network and credentials; tfops retries with backoff"
+
+
+class IllegalTransition(TerminalError):
+    """A run status change that `models.ALLOWED_TRANSITIONS` forbids: a bug in tfops, not a race
+    (a race, where another process moved the run first, is the store's `InvalidTransition`)."""
+
+    hint = "this is a bug in tfops: report it with the run's events (`tfops show RUN_ID`)"

@@ -6,16 +6,17 @@ store, the CLI's ``--json`` output and the logs show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 
 class RunKind(StrEnum):
     DEPLOY = "deploy"  # a new commit touches the stack
-    DRIFT = "drift"  # scheduled check against the real infrastructure
-    REMEDIATE = "remediate"  # apply a drift plan (reserved for runs created from a drift decision)
+    DRIFT = "drift"  # scheduled check against the real infrastructure; may revert drift itself
     PLAN = "plan"  # asked for by a person
 
 
@@ -33,7 +34,6 @@ class RunStatus(StrEnum):
     SUPERSEDED = "superseded"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
-    BLOCKED = "blocked"
     EXPIRED = "expired"
 
     @property
@@ -54,7 +54,6 @@ TERMINAL_STATUSES = frozenset(
         RunStatus.SUPERSEDED,
         RunStatus.INTERRUPTED,
         RunStatus.TIMED_OUT,
-        RunStatus.BLOCKED,
         RunStatus.EXPIRED,
     }
 )
@@ -63,6 +62,28 @@ TERMINAL_STATUSES = frozenset(
 # start-up means the previous daemon died mid-run.
 IN_FLIGHT_STATUSES = frozenset({RunStatus.PLANNING, RunStatus.APPROVED, RunStatus.APPLYING})
 
+# The runs that went wrong: exit code 1 of the CLI, red in the terminal, a page in Slack with the
+# error in the thread. The one definition every consumer reads.
+FAILURE_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
+
+# Ways out of any status that is not terminal: whatever a run was doing, it can fail, run out of
+# time, be stopped, or be replaced by a newer commit (Terraform may call the plan stale at apply).
+_SIDE_EXITS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED, RunStatus.SUPERSEDED})
+
+# Every move a run may make; `Store.transition` refuses any other. Terminal statuses lead nowhere.
+ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType(
+    {
+        RunStatus.QUEUED: _SIDE_EXITS | {RunStatus.PLANNING},
+        RunStatus.PLANNING: _SIDE_EXITS
+        | {RunStatus.NO_CHANGES, RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.APPLYING},
+        RunStatus.AWAITING_APPROVAL: _SIDE_EXITS
+        | {RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED},
+        RunStatus.APPROVED: _SIDE_EXITS | {RunStatus.APPLYING},
+        RunStatus.APPLYING: _SIDE_EXITS | {RunStatus.APPLIED},
+        **{status: frozenset() for status in TERMINAL_STATUSES},
+    }
+)
+
 # Statuses in which a run's saved plan may still be applied, so the plan file is kept. A
 # `planned` run is never applied (`ask` is the way to apply a reviewed plan): its file goes.
 PLAN_KEPT_STATUSES = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED})
@@ -70,7 +91,8 @@ PLAN_KEPT_STATUSES = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED}
 
 class DriftState(StrEnum):
     IN_SYNC = "in_sync"
-    DRIFTED = "drifted"
+    DRIFTED = "drifted"  # something changed outside Terraform (`resource_drift`)
+    PENDING = "pending"  # no drift, but the stack's code at the head is not deployed yet
     UNKNOWN = "unknown"
 
 
@@ -171,6 +193,9 @@ class PlanSummary:
     drift: tuple[ResourceChange, ...] = ()  # resource_drift: changed outside Terraform
     output_changes: tuple[str, ...] = ()  # names of outputs whose value changes
     errored: bool = False
+    # The plan's changes were left out: they would also deploy code that is not deployed yet, which
+    # its own deploy run shows. Set on drift runs, whose report is the drift alone.
+    pending_code: bool = False
 
     def count(self, action: str) -> int:
         return sum(1 for change in self.changes if change.action == action)
@@ -186,6 +211,10 @@ class PlanSummary:
     @property
     def has_drift(self) -> bool:
         return bool(self.drift)
+
+    def drift_only(self) -> PlanSummary:
+        """This summary without the changes, which carry code not deployed yet."""
+        return replace(self, changes=(), output_changes=(), pending_code=True)
 
 
 @dataclass

@@ -18,7 +18,7 @@ class Action(StrEnum):
     APPLY = "apply"  # apply the saved plan now
     RECORD = "record"  # keep the plan, stop at `planned`
     ASK = "ask"  # keep the plan and wait for approvers: `awaiting_approval`
-    NOTHING = "nothing"  # the plan is empty: `no_changes`
+    NOTHING = "nothing"  # nothing to do: an empty plan, or a drift plan of pending code only: `no_changes`
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,10 @@ def decide(
         return Decision(Action.NOTHING, "the plan has no changes")
     if kind is RunKind.PLAN:
         return Decision(Action.RECORD, "a plan was asked for; plans are never applied by themselves")
-    if kind is RunKind.REMEDIATE:
-        return Decision(Action.APPLY, "remediation of drift was decided")
     if kind is RunKind.DEPLOY:
         return _decide_deploy(stack)
     if kind is RunKind.DRIFT:
-        return _decide_drift(stack, commit_sha=commit_sha, code_applied=code_applied)
+        return _decide_drift(stack, summary, commit_sha=commit_sha, code_applied=code_applied)
     raise ValueError(f"unknown run kind {kind!r}")
 
 
@@ -60,7 +58,11 @@ def _decide_deploy(stack: Stack) -> Decision:
     return Decision(Action.RECORD, "on_merge: plan; the plan is recorded and nothing is applied")
 
 
-def _decide_drift(stack: Stack, *, commit_sha: str, code_applied: bool) -> Decision:
+def _decide_drift(stack: Stack, summary: PlanSummary, *, commit_sha: str, code_applied: bool) -> Decision:
+    # Changes without drift on a stack whose code is not deployed are that code: pending, not
+    # drift. Its deploy run (awaiting approval, or planned) is where it is shown and decided.
+    if not code_applied and not summary.has_drift:
+        return Decision(Action.NOTHING, _pending(commit_sha))
     if stack.on_drift not in (OnDrift.REMEDIATE, OnDrift.ASK):
         return Decision(Action.RECORD, f"on_drift: {stack.on_drift.value}; drift is recorded, not reverted")
     # A drift plan of code that was never deployed would also apply that code:
@@ -82,8 +84,24 @@ def _quorum(stack: Stack) -> str:
     return f"{stack.approvals_required} approvals by different people are needed"
 
 
-def drift_state_after_plan(summary: PlanSummary) -> DriftState:
-    """After a drift plan: any drift or pending change means the stack is not in sync."""
-    if summary.has_drift or summary.has_changes:
+def _pending(commit_sha: str) -> str:
+    return (
+        f"no drift; the plan's changes are the stack's code at {commit_sha[:10]}, which is not deployed "
+        "yet (pending: its deploy run shows and decides it)"
+    )
+
+
+def drift_state_after_plan(summary: PlanSummary, *, code_applied: bool) -> DriftState:
+    """After a drift plan. Drift is what changed outside Terraform (`resource_drift`); changes alone
+    are drift only when the code is deployed, and otherwise the undeployed code: pending."""
+    if summary.has_drift:
         return DriftState.DRIFTED
-    return DriftState.IN_SYNC
+    if not summary.has_changes:
+        return DriftState.IN_SYNC
+    return DriftState.DRIFTED if code_applied else DriftState.PENDING
+
+
+def drift_report(summary: PlanSummary, *, code_applied: bool) -> PlanSummary:
+    """What a drift run records and posts: the drift alone when the plan also carries code not
+    deployed yet (its changes mix reverting the drift with deploying that code)."""
+    return summary if code_applied else summary.drift_only()

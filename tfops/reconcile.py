@@ -29,7 +29,7 @@ from tfops.errors import (
 from tfops.logs import run_context
 from tfops.models import PLAN_KEPT_STATUSES, DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.notify import Notifier, RunNotice
-from tfops.policy import Action, decide, drift_state_after_plan
+from tfops.policy import Action, decide, drift_report, drift_state_after_plan
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
@@ -364,14 +364,9 @@ class Reconciler:
             self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
             plan = self.runner.plan(ws, deadline=deadline, cancel=cancel, redact=redact)
             summary = self._summarize(ws, plan, deadline, cancel, secrets, redact)
-            decision = decide(
-                stack,
-                run.kind,
-                summary,
-                commit_sha=run.commit_sha,
-                code_applied=self._code_applied(stack, run.commit_sha, tree),
-            )
-            self._record_drift(run, summary)
+            code_applied = self._code_applied(stack, run.commit_sha, tree)
+            decision = decide(stack, run.kind, summary, commit_sha=run.commit_sha, code_applied=code_applied)
+            summary = self._record_drift(run, summary, code_applied)
             if decision.action is Action.NOTHING:
                 done = self.transitions.mark_no_changes(run, summary, decision.reason)
                 self._after_success(done)
@@ -419,20 +414,22 @@ class Reconciler:
         secrets.update(secrets_in(shown))  # from now on the log and errors are scrubbed of them
         return summarize(shown, patterns=self.settings.redact_patterns)
 
-    def _record_drift(self, run: Run, summary: PlanSummary) -> None:
+    def _record_drift(self, run: Run, summary: PlanSummary, code_applied: bool) -> PlanSummary:
+        """Record a drift run's finding on its stack; returns what the run reports: the drift, and
+        not code that is merely pending its deploy."""
         if run.kind is not RunKind.DRIFT:
-            return
-        state = drift_state_after_plan(summary)
-        self.store.set_drift(
-            run.stack, state, summary=summary_to_dict(summary) if summary.has_drift else None
-        )
+            return summary
+        state = drift_state_after_plan(summary, code_applied=code_applied)
+        report = drift_report(summary, code_applied=code_applied)
+        self.store.set_drift(run.stack, state, summary=summary_to_dict(report) if report.has_drift else None)
+        return report
 
     def _after_success(self, run: Run) -> None:
         """The stack's record follows a successful apply or an empty plan."""
         if run.kind is RunKind.DEPLOY:
             self.store.mark_stack_applied(run.stack, run.commit_sha)
             self.store.set_drift(run.stack, DriftState.IN_SYNC)
-        elif run.kind in (RunKind.DRIFT, RunKind.REMEDIATE) and run.status is RunStatus.APPLIED:
+        elif run.kind is RunKind.DRIFT and run.status is RunStatus.APPLIED:
             self.store.set_drift(run.stack, DriftState.IN_SYNC)
 
     def _current(self, run: Run) -> Run:

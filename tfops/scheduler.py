@@ -348,10 +348,8 @@ class RepoPoller:
 
 
 def _last_deploy(store: Store, stack: str) -> Run | None:
-    for run in store.list_runs(stack=stack, limit=50):
-        if run.kind is RunKind.DEPLOY:
-            return run
-    return None
+    # However many drift checks and plans came since: one query, not a window of recent runs.
+    return store.last_run(stack, kinds={RunKind.DEPLOY})
 
 
 class Scheduler:

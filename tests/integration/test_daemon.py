@@ -111,9 +111,19 @@ def test_restart_after_kill_9_marks_the_cut_off_run_interrupted(slow_stack_daemo
         for pid in processes_in_group(pgid):
             os.kill(pid, signal.SIGKILL)
     app = make_app(config, tf_env)
+
+    def cut_off_run_marked():
+        current = store.get_run(run.id)
+        if current.status is RunStatus.INTERRUPTED:
+            return current
+        # A child the killed daemon was still starting can hold the data directory a moment longer;
+        # recovery then waits for the next try, as the daemon's housekeeping job does.
+        app.recover()
+        return None
+
     try:
         app.start()
-        recovered = store.get_run(run.id)
+        recovered = wait_for(cut_off_run_marked, timeout=60, what="the cut-off run to be marked interrupted")
         assert recovered.status is RunStatus.INTERRUPTED
         assert recovered.error == CRASH_REASON
         # Never silently retried: no new run was queued for the same commit.

@@ -226,3 +226,34 @@ def _poll_trigger():
     from tfops.models import Trigger, TriggerSource
 
     return Trigger(source=TriggerSource.POLL)
+
+
+@pytest.mark.terraform
+def test_a_rejected_deploy_is_not_asked_again_after_more_than_fifty_drift_checks(setup):
+    _remote, config, env = setup
+    ask = [{"discover": "stacks/*", "on_merge": "ask", "on_drift": "notify", "drift_interval": 0}]
+    app = make_app(config(stacks=ask), env)
+    try:
+        (asked,) = app.reconcile_once(timeout=120).runs
+        assert asked.status is RunStatus.AWAITING_APPROVAL
+        rejected = app.transitions.mark_rejected(asked, "alice")
+        head = rejected.commit_sha
+        # A day of drift checks at the same head, recorded as the drift timer leaves them.
+        for _ in range(55):
+            app.store.create_run("app", RunKind.DRIFT, _drift_trigger(), head, status=RunStatus.NO_CHANGES)
+    finally:
+        app.close()
+
+    again = make_app(config(stacks=ask), env)  # a restart: nothing remembered in memory
+    try:
+        assert again.poller.poll() == [], "the rejected commit must not be asked about again"
+        deploys = [run for run in again.store.list_runs(stack="app", limit=100) if run.kind is RunKind.DEPLOY]
+        assert [run.id for run in deploys] == [asked.id]
+    finally:
+        again.close()
+
+
+def _drift_trigger():
+    from tfops.models import Trigger, TriggerSource
+
+    return Trigger(source=TriggerSource.DRIFT_TIMER)

@@ -273,3 +273,33 @@ def test_init_runs_once_per_stack_and_is_skipped_while_nothing_it_depends_on_cha
     assert len(runs) == 5
     assert commands(runs[0]) == ["init", "plan", "show", "apply"]
     assert [run.id for run in runs if "init" in commands(run)] == [runs[0].id]
+
+
+def test_a_drift_check_reports_undeployed_code_as_pending_and_only_real_drift_as_drift(
+    remote, demo_cloud, app_factory
+):
+    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
+    assert app_factory().reconcile_once().exit_code == 0  # applied at v1
+    stacks = [{"discover": "stacks/*", "on_merge": "plan", "on_drift": "remediate", "drift_interval": 0}]
+    app = app_factory(stacks=stacks)
+    remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
+
+    runs = {run.kind: run for run in app.reconcile_once().runs}  # the deploy of v2, then a drift check
+
+    assert runs[RunKind.DEPLOY].status is RunStatus.PLANNED
+    pending = runs[RunKind.DRIFT]
+    assert pending.status is RunStatus.NO_CHANGES, "v2 waiting for its deploy is not drift"
+    assert pending.summary["drift"] == [] and pending.summary["changes"] == []
+    assert "pending" in app.store.events(pending.id)[-1].message
+    assert app.store.get_stack("app").drift is DriftState.PENDING
+    assert cloud_object(demo_cloud, "app-web")["content"] == "v1", "remediation never deploys code"
+
+    edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
+    (drifted,) = app.one_shot(RunKind.DRIFT, ["app"])
+
+    assert drifted.status is RunStatus.PLANNED
+    assert app.store.get_stack("app").drift is DriftState.DRIFTED
+    assert [entry["address"] for entry in drifted.summary["drift"]] == ["demo_object.app-web"]
+    assert drifted.summary["changes"] == [] and drifted.summary["pending_code"] is True
+    assert app.store.get_stack("app").extra["drift_summary"]["changes"] == []
+    assert cloud_object(demo_cloud, "app-web")["content"] == "edited by hand"

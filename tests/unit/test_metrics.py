@@ -268,7 +268,7 @@ def test_stacks_are_counted_per_drift_state_whether_keyed_by_enum_or_text() -> N
     samples = scrape(Metrics(StateSource(snapshot)))
 
     stacks = {dict(labels)["drift"]: v for (name, labels), v in samples.items() if name == "tfops_stacks"}
-    assert stacks == {"in_sync": 1, "drifted": 2, "unknown": 0, "other": 7}
+    assert stacks == {"in_sync": 1, "drifted": 2, "pending": 0, "unknown": 0, "other": 7}
     assert value(samples, "tfops_drifted_stacks") == 2
 
 
@@ -481,14 +481,14 @@ def test_metrics_are_served_over_http_in_the_prometheus_text_format(
     scraped: tuple[Metrics, httpx.Client],
 ) -> None:
     metrics, client = scraped
-    metrics.run_finished("remediate", "applied", duration=90.0, terraform_seconds=85.0, tfops_seconds=5.0)
+    metrics.run_finished("drift", "applied", duration=90.0, terraform_seconds=85.0, tfops_seconds=5.0)
 
     response = client.get("/metrics")
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     samples = parse(response.text)
-    assert value(samples, "tfops_runs_total", kind="remediate", status="applied") == 1
-    assert value(samples, "tfops_run_terraform_seconds_sum", kind="remediate") == 85.0
+    assert value(samples, "tfops_runs_total", kind="drift", status="applied") == 1
+    assert value(samples, "tfops_run_terraform_seconds_sum", kind="drift") == 85.0
     assert value(samples, "tfops_drifted_stacks") == 1
     assert value(samples, "tfops_slack_outbox_depth") == 4

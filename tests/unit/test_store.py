@@ -15,10 +15,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, inspect
 
-from tfops.errors import TerminalError
+from tfops.errors import IllegalTransition, TerminalError
 from tfops.models import DriftState, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.store import InvalidTransition, RunNotFound, StackNotFound, Store
 from tfops.store.schema import metadata
+from tfops.store.schema import runs as runs_table
 
 POLL = Trigger(source=TriggerSource.POLL, actor="poll")
 SHA_A = "a" * 40
@@ -101,9 +102,8 @@ def test_deploy_run_moves_from_queued_through_planning_to_applied(store):
     assert run.started_at is None
 
     planning = store.transition(run.id, RunStatus.PLANNING, message="planning", log_path="/runs/1.log")
-    applied = store.transition(
-        run.id, RunStatus.APPLIED, message="applied", plan_sha256="f" * 64, exit_code=0, decided_by="alice"
-    )
+    store.transition(run.id, RunStatus.APPLYING, message="applying", plan_sha256="f" * 64)
+    applied = store.transition(run.id, RunStatus.APPLIED, message="applied", exit_code=0, decided_by="alice")
 
     assert planning.started_at is not None and planning.finished_at is None
     assert applied.status is RunStatus.APPLIED
@@ -113,7 +113,8 @@ def test_deploy_run_moves_from_queued_through_planning_to_applied(store):
     assert [(e.from_status, e.to_status, e.message) for e in events] == [
         (None, RunStatus.QUEUED, "new commit"),
         (RunStatus.QUEUED, RunStatus.PLANNING, "planning"),
-        (RunStatus.PLANNING, RunStatus.APPLIED, "applied"),
+        (RunStatus.PLANNING, RunStatus.APPLYING, "applying"),
+        (RunStatus.APPLYING, RunStatus.APPLIED, "applied"),
     ]
     assert [e.at for e in events] == sorted(e.at for e in events)
 
@@ -145,6 +146,59 @@ def test_allowed_from_is_enforced(store):
 
     moved = store.transition(run.id, RunStatus.AWAITING_APPROVAL, allowed_from={RunStatus.PLANNING})
     assert moved.status is RunStatus.AWAITING_APPROVAL
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ((), RunStatus.APPLIED),  # applied without a plan or an apply
+        ((RunStatus.PLANNING,), RunStatus.APPLIED),  # applied without applying
+        ((RunStatus.PLANNING,), RunStatus.APPROVED),  # approved without anyone being asked
+        ((RunStatus.PLANNING, RunStatus.AWAITING_APPROVAL), RunStatus.APPLYING),  # applied unapproved
+        ((RunStatus.PLANNING,), RunStatus.QUEUED),  # back to the queue
+    ],
+)
+def test_a_move_outside_the_transition_table_is_refused_and_changes_nothing(store, path, illegal):
+    run = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A)
+    for status in path:
+        store.transition(run.id, status)
+
+    with pytest.raises(IllegalTransition, match=f"may not move from .* to {illegal}"):
+        store.transition(run.id, illegal, message="bug")
+
+    assert store.get_run(run.id).status is (path[-1] if path else RunStatus.QUEUED)
+    assert len(store.events(run.id)) == 1 + len(path)
+
+
+def test_an_illegal_move_is_a_bug_not_a_race_that_callers_would_swallow():
+    assert issubclass(IllegalTransition, TerminalError)
+    assert not issubclass(IllegalTransition, InvalidTransition)
+
+
+def test_rows_with_a_status_or_kind_older_versions_declared_still_read(store):
+    run = store.create_run("network", RunKind.DRIFT, POLL, SHA_A)
+    with store.engine.begin() as connection:
+        connection.execute(
+            runs_table.update().where(runs_table.c.id == run.id).values(status="blocked", kind="remediate")
+        )
+
+    old = store.get_run(run.id)
+
+    assert (old.status, old.kind) == (RunStatus.FAILED, RunKind.DRIFT)
+    assert [r.id for r in store.list_runs(stack="network")] == [run.id]
+    with pytest.raises(InvalidTransition, match="terminal"):
+        store.transition(run.id, RunStatus.PLANNING)
+
+
+def test_the_last_run_of_a_kind_is_found_behind_any_number_of_newer_runs(store):
+    deploy = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A)
+    for _ in range(60):
+        store.create_run("network", RunKind.DRIFT, POLL, SHA_A, status=RunStatus.NO_CHANGES)
+    store.create_run("dns", RunKind.DEPLOY, POLL, SHA_B)
+
+    assert store.last_run("network", kinds={RunKind.DEPLOY}).id == deploy.id
+    assert store.last_run("network").kind is RunKind.DRIFT
+    assert store.last_run("network", kinds={RunKind.PLAN}) is None
 
 
 def test_two_threads_racing_for_a_queued_run_exactly_one_wins(store_url):

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from tfops.models import RunStatus
+from tfops.models import FAILURE_STATUSES, RunStatus
 from tfops.notify import RunNotice
 from tfops.store import Store
 
@@ -22,11 +22,9 @@ _COLOURS = {
     RunStatus.APPLIED: "green",
     RunStatus.NO_CHANGES: "green",
     RunStatus.PLANNED: "yellow",
-    RunStatus.FAILED: "red",
-    RunStatus.TIMED_OUT: "red",
-    RunStatus.INTERRUPTED: "magenta",
     RunStatus.PLANNING: "cyan",
     RunStatus.APPLYING: "cyan",
+    **dict.fromkeys(FAILURE_STATUSES, "red"),
 }
 
 

@@ -40,8 +40,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from tfops.models import PlanSummary, ResourceChange, Run, RunKind, RunStatus
-from tfops.terraform.plan import ACTION_SYMBOLS, REDACTED, SENSITIVE, UNKNOWN, render_text
+from tfops.models import FAILURE_STATUSES, PlanSummary, ResourceChange, Run, RunKind, RunStatus
+from tfops.terraform.plan import (
+    ACTION_SYMBOLS,
+    PENDING_CODE_NOTE,
+    REDACTED,
+    SENSITIVE,
+    UNKNOWN,
+    render_text,
+)
 
 SECTION_TEXT = 3000
 CONTEXT_TEXT = 3000
@@ -55,8 +62,8 @@ THREAD_NOTE_TEXT = 3000
 APPROVE_ACTION_ID = "tfops_approve"
 REJECT_ACTION_ID = "tfops_reject"
 
-# Statuses that page the configured group along with approval requests.
-FAILURE_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
+# FAILURE_STATUSES (defined in models, with the transition table) page the configured group along
+# with approval requests, and show their error in the thread.
 
 STATUS_EMOJI = {
     RunStatus.QUEUED: ":hourglass_flowing_sand:",
@@ -72,7 +79,6 @@ STATUS_EMOJI = {
     RunStatus.SUPERSEDED: ":fast_forward:",
     RunStatus.INTERRUPTED: ":warning:",
     RunStatus.TIMED_OUT: ":alarm_clock:",
-    RunStatus.BLOCKED: ":no_entry_sign:",
     RunStatus.EXPIRED: ":hourglass:",
 }
 
@@ -460,6 +466,8 @@ def _count_lines(summary: PlanSummary) -> list[str]:
             f"*{counts['delete']} to destroy*" if counts["delete"] else "0 to destroy",
         ]
         lines.append("*Plan:* " + " · ".join(parts + _other_action_counts(summary)))
+    elif summary.pending_code:
+        lines.append(f"*Plan:* {PENDING_CODE_NOTE}")
     else:
         lines.append("*No changes.* Infrastructure matches the configuration.")
     if summary.drift:
@@ -564,7 +572,7 @@ def _groups(run: Run, summary: PlanSummary) -> list[_Group]:
     groups.append(_Group(":grey_question: *Other actions*", others, RESOURCES_PER_GROUP))
     drift = _Group(":mag: *Drift — changed outside Terraform*", summary.drift, DRIFTED_RESOURCES, drift=True)
     # A drift run is about the drift; the changes after it are how an apply would revert it.
-    groups = [drift, *groups] if run.kind in (RunKind.DRIFT, RunKind.REMEDIATE) else [*groups, drift]
+    groups = [drift, *groups] if run.kind is RunKind.DRIFT else [*groups, drift]
     return [group for group in groups if group.changes]
 
 

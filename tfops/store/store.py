@@ -44,8 +44,16 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement, Executable, Select
 
-from tfops.errors import TerminalError
-from tfops.models import DriftState, Run, RunKind, RunStatus, StackState, Trigger
+from tfops.errors import IllegalTransition, TerminalError
+from tfops.models import (
+    ALLOWED_TRANSITIONS,
+    DriftState,
+    Run,
+    RunKind,
+    RunStatus,
+    StackState,
+    Trigger,
+)
 from tfops.store import schema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -374,9 +382,14 @@ class Store:
             rows = connection.execute(query).all()
         return [_run_from_row(row) for row in rows]
 
-    def last_run(self, stack: str) -> Run | None:
-        runs = self.list_runs(stack=stack, limit=1)
-        return runs[0] if runs else None
+    def last_run(self, stack: str, *, kinds: Collection[RunKind] | None = None) -> Run | None:
+        """The stack's newest run, or its newest run of one of `kinds`, however old."""
+        query = select(schema.runs).where(schema.runs.c.stack == stack)
+        if kinds is not None:
+            query = query.where(schema.runs.c.kind.in_([RunKind(kind).value for kind in kinds]))
+        with self._reading() as connection:
+            row = connection.execute(query.order_by(schema.runs.c.id.desc()).limit(1)).first()
+        return _run_from_row(row) if row else None
 
     def runs_with_status(self, statuses: Collection[RunStatus]) -> list[Run]:
         """Runs in any of ``statuses``, oldest first (the order they were queued)."""
@@ -426,7 +439,7 @@ class Store:
             row = _select_run(connection, run_id, for_update=True)
             if row is None:
                 raise RunNotFound(f"run {run_id} does not exist")
-            current = RunStatus(row.status)
+            current = _status(row.status)
             _check_transition(run_id, current, to, allowed)
             values = {**_automatic_timestamps(current, to, now, fields), **fields, "status": to.value}
             result = connection.execute(
@@ -452,8 +465,8 @@ class Store:
         return [
             RunEvent(
                 at=row.at,
-                from_status=RunStatus(row.from_status) if row.from_status else None,
-                to_status=RunStatus(row.to_status),
+                from_status=_status(row.from_status) if row.from_status else None,
+                to_status=_status(row.to_status),
                 message=row.message,
             )
             for row in rows
@@ -823,6 +836,9 @@ def _check_transition(
     if allowed is not None and current not in allowed:
         expected = ", ".join(sorted(allowed))
         raise InvalidTransition(f"run {run_id} is {current}, not one of [{expected}]; not moved to {to}")
+    # After the race checks above: a run someone else moved on is a race, this is a bug.
+    if to not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(f"run {run_id} may not move from {current} to {to}")
 
 
 def _starts_work(current: RunStatus, to: RunStatus) -> bool:
@@ -884,12 +900,27 @@ def _upsert_meta(connection: Connection, key: str, value: Any, now: datetime) ->
     )
 
 
+# Values that older versions declared and never wrote, read as what they would have meant, so
+# that a database holding one still reads: a run blocked by policy did not apply; a remediation
+# was the apply of a drift plan.
+_LEGACY_STATUSES = {"blocked": RunStatus.FAILED}
+_LEGACY_KINDS = {"remediate": RunKind.DRIFT}
+
+
+def _status(value: str) -> RunStatus:
+    return _LEGACY_STATUSES.get(value) or RunStatus(value)
+
+
+def _kind(value: str) -> RunKind:
+    return _LEGACY_KINDS.get(value) or RunKind(value)
+
+
 def _run_from_row(row: Row) -> Run:
     return Run(
         id=row.id,
         stack=row.stack,
-        kind=RunKind(row.kind),
-        status=RunStatus(row.status),
+        kind=_kind(row.kind),
+        status=_status(row.status),
         trigger=Trigger.from_dict(row.trigger),
         commit_sha=row.commit_sha,
         plan_sha256=row.plan_sha256,

@@ -425,6 +425,7 @@ def summary_to_dict(summary: PlanSummary) -> dict:
         "drift": [_change_to_dict(change) for change in summary.drift],
         "output_changes": list(summary.output_changes),
         "errored": summary.errored,
+        "pending_code": summary.pending_code,
     }
 
 
@@ -436,6 +437,7 @@ def summary_from_dict(data: Mapping[str, Any]) -> PlanSummary:
         drift=tuple(_change_from_dict(item) for item in data.get("drift", ())),
         output_changes=tuple(data.get("output_changes", ())),
         errored=bool(data.get("errored", False)),
+        pending_code=bool(data.get("pending_code", False)),
     )
 
 
@@ -484,7 +486,15 @@ def render_text(summary: PlanSummary, *, max_resources: int = 50) -> str:
     return "\n".join(lines) + "\n"
 
 
+PENDING_CODE_NOTE = (
+    "The changes are left out: they would also deploy the stack's code at this commit, which is not "
+    "deployed yet; its deploy run shows them."
+)
+
+
 def _headline(summary: PlanSummary) -> str:
+    if summary.pending_code:
+        return PENDING_CODE_NOTE
     if not summary.has_changes:
         return "No changes. Infrastructure matches the configuration."
     counts = summary.counts
