@@ -38,7 +38,7 @@ from tfops.notify.socket_mode import SocketModeTransport
 from tfops.observe import RunMetrics, readiness_facts, snapshot_of
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
 from tfops.scheduler import RepoPoller, RunQueue, Scheduler, StackRegistry, queue_drift_check
-from tfops.stacks import discover_stacks
+from tfops.stacks import RefusedStack, discover
 from tfops.store import Store
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
 from tfops.triggers import FetchSoon, describe_hints
@@ -61,11 +61,12 @@ CRASH_REASON = (
 class PassResult:
     runs: list[Run]
     fetch_error: str | None = None
+    refused: tuple[RefusedStack, ...] = ()  # stacks left out at the head; the others were reconciled
 
     @property
     def exit_code(self) -> int:
-        """0 all in sync, 2 drift or changes left pending, 1 errors."""
-        if self.fetch_error is not None:
+        """0 all in sync, 2 drift or changes left pending, 1 errors (a refused stack is one)."""
+        if self.fetch_error is not None or self.refused:
             return 1
         statuses = {run.status for run in self.runs}
         if statuses & FAILURE_STATUSES:
@@ -123,7 +124,7 @@ class App:
         self.metrics = Metrics(snapshot=lambda: self._snapshot())
         self.notifier = MultiNotifier(LogNotifier(), *notifiers)
         self.registry = StackRegistry(
-            discover=lambda root: discover_stacks(root, settings.stacks, settings.defaults),
+            discover=lambda root: discover(root, settings.stacks, settings.defaults),
             root=settings.checkout_dir,
         )
         self.outbox_sender = self._slack_delivery()
@@ -342,7 +343,8 @@ class App:
             if (run := self._queue_drift(name, TriggerSource.RECONCILE)) is not None
         ]
         self.queue.wait_idle(timeout)
-        return PassResult(runs=[self.store.get_run(run.id) for run in [*deploys, *drifts]])
+        runs = [self.store.get_run(run.id) for run in [*deploys, *drifts]]
+        return PassResult(runs=runs, refused=self.registry.refused)
 
     def one_shot(self, kind: RunKind, stacks: list[str] | None, *, timeout: float | None = None) -> list[Run]:
         """`tfops plan` / `tfops drift`: fetch, queue, wait, return the finished runs."""

@@ -106,6 +106,7 @@ def reconcile(ctx: Context, timeout: float | None) -> None:
         app.close()
     if result.fetch_error:
         err.print(f"[red]fetch failed:[/red] {result.fetch_error}")
+    _print_refused([item.to_dict() for item in result.refused])
     _print_runs(result.runs)
     sys.exit(result.exit_code)
 
@@ -147,6 +148,7 @@ def drift(ctx: Context, stack: str | None) -> None:
 def status(ctx: Context, as_json: bool) -> None:
     """Stacks: head and applied commit, drift, last run, next drift check."""
     rows = _status_rows(ctx)
+    refused = _with_refused(ctx, rows)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -165,6 +167,7 @@ def status(ctx: Context, as_json: bool) -> None:
             _short_time(row["next_check"]),
         )
     out.print(table)
+    _print_refused(refused, out)
 
 
 @cli.command()
@@ -289,7 +292,7 @@ def check_config(ctx: Context) -> None:
     out.print(f"terraform binary: {binary}", markup=False)
     # Every secret `serve` will read, read now: a missing one is found here, not at start.
     check_serving(settings)
-    for warning in warnings(settings):
+    for warning in [*warnings(settings), *_refused_in_checkout(settings)]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     out.print("[green]configuration OK[/green]")
 
@@ -368,16 +371,59 @@ def _status_rows(ctx: Context) -> list[dict[str, Any]]:
 
 def _drift_intervals(ctx: Context) -> dict[str, float]:
     """Drift intervals from the stacks discovered in the current checkout, if there is one."""
-    from tfops.stacks import discover_stacks
+    found = _discover_in_checkout(ctx.settings)
+    return {stack.name: stack.drift_interval for stack in found.stacks} if found else {}
 
-    settings = ctx.settings
+
+def _discover_in_checkout(settings):
+    """The stacks (and refusals) in the daemon's checkout, as of its last fetch; None without one."""
+    from tfops.stacks import discover
+
     if not (Path(settings.checkout_dir) / ".git").exists():
-        return {}
-    try:
-        stacks = discover_stacks(Path(settings.checkout_dir), settings.stacks, settings.defaults)
-    except TfopsError:
-        return {}
-    return {stack.name: stack.drift_interval for stack in stacks}
+        return None
+    return discover(Path(settings.checkout_dir), settings.stacks, settings.defaults)
+
+
+def _refused_in_checkout(settings) -> list[str]:
+    """check-config: the stacks the daemon would refuse at the head it last fetched (none without a
+    checkout). Warnings, not errors: the daemon starts and deploys the other stacks."""
+    found = _discover_in_checkout(settings)
+    if found is None:
+        return []
+    return [f"{item} — it will not be planned\n  hint: {item.hint}" for item in found.refused]
+
+
+def _with_refused(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the stacks refused at the head the daemon last worked out (recorded by its poller) on
+    `rows`, adding a row for each refused stack the store never knew; returns the refusals."""
+    from tfops.scheduler import REFUSED_STACKS_META
+
+    recorded = ctx.store().get_meta(REFUSED_STACKS_META) or {}
+    refused = [{**item, "head_sha": recorded.get("head")} for item in recorded.get("stacks", [])]
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:
+        row["refused"] = None
+    for item in refused:
+        row = by_name.get(item["name"])
+        if row is None:  # never planned: it was refused since it first appeared
+            row = dict.fromkeys(_STATUS_KEYS) | {"name": item["name"], "path": item["path"]}
+            row |= {"head_sha": item["head_sha"], "drift": "refused"}
+            rows.append(row)
+        row["refused"] = {"reason": item["reason"], "detail": item["detail"]}
+    rows.sort(key=lambda row: row["name"])
+    return refused
+
+
+_STATUS_KEYS = (
+    *("name", "path", "head_sha", "applied_sha"),
+    *("drift", "drift_checked_at", "last_run", "next_check"),
+)
+
+
+def _print_refused(refused: list[dict[str, Any]], console: Console = err) -> None:
+    for item in refused:  # names and paths come from the repository: never markup
+        text = f"stack {item['name']!r} (path {item['path']!r}) is refused: {item['detail']}"
+        console.print(f"[red]refused:[/red] {escape(text)}")
 
 
 def _run_dict(run: Run) -> dict[str, Any]:

@@ -136,6 +136,10 @@ def readiness_facts(store: Store, scheduler, poller, *, poll_interval: float, st
             poll_interval=poll_interval,
             started_at=started_at,
             now=datetime.now(UTC),
+            refused_stacks=tuple(
+                f"stack {refused.name!r} ({refused.path}) is refused: {refused.detail}"
+                for refused in poller.registry.refused
+            ),
         )
 
     return facts

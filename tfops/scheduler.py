@@ -28,10 +28,13 @@ from tfops.errors import GitFetchError, TfopsError
 from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
 from tfops.reconcile import Transitions
-from tfops.stacks import ModuleAwareDetector, affected_stacks
+from tfops.stacks import Discovery, ModuleAwareDetector, RefusedStack, affected_stacks
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
+
+# Store meta key: the stacks refused at the head the poller last worked out, for `tfops status`.
+REFUSED_STACKS_META = "refused_stacks"
 
 # Runs that have not started work yet and that a newer commit makes pointless.
 _WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
@@ -170,15 +173,17 @@ class RunQueue:
 
 @dataclass
 class StackRegistry:
-    """The stacks discovered at the current head; replaced whole on every fetch."""
+    """The stacks discovered at the current head, and those refused there; replaced whole on every fetch."""
 
-    discover: Callable[[Path], list[Stack]]
+    discover: Callable[[Path], Discovery]
     root: Path
     _stacks: dict[str, Stack] | None = None
+    refused: tuple[RefusedStack, ...] = ()
 
     def refresh(self) -> dict[str, Stack]:
-        stacks = {stack.name: stack for stack in self.discover(self.root)}
-        self._stacks = stacks
+        found = self.discover(self.root)
+        stacks = {stack.name: stack for stack in found.stacks}
+        self._stacks, self.refused = stacks, found.refused
         return stacks
 
     def current(self) -> Mapping[str, Stack]:
@@ -216,6 +221,8 @@ class RepoPoller:
         # same head again has nothing new to decide: skip the per-stack checks (a git diff
         # per stack whose applied commit is behind the head) until the head moves.
         self._settled_head: str | None = None
+        # The head and refusals last reported: a refused stack is logged once per head, not per poll.
+        self._reported_refusals: tuple[str, tuple[RefusedStack, ...]] | None = None
 
     def confirm_head(self, max_age: float) -> str | None:
         """Fetch once, now, so that the recorded head is the branch's; None when it is current.
@@ -269,11 +276,28 @@ class RepoPoller:
         stacks = self.registry.refresh()
         self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
         self.store.set_head_all(fetched.head.sha)
+        self._report_refusals(fetched.head.sha)
         if fetched.head.sha == self._settled_head:
             return []
         queued = self.queue_deploys(stacks.values(), fetched, source=source, actor=actor, note=note)
         self._settled_head = fetched.head.sha
         return queued
+
+    def _report_refusals(self, head: str) -> None:
+        """Log each refused stack at ERROR once per head, and record them for `tfops status`."""
+        refused = self.registry.refused
+        if self._reported_refusals == (head, refused):
+            return
+        previous = self._reported_refusals
+        self._reported_refusals = (head, refused)
+        self.store.set_meta(
+            REFUSED_STACKS_META,
+            {"head": head, "at": _now(), "stacks": [item.to_dict() for item in refused]},
+        )
+        for item in refused:
+            log.error("%s; not planned at %s (the other stacks are)\n  hint: %s", item, head[:10], item.hint)
+        if not refused and previous is not None and previous[1]:
+            log.info("no stack is refused at %s any more", head[:10])
 
     def queue_deploys(
         self,
@@ -377,6 +401,7 @@ class Scheduler:
         self.poll_interval = poll_interval
         self.jitter = jitter
         self._aps = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        self._poll_failures = FailureStreak("the poll")
 
     @property
     def running(self) -> bool:
@@ -412,12 +437,19 @@ class Scheduler:
         return job.next_run_time if job else None
 
     def _poll_job(self) -> None:
+        """Poll; whatever goes wrong is logged here (fetch failures by the poller), never lost."""
         try:
             self.poller.poll()
-        except TfopsError:
-            return  # recorded and logged by the poller; the next tick retries
-        finally:
+        except GitFetchError:
+            pass  # recorded and logged at ERROR by the poller; the next tick retries
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the job must keep its schedule
+            self._poll_failures.failed(exc)
+        else:
+            self._poll_failures.recovered()
+        try:
             self._sync_drift_jobs()
+        except Exception:
+            log.exception("updating the drift check timers failed; the next poll tries again")
 
     def _sync_drift_jobs(self) -> None:
         stacks = self.registry.current()
@@ -443,6 +475,31 @@ class Scheduler:
 
     def check_drift(self, stack_name: str, source: TriggerSource = TriggerSource.DRIFT_TIMER) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack_name, source=source, actor="drift timer")
+
+
+class FailureStreak:
+    """Logs a job's failure at ERROR when it starts or changes, at DEBUG while it repeats, and says
+    at INFO when the job works again: a poll every few seconds must not flood the log, and an error
+    must never go unlogged."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._last: str | None = None  # the failure being repeated, if any
+
+    def failed(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text == self._last:
+            log.debug("%s still fails: %s", self.what, text)
+            return
+        self._last = text
+        # A TfopsError says what to do; anything else is a bug, and its traceback is what helps.
+        details = None if isinstance(exc, TfopsError) else exc
+        log.error("%s failed; it runs again at the next tick: %s", self.what, exc, exc_info=details)
+
+    def recovered(self) -> None:
+        if self._last is not None:
+            self._last = None
+            log.info("%s works again", self.what)
 
 
 def queue_drift_check(

@@ -6,8 +6,8 @@ directory tree in :func:`discover_stacks`: no git, no Terraform, no store.
 Discovery rules (they are part of the user-facing contract, see config/tfops.example.yaml):
 
 - A directory is a stack when it *directly* holds a ``*.tf`` or ``*.tf.json`` file.
-- Explicit entries (``path:``) name one directory; it must exist and hold Terraform
-  files, or discovery fails with :class:`StackPathError` naming the entry.
+- Explicit entries (``path:``) name one directory; it must exist at the head and hold
+  Terraform files, or that stack is refused (see below).
 - Glob entries (``discover:``) match directories relative to the repository root
   (``*`` stays inside one path component, ``**`` spans any number of them). A glob
   that matches nothing is fine: it is logged, not an error, so that a repository can
@@ -21,13 +21,15 @@ Discovery rules (they are part of the user-facing contract, see config/tfops.exa
   name is taken by another stack, discovered or explicit, the discovered stack is named
   after its full path with ``/`` replaced by ``-`` (``stacks/app`` → ``stacks-app``), so
   a name never silently depends on which other directories exist. Characters outside
-  ``[A-Za-z0-9_.-]`` in a directory name become ``_``. Names that still collide are a
-  :class:`ConfigError`.
-- A stack directory (or a directory on the way to it) that is a symlink resolving
-  outside the repository is refused with :class:`StackPathError`: tfops must never run
-  Terraform on code that is not in Git.
+  ``[A-Za-z0-9_.-]`` in a directory name become ``_``. Stacks whose names still collide
+  are all refused: which one wins must not be a guess.
+- A stack directory (or a directory on the way to it), a file directly in it (``main.tf``,
+  ``terraform.tfvars``, ...) or one of its var files that is a symlink resolving outside
+  the repository refuses the stack: tfops must never run Terraform on code that is not in Git.
 
-Stacks come back sorted by name.
+A refused stack is left out with a typed reason (:class:`RefusedStack`); the others are
+discovered as usual (:func:`discover`). One bad folder pushed to the branch never stops
+the deploys of the rest. Stacks and refusals come back sorted by name.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge, Stack
@@ -87,11 +91,86 @@ def validate_stack_name(name: str) -> str:
 # --------------------------------------------------------------------------- discovery
 
 
-def discover_stacks(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefaults) -> list[Stack]:
-    """Turn the configured stack entries into the stacks present in the checkout at ``repo_root``."""
+class Refusal(StrEnum):
+    """Why one stack is left out at a head while the others go on."""
+
+    OUTSIDE_REPOSITORY = "outside_repository"  # the folder or one of its files is a symlink out of Git
+    NOT_FOUND = "not_found"  # a configured folder that the head does not have
+    NO_TERRAFORM = "no_terraform"  # a configured folder without *.tf or *.tf.json files
+    RESERVED_DIRECTORY = "reserved_directory"  # a path through .git or .terraform
+    INVALID_NAME = "invalid_name"
+    VAR_FILE_OUTSIDE = "var_file_outside"
+    NAME_CLASH = "name_clash"
+
+
+_REFUSAL_HINTS = {
+    Refusal.OUTSIDE_REPOSITORY: "tfops runs only code that is in Git: commit the files, not a symlink",
+    Refusal.NOT_FOUND: "fix the stack's `path` in tfops.yaml, or remove the entry, or push the folder",
+    Refusal.NO_TERRAFORM: "point the entry at the folder that holds the stack's *.tf files",
+    Refusal.RESERVED_DIRECTORY: ".git and .terraform folders are never stacks: point the entry elsewhere",
+    Refusal.INVALID_NAME: "give the stack a `name` of letters, digits, '_', '.' and '-'",
+    Refusal.VAR_FILE_OUTSIDE: "var files are relative to the stack folder and must stay in the repository",
+    Refusal.NAME_CLASH: "give the stacks distinct names with explicit entries (`path` and `name`)",
+}
+
+
+@dataclass(frozen=True)
+class RefusedStack:
+    """A stack tfops will not plan at this head. `detail` names repository paths only, never host paths."""
+
+    name: str
+    path: str
+    reason: Refusal
+    detail: str
+
+    @property
+    def hint(self) -> str:
+        return _REFUSAL_HINTS[self.reason]
+
+    def __str__(self) -> str:
+        return f"stack {self.name!r} (path {self.path!r}): {self.detail}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "path": self.path, "reason": self.reason.value, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> RefusedStack:
+        reason = Refusal(data["reason"])
+        return cls(name=data["name"], path=data["path"], reason=reason, detail=data["detail"])
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The stacks at a checkout, and the ones refused there (each with its reason), both by name."""
+
+    stacks: tuple[Stack, ...] = ()
+    refused: tuple[RefusedStack, ...] = ()
+
+
+class _Refused(Exception):
+    def __init__(self, reason: Refusal, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def discover(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefaults) -> Discovery:
+    """The configured stacks present in the checkout at ``repo_root``, and those refused there.
+
+    One bad stack never hides the others: whatever is wrong with one folder (a symlink out of the
+    repository, a configured folder gone from the head, a name clash) refuses that stack only.
+    """
     root = Path(os.path.realpath(repo_root))
-    explicit = [_explicit_stack(root, entry, defaults) for entry in entries if entry.path is not None]
-    explicit_paths = {stack.path for stack in explicit}
+    good: list[Stack] = []
+    refused: list[RefusedStack] = []
+    explicit_paths, explicit_names = set(), set()
+    for entry in entries:
+        if entry.path is None:
+            continue
+        path = validate_stack_path(entry.path)  # already checked when the config was read
+        name = entry.name or posixpath.basename(path)
+        explicit_paths.add(path)
+        explicit_names.add(name)
+        _take(good, refused, name, path, _explicit_stack, root, path, name, entry, defaults)
 
     found: dict[str, StackEntry] = {}  # path -> the first glob entry that matched it
     for entry in entries:
@@ -103,31 +182,63 @@ def discover_stacks(repo_root: Path, entries: Sequence[StackEntry], defaults: St
         for path in matches:
             found.setdefault(path, entry)
 
-    names = _discovered_names(sorted(found), taken={stack.name for stack in explicit})
-    discovered = [_make_stack(names[path], path, entry, defaults) for path, entry in found.items()]
-    for stack in discovered:
-        _check_var_files(stack)
-    stacks = sorted(explicit + discovered, key=lambda stack: stack.name)
-    _refuse_duplicate_names(stacks)
-    return stacks
+    names = _discovered_names(sorted(found), taken=explicit_names)
+    for path, entry in found.items():
+        name = names[path]
+        _take(good, refused, name, path, _discovered_stack, root, name, path, entry, defaults)
+    stacks, clashes = _split_name_clashes(good)
+    refused.extend(clashes)
+    return Discovery(
+        stacks=tuple(sorted(stacks, key=lambda stack: stack.name)),
+        refused=tuple(sorted(refused, key=lambda item: (item.name, item.path))),
+    )
 
 
-def _explicit_stack(root: Path, entry: StackEntry, defaults: StackDefaults) -> Stack:
-    path = validate_stack_path(entry.path)
-    name = entry.name or posixpath.basename(path)
-    label = f"stack {name!r} (path {path!r})"
+def discover_stacks(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefaults) -> list[Stack]:
+    """Like :func:`discover`, but any refused stack is a :class:`StackPathError` naming each of them."""
+    found = discover(repo_root, entries, defaults)
+    if found.refused:
+        raise StackPathError("; ".join(map(str, found.refused)), hint=found.refused[0].hint)
+    return list(found.stacks)
+
+
+def _take(
+    good: list[Stack],
+    refused: list[RefusedStack],
+    name: str,
+    path: str,
+    make: Callable[..., Stack],
+    *args: Any,
+) -> None:
+    """Append the stack `make(*args)` builds to `good`, or its refusal to `refused`."""
+    try:
+        good.append(make(*args))
+    except _Refused as refusal:
+        refused.append(RefusedStack(name=name, path=path, reason=refusal.reason, detail=refusal.detail))
+
+
+def _explicit_stack(root: Path, path: str, name: str, entry: StackEntry, defaults: StackDefaults) -> Stack:
     if path == "." and not entry.name:
-        raise ConfigError(f"{label}: a stack at the repository root needs a name")
+        raise _Refused(Refusal.INVALID_NAME, "a stack at the repository root needs a name")
     if {".git", ".terraform"} & set(path.split("/")):
-        raise StackPathError(f"{label}: .git and .terraform directories are never stacks")
+        raise _Refused(Refusal.RESERVED_DIRECTORY, ".git and .terraform directories are never stacks")
     directory = root / path
-    _refuse_escape(root, directory, label)
+    _refuse_escape(root, directory)
     if not directory.is_dir():
-        raise StackPathError(f"{label}: no such directory in the repository")
+        raise _Refused(Refusal.NOT_FOUND, "folder not found at the head")
     if not _holds_terraform(directory):
-        raise StackPathError(f"{label}: the directory holds no *.tf or *.tf.json files")
-    stack = _make_stack(validate_stack_name(name), path, entry, defaults)
-    _check_var_files(stack)
+        raise _Refused(Refusal.NO_TERRAFORM, "the folder holds no *.tf or *.tf.json files")
+    if not STACK_NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+        raise _Refused(Refusal.INVALID_NAME, f"the name {name!r} holds characters other than A-Za-z0-9_.-")
+    return _discovered_stack(root, name, path, entry, defaults)
+
+
+def _discovered_stack(root: Path, name: str, path: str, entry: StackEntry, defaults: StackDefaults) -> Stack:
+    directory = root / path
+    _refuse_escape(root, directory)
+    _refuse_escaping_files(root, directory)
+    stack = _make_stack(name, path, entry, defaults)
+    _check_var_files(root, stack)
     return stack
 
 
@@ -147,21 +258,45 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
     )
 
 
-def _check_var_files(stack: Stack) -> None:
+def _check_var_files(root: Path, stack: Stack) -> None:
     # Var files may be shared from a parent directory, but must stay in Git (principle 1).
     for var_file in stack.var_files:
         try:
-            validate_stack_path(posixpath.join(stack.path, var_file))
+            relative = validate_stack_path(posixpath.join(stack.path, var_file))
         except StackPathError:
-            raise StackPathError(
-                f"stack {stack.name!r}: var file {var_file!r} is outside the repository"
-            ) from None
+            detail = f"var file {var_file!r} is outside the repository"
+            raise _Refused(Refusal.VAR_FILE_OUTSIDE, detail) from None
+        if not _inside(root, root / relative):
+            detail = f"var file {var_file!r} is a symlink that resolves outside the repository"
+            raise _Refused(Refusal.VAR_FILE_OUTSIDE, detail)
 
 
-def _refuse_escape(root: Path, directory: Path, label: str) -> None:
-    real = Path(os.path.realpath(directory))
-    if real != root and root not in real.parents:
-        raise StackPathError(f"{label}: the directory is a symlink that resolves outside the repository")
+def _inside(root: Path, path: Path) -> bool:
+    """Whether `path`, every symlink on the way resolved, stays in the repository at `root` (a real path)."""
+    real = Path(os.path.realpath(path))
+    return real == root or root in real.parents
+
+
+def _refuse_escape(root: Path, directory: Path) -> None:
+    # The message never names where the link points: that is a host path, and refusals are shown
+    # on /readyz and in `tfops status`.
+    if not _inside(root, directory):
+        detail = "the folder is a symlink that resolves outside the repository"
+        raise _Refused(Refusal.OUTSIDE_REPOSITORY, detail)
+
+
+def _refuse_escaping_files(root: Path, directory: Path) -> None:
+    """Terraform reads every file of the folder (*.tf, *.tfvars, file() calls): none may lead out of Git."""
+    try:
+        with os.scandir(directory) as children:
+            escaping = sorted(
+                child.name for child in children if child.is_symlink() and not _inside(root, Path(child.path))
+            )
+    except OSError:
+        return
+    if escaping:
+        what = "is a symlink that resolves" if len(escaping) == 1 else "are symlinks that resolve"
+        raise _Refused(Refusal.OUTSIDE_REPOSITORY, f"{', '.join(escaping)} {what} outside the repository")
 
 
 def _holds_terraform(directory: Path) -> bool:
@@ -177,16 +312,8 @@ def _glob_stack_dirs(root: Path, pattern: str) -> list[str]:
     return sorted(
         path
         for path in _candidate_dirs(root, segments)
-        if _matches(path.split("/"), segments) and _is_stack_dir(root, path, pattern)
+        if _matches(path.split("/"), segments) and _holds_terraform(root / path)
     )
-
-
-def _is_stack_dir(root: Path, path: str, pattern: str) -> bool:
-    directory = root / path
-    if not _holds_terraform(directory):
-        return False
-    _refuse_escape(root, directory, f"directory {path!r} (matched by {pattern!r})")
-    return True
 
 
 def _candidate_dirs(root: Path, segments: list[str]) -> Iterator[str]:
@@ -243,17 +370,23 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def _refuse_duplicate_names(stacks: Sequence[Stack]) -> None:
+def _split_name_clashes(stacks: Sequence[Stack]) -> tuple[list[Stack], list[RefusedStack]]:
+    """Stacks whose name is unique, and the others refused: a name clash must not guess a winner."""
     paths_by_name: dict[str, list[str]] = {}
     for stack in stacks:
         paths_by_name.setdefault(stack.name, []).append(stack.path)
+    unique = [stack for stack in stacks if len(paths_by_name[stack.name]) == 1]
     clashes = [
-        f"stack name {name!r} is used by {', '.join(paths)}"
-        for name, paths in paths_by_name.items()
-        if len(paths) > 1
+        RefusedStack(
+            name=stack.name,
+            path=stack.path,
+            reason=Refusal.NAME_CLASH,
+            detail=f"stack name {stack.name!r} is used by {', '.join(sorted(paths_by_name[stack.name]))}",
+        )
+        for stack in stacks
+        if len(paths_by_name[stack.name]) > 1
     ]
-    if clashes:
-        raise ConfigError("; ".join(clashes) + "; give the stacks distinct names with explicit entries")
+    return unique, clashes
 
 
 # --------------------------------------------------------------------------- change detection
@@ -303,19 +436,22 @@ def local_module_dirs(repo_root: Path, stack_path: str) -> frozenset[str]:
     Only local paths count: registry and Git modules are pinned by version or ref in
     the stack's own code, so a change to them is a change inside the stack directory.
     Paths that leave the repository are ignored, as Terraform would not find them in a
-    view of the commit either.
+    view of the commit either; so are folders and files that are symlinks resolving
+    outside it (they are never read: `x.tf -> /dev/zero` must not hang a poll).
     """
-    root = repo_root.resolve()
+    root = Path(os.path.realpath(repo_root))
     found: set[str] = set()
-    pending = [stack_path]
+    pending = [stack_path] if _inside(root, root / stack_path) else []
     while pending:
         directory = pending.pop()
         for tf_file in sorted((root / directory).glob("*.tf")):
+            if not _inside(root, tf_file) or not tf_file.is_file():
+                continue
             for source in _LOCAL_SOURCE.findall(tf_file.read_text(errors="replace")):
                 target = posixpath.normpath(posixpath.join(directory, source))
                 if target in found or target == ".." or target.startswith("../") or target == stack_path:
                     continue
-                if (root / target).is_dir():
+                if (root / target).is_dir() and _inside(root, root / target):
                     found.add(target)
                     pending.append(target)
     return frozenset(found)

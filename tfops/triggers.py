@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
+from tfops.errors import TfopsError
 from tfops.web.webhooks import FetchHint
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class FetchSoon:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.fetches = 0  # how many fetches the hints caused (for tests and logs)
+        self._failing = False  # whether the last webhook-triggered fetch failed (only this thread sets it)
 
     def start(self) -> None:
         with self._cond:
@@ -122,9 +124,28 @@ class FetchSoon:
             self.fetches += 1
             try:
                 self.fetch(hints)
-            except Exception:
-                # The poller logs and records fetch failures itself; the next hint or tick retries.
-                log.debug("a webhook-triggered fetch failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - logged; the next hint or tick retries
+                self._failed(exc)
+            else:
+                self._succeeded()
+
+    def _failed(self, exc: Exception) -> None:
+        """WARNING for the first failure of a streak (a merge the webhook announced is not deployed
+        yet), DEBUG while it goes on: a flood of deliveries must not flood the log too."""
+        if self._failing:
+            log.debug("a webhook-triggered fetch failed again: %s", exc, exc_info=True)
+            return
+        self._failing = True
+        log.warning(
+            "a webhook-triggered fetch failed; the next delivery or poll tries again: %s",
+            exc,
+            exc_info=None if isinstance(exc, TfopsError) else exc,
+        )
+
+    def _succeeded(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("webhook-triggered fetches work again")
 
     def _next_batch(self) -> HintBatch | None:
         with self._cond:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 
+from tfops.errors import GitFetchError
 from tfops.triggers import KEPT_HINTS, FetchSoon, HintBatch, describe_hints
 from tfops.web.webhooks import FetchHint
 
@@ -177,3 +179,28 @@ def test_a_huge_event_name_is_clipped_in_the_trigger_note():
 
     assert len(note) < 150
     assert note.endswith(" key-1")
+
+
+def test_webhook_fetch_failures_are_a_warning_once_per_streak_and_recovery_is_said(made, caplog):
+    outcomes = [GitFetchError("remote unreachable"), GitFetchError("remote unreachable"), None]
+    calls = []
+
+    def fetch(hints):
+        calls.append(hints)
+        outcome = outcomes[len(calls) - 1]
+        if outcome is not None:
+            raise outcome
+
+    with caplog.at_level(logging.DEBUG, logger="tfops.triggers"):
+        soon = made(fetch)
+        for n in range(3):  # one hint per fetch: each waits for the previous fetch to be done
+            soon.request_fetch(hint(n))
+            wait_until(lambda n=n: len(calls) == n + 1)
+        wait_until(lambda: any(record.levelno == logging.INFO for record in caplog.records))
+
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "remote unreachable" in warnings[0].getMessage()
+    assert [record.getMessage() for record in caplog.records if record.levelno == logging.INFO] == [
+        "webhook-triggered fetches work again"
+    ]

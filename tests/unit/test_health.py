@@ -42,14 +42,14 @@ def test_a_healthy_daemon_is_ready_with_every_check_passed() -> None:
 
     assert result.ready
     assert result.reasons == ()
-    assert dict(result.checks) == {"store": True, "scheduler": True, "fetch": True}
+    assert dict(result.checks) == {"store": True, "scheduler": True, "fetch": True, "stacks": True}
 
 
 def test_an_unreachable_store_alone_makes_the_daemon_not_ready() -> None:
     result = readiness(facts(store_ok=False))
 
     assert not result.ready
-    assert dict(result.checks) == {"store": False, "scheduler": True, "fetch": True}
+    assert dict(result.checks) == {"store": False, "scheduler": True, "fetch": True, "stacks": True}
     assert len(result.reasons) == 1
     assert "store" in result.reasons[0]
 
@@ -58,7 +58,7 @@ def test_a_stopped_scheduler_alone_makes_the_daemon_not_ready() -> None:
     result = readiness(facts(scheduler_running=False))
 
     assert not result.ready
-    assert dict(result.checks) == {"store": True, "scheduler": False, "fetch": True}
+    assert dict(result.checks) == {"store": True, "scheduler": False, "fetch": True, "stacks": True}
     assert len(result.reasons) == 1
     assert "scheduler" in result.reasons[0]
 
@@ -68,7 +68,7 @@ def test_a_stale_fetch_alone_makes_the_daemon_not_ready_and_says_how_stale() -> 
     result = readiness(facts(last_fetch_ok_at=now - timedelta(minutes=5), now=now))
 
     assert not result.ready
-    assert dict(result.checks) == {"store": True, "scheduler": True, "fetch": False}
+    assert dict(result.checks) == {"store": True, "scheduler": True, "fetch": False, "stacks": True}
     assert result.reasons == ("the last successful git fetch was 5m ago, more than 3 poll intervals, 3m",)
 
 
@@ -79,7 +79,7 @@ def test_every_failed_check_gives_its_own_reason() -> None:
     )
 
     assert not result.ready
-    assert dict(result.checks) == {"store": False, "scheduler": False, "fetch": False}
+    assert dict(result.checks) == {"store": False, "scheduler": False, "fetch": False, "stacks": True}
     assert len(result.reasons) == 3
 
 
@@ -200,7 +200,10 @@ def test_readyz_answers_200_with_the_checks_when_ready(served: Served) -> None:
     response = served.client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"store": True, "scheduler": True, "fetch": True}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"store": True, "scheduler": True, "fetch": True, "stacks": True},
+    }
     assert response.headers["cache-control"] == "no-store"
 
 
@@ -212,7 +215,7 @@ def test_readyz_answers_503_with_the_reasons_when_not_ready(served: Served) -> N
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
-    assert body["checks"] == {"store": False, "scheduler": True, "fetch": True}
+    assert body["checks"] == {"store": False, "scheduler": True, "fetch": True, "stacks": True}
     assert body["reasons"] == ["the store (database) is not reachable"]
 
 
@@ -257,6 +260,20 @@ def test_readyz_answers_503_and_logs_once_when_the_facts_cannot_be_gathered(
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert errors[0].exc_info is not None
+
+
+def test_a_refused_stack_leaves_the_daemon_ready_but_degraded_and_names_the_stack(served: Served) -> None:
+    refused = "stack 'evil' (stacks/evil) is refused: the folder is a symlink that resolves outside the repo"
+    served.source.current = facts(refused_stacks=(refused,))
+
+    response = served.client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "degraded",
+        "checks": {"store": True, "scheduler": True, "fetch": True, "stacks": False},
+        "warnings": [refused],
+    }
 
 
 def test_readyz_is_gathered_at_each_request(served: Served) -> None:

@@ -59,3 +59,16 @@ def test_registry_modules_and_paths_outside_the_repository_are_not_dependencies(
 
     assert local_module_dirs(tmp_path, "stacks/api") == {"service", "lib/naming"}
     assert local_module_dirs(tmp_path, "stacks/escape") == frozenset()
+
+
+def test_module_calls_in_files_or_folders_symlinked_outside_the_repository_are_not_followed(tmp_path):
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    make_repo(repo)
+    write(outside, "calls.tf", module_call("../lib/naming"))  # read through the link, it calls a module
+    write(outside, "mod/main.tf", module_call("../../lib/unused"))
+    (repo / "stacks" / "jobs" / "calls.tf").symlink_to(outside / "calls.tf")
+    (repo / "stacks" / "mod").symlink_to(outside / "mod")
+    write(repo, "stacks/linker/main.tf", module_call("../mod"))
+
+    assert local_module_dirs(repo, "stacks/jobs") == frozenset()
+    assert local_module_dirs(repo, "stacks/linker") == frozenset()

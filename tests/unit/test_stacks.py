@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -14,7 +15,10 @@ from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge, Stack
 from tfops.stacks import (
     PathPrefixDetector,
+    Refusal,
+    RefusedStack,
     affected_stacks,
+    discover,
     discover_stacks,
     stack_env,
     validate_stack_path,
@@ -136,9 +140,17 @@ def test_hidden_directories_are_not_discovered_even_when_the_glob_names_them(rep
     assert discover_stacks(repo, [StackEntry(discover=".github/*")], DEFAULTS) == []
 
 
-def test_explicit_entry_whose_directory_is_missing_names_the_entry(repo):
-    with pytest.raises(StackPathError, match="stack 'ghost' \\(path 'stacks/ghost'\\): no such directory"):
+def test_a_configured_stack_whose_folder_is_missing_is_refused_as_not_found_with_its_own_hint(repo):
+    found = discover(repo, [StackEntry(path="stacks/ghost"), StackEntry(discover="stacks/*")], DEFAULTS)
+
+    assert names_and_paths(list(found.stacks)) == [("app", "stacks/app"), ("db", "stacks/db")]
+    [ghost] = found.refused
+    assert (ghost.name, ghost.path, ghost.reason) == ("ghost", "stacks/ghost", Refusal.NOT_FOUND)
+    assert str(ghost) == "stack 'ghost' (path 'stacks/ghost'): folder not found at the head"
+    assert "leave" not in ghost.hint and "path" in ghost.hint  # not the hint about escaping paths
+    with pytest.raises(StackPathError, match="folder not found at the head") as caught:
         discover_stacks(repo, [StackEntry(path="stacks/ghost")], DEFAULTS)
+    assert caught.value.hint == ghost.hint
 
 
 def test_explicit_entry_without_terraform_files_is_refused(repo):
@@ -152,8 +164,16 @@ def test_the_repository_root_can_be_an_explicit_stack(tmp_path):
     assert names_and_paths(stacks) == [("single", ".")]
 
 
-def test_names_that_still_collide_are_a_config_error(tmp_path):
-    root = make_tree(tmp_path / "r", ["p/q-r/s/main.tf", "p-q/r/s/main.tf"])
+def test_names_that_still_collide_refuse_both_stacks_and_only_them(tmp_path):
+    root = make_tree(tmp_path / "r", ["p/q-r/s/main.tf", "p-q/r/s/main.tf", "other/main.tf"])
+
+    found = discover(root, [StackEntry(discover="**")], DEFAULTS)
+
+    assert names_and_paths(list(found.stacks)) == [("other", "other")]
+    assert [(item.path, item.reason) for item in found.refused] == [
+        ("p-q/r/s", Refusal.NAME_CLASH),
+        ("p/q-r/s", Refusal.NAME_CLASH),
+    ]
     with pytest.raises(ConfigError, match="stack name 'p-q-r-s' is used by"):
         discover_stacks(root, [StackEntry(discover="**")], DEFAULTS)
 
@@ -171,6 +191,47 @@ def test_a_stack_symlinked_outside_the_repository_is_refused(tmp_path, repo):
         discover_stacks(repo, [StackEntry(discover="stacks/*")], DEFAULTS)
     with pytest.raises(StackPathError, match="resolves outside the repository"):
         discover_stacks(repo, [StackEntry(path="stacks/evil")], DEFAULTS)
+
+
+def test_one_folder_symlinked_outside_refuses_that_stack_and_the_others_are_discovered(tmp_path, repo):
+    outside = make_tree(tmp_path / "outside", ["main.tf"])
+    os.symlink(outside, repo / "stacks" / "evil")
+    make_tree(repo, ["stacks/new/main.tf"])
+
+    found = discover(repo, [StackEntry(discover="stacks/*")], DEFAULTS)
+
+    assert [stack.name for stack in found.stacks] == ["app", "db", "new"]
+    [evil] = found.refused
+    assert (evil.name, evil.path, evil.reason) == ("evil", "stacks/evil", Refusal.OUTSIDE_REPOSITORY)
+    assert str(outside) not in str(evil)  # refusals are shown on /readyz: never a host path
+
+
+def test_a_tf_file_symlinked_to_a_file_outside_the_repository_refuses_its_stack(tmp_path, repo):
+    secret = make_tree(tmp_path / "outside", ["steal.tf"]) / "steal.tf"
+    os.symlink(secret, repo / "stacks" / "app" / "steal.tf")
+
+    found = discover(repo, [StackEntry(discover="stacks/*"), StackEntry(path="core/network")], DEFAULTS)
+
+    assert [stack.name for stack in found.stacks] == ["db", "network"]
+    [app] = found.refused
+    assert (app.name, app.reason) == ("app", Refusal.OUTSIDE_REPOSITORY)
+    assert app.detail == "steal.tf is a symlink that resolves outside the repository"
+    with pytest.raises(StackPathError, match=r"steal\.tf is a symlink"):
+        discover_stacks(repo, [StackEntry(path="stacks/app")], DEFAULTS)
+
+
+def test_a_var_file_symlinked_outside_the_repository_refuses_its_stack(tmp_path, repo):
+    os.symlink(make_tree(tmp_path / "outside", ["x.tfvars"]) / "x.tfvars", repo / "shared" / "host.tfvars")
+    entry = StackEntry(path="core/network", var_files=("../../shared/host.tfvars",))
+
+    [refused] = discover(repo, [entry], DEFAULTS).refused
+
+    assert refused.reason is Refusal.VAR_FILE_OUTSIDE
+
+
+def test_a_refusal_survives_a_round_trip_through_json(tmp_path, repo):
+    [ghost] = discover(repo, [StackEntry(path="stacks/ghost")], DEFAULTS).refused
+    assert RefusedStack.from_dict(json.loads(json.dumps(ghost.to_dict()))) == ghost
 
 
 def test_a_symlink_inside_the_repository_is_followed(repo):

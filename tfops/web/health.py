@@ -9,13 +9,20 @@
       fetch      a git fetch succeeded within the last 3 poll intervals; right after start, before
                  the first success, the daemon has 3 poll intervals of grace
 
+  and one check that degrades but never fails readiness (the daemon still deploys every other stack):
+
+      stacks     no stack is refused at the head (a folder symlinked out of the repository, a
+                 configured folder gone, a name clash); when some are, the answer is still 200 with
+                 `"status": "degraded"` and a `warnings` line naming each refused stack and why
+
   The decision is `readiness(facts)`, a pure function; the route only gathers the facts (through
   the daemon's callable) and turns the result into JSON. A reason says that the last fetch failed,
   never git's error: that names the remote URL and local paths, and these routes are open to anyone
   who reaches the listener (the daemon's log has the error).
 
-Neither route is authenticated; both say little (no stack names, no commits), but keep the listener
-on loopback or behind a proxy all the same.
+Neither route is authenticated; both say little (no commits, no host paths; only refused stacks are
+named, with their repository path, so that whoever watches the probe sees what to fix), but keep the
+listener on loopback or behind a proxy all the same.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class ReadinessFacts:
     poll_interval: float  # seconds
     started_at: datetime
     now: datetime
+    refused_stacks: tuple[str, ...] = ()  # one line per stack refused at the head, naming it and why
 
     def __post_init__(self) -> None:
         for name in ("last_fetch_ok_at", "started_at", "now"):
@@ -67,18 +75,26 @@ class Readiness:
     ready: bool
     reasons: tuple[str, ...]  # one per failed check, in check order; empty when ready
     checks: Mapping[str, bool]  # check name → passed
+    warnings: tuple[str, ...] = ()  # what degrades the daemon without making it unready
+
+    @property
+    def status(self) -> str:
+        if not self.ready:
+            return "not ready"
+        return "degraded" if self.warnings else "ready"
 
 
 def readiness(facts: ReadinessFacts) -> Readiness:
-    """Whether the daemon is ready, each check's result, and why not."""
+    """Whether the daemon is ready, each check's result, why not, and what degrades it."""
     results = (
         ("store", None if facts.store_ok else "the store (database) is not reachable"),
         ("scheduler", None if facts.scheduler_running else "the scheduler is not running"),
         ("fetch", fetch_problem(facts)),
     )
     checks = {name: reason is None for name, reason in results}
+    checks["stacks"] = not facts.refused_stacks
     reasons = tuple(reason for _, reason in results if reason is not None)
-    return Readiness(ready=not reasons, reasons=reasons, checks=checks)
+    return Readiness(ready=not reasons, reasons=reasons, checks=checks, warnings=facts.refused_stacks)
 
 
 def fetch_problem(facts: ReadinessFacts) -> str | None:
@@ -125,14 +141,21 @@ def health_router(facts: Callable[[], ReadinessFacts]) -> APIRouter:
             return _not_ready({}, (FAILED_CHECK_REASON,))
         failures.recovered()
         if not result.ready:
-            return _not_ready(result.checks, result.reasons)
-        return JSONResponse({"status": "ready", "checks": dict(result.checks)}, headers=_NO_STORE)
+            return _not_ready(result.checks, result.reasons, result.warnings)
+        body: dict[str, object] = {"status": result.status, "checks": dict(result.checks)}
+        if result.warnings:
+            body["warnings"] = list(result.warnings)
+        return JSONResponse(body, headers=_NO_STORE)
 
     return router
 
 
-def _not_ready(checks: Mapping[str, bool], reasons: tuple[str, ...]) -> JSONResponse:
-    body = {"status": "not ready", "checks": dict(checks), "reasons": list(reasons)}
+def _not_ready(
+    checks: Mapping[str, bool], reasons: tuple[str, ...], warnings: tuple[str, ...] = ()
+) -> JSONResponse:
+    body: dict[str, object] = {"status": "not ready", "checks": dict(checks), "reasons": list(reasons)}
+    if warnings:
+        body["warnings"] = list(warnings)
     return JSONResponse(body, status_code=503, headers=_NO_STORE)
 
 
