@@ -19,6 +19,8 @@ itself?
     │   └── RunTimedOut             the run passed its wall-clock limit
     └── RetryableError              transient; the next attempt may succeed
         ├── GitFetchError           the remote is unreachable or refused us
+        ├── GitError                a local Git command failed
+        │   └── GitTimedOut         ... or ran past repo.fetch_timeout
         └── StateLockError          another process holds the state lock
                                     (a TerraformError too: it has command and output)
 
@@ -142,3 +144,15 @@ class StateLockError(TerraformError, RetryableError):
 
 class GitFetchError(RetryableError):
     hint = "check the repository URL, network and credentials; tfops retries with backoff"
+
+
+class GitError(RetryableError):
+    """A local Git command (checkout, worktree, rev-parse…) failed; the next attempt may succeed."""
+
+    hint = "look at the checkout under data_dir; tfops tries again at the next poll or run"
+
+
+class GitTimedOut(GitError):
+    """A Git command ran longer than `repo.fetch_timeout` and was stopped (SIGINT, then SIGKILL)."""
+
+    hint = "raise repo.fetch_timeout, or find what Git waits on (a lock, a hook, the disk)"
