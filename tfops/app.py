@@ -233,9 +233,11 @@ class App:
         endings = orphans.end_orphans(list(found.values()), grace)
         notes = {}
         for (run_id, orphan), ending in zip(found.items(), endings, strict=True):
+            self.store.set_run_process_group(run_id, None, None)
+            if ending is orphans.Ending.GONE:
+                continue  # nothing was left to do: the crash reason alone says it all
             notes[run_id] = orphans.describe(orphan.record.pgid, ending, grace)
             log.warning("run %s: %s", run_id, notes[run_id])
-            self.store.set_run_process_group(run_id, None, None)
         return notes
 
     def _record_group(self, run_id: int, record: orphans.GroupRecord | None) -> None:
