@@ -7,8 +7,7 @@ Create Date: 2026-12-05
 Two nullable columns, set while a Terraform command of the run is running and
 cleared when it ends. After a crash (kill -9) the next start finds the group still
 recorded and ends what is left of it (tfops.orphans). Existing runs get NULL: no
-Terraform of theirs is running. Adding a nullable column is a plain ALTER TABLE on
-both databases; dropping one needs batch mode on SQLite.
+Terraform of theirs is running. Plain ALTER TABLE ADD/DROP COLUMN on both databases.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("pgid_leader")
-        batch.drop_column("pgid")
+    # Plain DROP COLUMN (SQLite 3.35+): batch mode would copy and drop `runs`, which the
+    # foreign keys of run_events and outbox forbid.
+    op.drop_column("runs", "pgid_leader")
+    op.drop_column("runs", "pgid")
