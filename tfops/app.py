@@ -22,6 +22,7 @@ from typing import TextIO
 from fastapi import APIRouter
 from slack_sdk import WebClient
 
+from tfops import orphans
 from tfops.approvals import Answer, ApprovalDesk, DecisionRequest, Verdict
 from tfops.config import Settings, check_serving, http_needs
 from tfops.errors import ConfigError, GitFetchError, TfopsError
@@ -118,6 +119,7 @@ class App:
             settings.repo.branch,
             settings.checkout_dir,
             env=git_env,
+            inherit=environ,
             fetch_timeout=settings.repo.fetch_timeout,
         )
         # The state gauges read the queue and the store, built below; the lambda defers to them.
@@ -138,7 +140,8 @@ class App:
                 stop_grace=settings.terraform.stop_grace,
                 passthrough=tuple(settings.terraform.env_passthrough),
                 inherit=environ,
-            )
+            ),
+            on_group=self._record_group,
         )
         self.reconciler = Reconciler(
             store=self.store,
@@ -225,13 +228,43 @@ class App:
             log.info("another tfops process works on %s; its runs are left to it", self.settings.data_dir)
             return
         self._recovered = True
-        for run in self.store.runs_with_status(IN_FLIGHT_STATUSES - {RunStatus.APPROVED}):
+        cut_off = self.store.runs_with_status(IN_FLIGHT_STATUSES - {RunStatus.APPROVED})
+        # First: an orphaned apply must stop before the queue may start another on its stack.
+        notes = self._end_orphaned_terraform(cut_off)
+        for run in cut_off:
             log.warning("run %s (%s) was cut off while %s", run.id, run.stack, run.status.value)
-            self.transitions.mark_interrupted(run, CRASH_REASON)
+            note = notes.get(run.id)
+            self.transitions.mark_interrupted(run, f"{CRASH_REASON}; {note}" if note else CRASH_REASON)
         pending = self.store.runs_with_status({RunStatus.QUEUED, RunStatus.APPROVED})
         if pending:
             self.registry.refresh()
             self.queue.resume(pending)
+
+    def _end_orphaned_terraform(self, runs: list[Run]) -> dict[int, str]:
+        """End what is left of the cut-off runs' Terraform (SIGINT, grace, SIGKILL); say what was done."""
+        found: dict[int, orphans.Orphan] = {}
+        for run in runs:
+            group = self.store.run_process_group(run.id)
+            if group is not None:
+                # Terraform passes TF_DATA_DIR (set by the runner) to its providers and local-exec.
+                data_dir = (Path(self.settings.stacks_dir) / run.stack / "tfdata").absolute()
+                found[run.id] = orphans.Orphan(orphans.GroupRecord(*group), f"TF_DATA_DIR={data_dir}")
+        grace = self.settings.terraform.stop_grace
+        endings = orphans.end_orphans(list(found.values()), grace)
+        notes = {}
+        for (run_id, orphan), ending in zip(found.items(), endings, strict=True):
+            self.store.set_run_process_group(run_id, None, None)
+            if ending is orphans.Ending.GONE:
+                continue  # nothing was left to do: the crash reason alone says it all
+            notes[run_id] = orphans.describe(orphan.record.pgid, ending, grace)
+            log.warning("run %s: %s", run_id, notes[run_id])
+        return notes
+
+    def _record_group(self, run_id: int, record: orphans.GroupRecord | None) -> None:
+        if record is None:
+            self.store.set_run_process_group(run_id, None, None)
+        else:
+            self.store.set_run_process_group(run_id, record.pgid, record.leader)
 
     def _claim_recovery(self) -> bool:
         """Exclusive while recovering, then shared for this process's life (released by exit)."""
@@ -309,6 +342,7 @@ class App:
         self.scheduler.stop()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
         self._stop_slack()
+        self.git.close()
         self.store.close()
         self._release_owner_lock()
         log.info("stopped")
@@ -374,6 +408,7 @@ class App:
         self._stop_listening()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
         self._stop_slack()
+        self.git.close()
         self.store.close()
         self._release_owner_lock()
 

@@ -20,6 +20,8 @@ itself?
     │   └── IllegalTransition       a status change the transition table forbids (a bug)
     └── RetryableError              transient; the next attempt may succeed
         ├── GitFetchError           the remote is unreachable or refused us
+        ├── GitError                a local Git command failed
+        │   └── GitTimedOut         ... or ran past repo.fetch_timeout
         └── StateLockError          another process holds the state lock
                                     (a TerraformError too: it has command and output)
 
@@ -150,3 +152,15 @@ class IllegalTransition(TerminalError):
     (a race, where another process moved the run first, is the store's `InvalidTransition`)."""
 
     hint = "this is a bug in tfops: report it with the run's events (`tfops show RUN_ID`)"
+
+
+class GitError(RetryableError):
+    """A local Git command (checkout, worktree, rev-parse…) failed; the next attempt may succeed."""
+
+    hint = "look at the checkout under data_dir; tfops tries again at the next poll or run"
+
+
+class GitTimedOut(GitError):
+    """A Git command ran longer than `repo.fetch_timeout` and was stopped (SIGINT, then SIGKILL)."""
+
+    hint = "raise repo.fetch_timeout, or find what Git waits on (a lock, a hook, the disk)"

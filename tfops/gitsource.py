@@ -8,31 +8,52 @@ Each run gets its own `git worktree` at its commit, so a fetch during a run neve
 changes files under Terraform's feet. Mutating Git operations hold a file lock, so
 the daemon and a one-shot CLI command on the same data dir do not trip over each
 other's `index.lock`.
+
+Every Git command goes through :func:`tfops.proc.run`, the door Terraform uses: an
+allow-listed environment (tfops' own ``TFOPS_*`` secrets never reach git or ssh),
+a timeout (``repo.fetch_timeout``) on every command, and its own session, so a
+terminal's Ctrl-C reaches tfops and never kills a Git command under it.
 """
 
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-import git
-
-from tfops.errors import ConfigError, GitFetchError, UnknownCommitError
+from tfops import proc
+from tfops.errors import ConfigError, GitError, GitFetchError, GitTimedOut, UnknownCommitError
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+# What Git may take from the daemon's environment beyond proc's allowlist (PATH, HOME,
+# proxies, ssh agent, locale...): its TLS trust and which config files to read. Never
+# GIT_DIR, GIT_WORK_TREE or GIT_INDEX_FILE: those would point tfops' Git elsewhere.
+GIT_PASSTHROUGH: tuple[str, ...] = (
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+)
+# A Git command that should stop does so at SIGINT at once; the grace is for a slow disk.
+_GIT_GRACE = 5.0
+# Commit metadata in one `git log` call: NUL-separated, the raw message last.
+_REVISION_FORMAT = "%H%x00%an%x00%ct%x00%B"
 
 
 def scrub_url(text: str) -> str:
@@ -63,21 +84,13 @@ class FetchResult:
         return self.head.sha != self.previous_sha
 
 
-def _serialised(method):
-    """GitPython's Repo keeps a persistent `git cat-file --batch` pipe that is not
-    thread-safe: two threads reading through it at once deadlock (seen: the poll job
-    and a run's `is_on_branch` hung together). Every use of the Repo takes the lock."""
-
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._thread_lock:
-            return method(self, *args, **kwargs)
-
-    return locked
-
-
 class GitSource:
-    """One repository and branch, checked out under `checkout_dir`."""
+    """One repository and branch, checked out under `checkout_dir`.
+
+    `env`: what tfops sets for Git (credentials helpers); `inherit`: the daemon's
+    environment, of which Git gets only the allowlist. Reads (rev-parse, log, diff)
+    are separate processes and need no lock; writes take the thread lock and a flock.
+    """
 
     def __init__(
         self,
@@ -86,6 +99,7 @@ class GitSource:
         checkout_dir: Path,
         *,
         env: Mapping[str, str] | None = None,
+        inherit: Mapping[str, str] | None = None,
         fetch_timeout: float = 120.0,
     ) -> None:
         self.url = url
@@ -94,14 +108,24 @@ class GitSource:
         self.views_dir = self.checkout_dir.parent / "views"
         self._own_views = self.views_dir / str(os.getpid())
         self._view_users: dict[str, int] = {}
-        self._env = {"GIT_TERMINAL_PROMPT": "0", **(env or {})}
+        self._env = proc.build_env(
+            inherit=os.environ if inherit is None else inherit,
+            passthrough=GIT_PASSTHROUGH,
+            # English messages (errors are matched below), and never a prompt.
+            extra={**(env or {}), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"},
+        )
         self._fetch_timeout = fetch_timeout
         self._thread_lock = threading.RLock()
-        self._repo: git.Repo | None = None
+        # Set by close(): Git commands still running are stopped, and no new one starts.
+        self._closed = proc.Cancel()
 
     @property
     def remote_ref(self) -> str:
         return f"refs/remotes/origin/{self.branch}"
+
+    def close(self) -> None:
+        """Stop Git commands still running (SIGINT, then SIGKILL) and refuse new ones."""
+        self._closed.cancel()
 
     # -- clone and fetch ------------------------------------------------------
 
@@ -109,83 +133,81 @@ class GitSource:
         """Clone on first start; afterwards only check the clone is ours."""
         with self._mutating():
             if (self.checkout_dir / ".git").exists():
-                self._repo = git.Repo(self.checkout_dir)
                 self._check_origin()
                 return
             self.checkout_dir.parent.mkdir(parents=True, exist_ok=True)
             partial = self.checkout_dir.with_name(self.checkout_dir.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
-            try:
-                git.Repo.clone_from(
-                    self.url,
-                    partial,
-                    branch=self.branch,
-                    no_checkout=True,
-                    env=self._env,
-                    kill_after_timeout=self._fetch_timeout,
-                )
-            except git.GitCommandError as exc:
+            result = self._run(
+                "clone", "--no-checkout", "--branch", self.branch, "--", self.url, str(partial),
+                cwd=self.checkout_dir.parent, timeout=self._fetch_timeout, check=False,
+            )  # fmt: skip
+            if not result.ok:
                 shutil.rmtree(partial, ignore_errors=True)
-                raise self._fetch_error("clone", exc) from exc
+                raise self._fetch_error("clone", result)
             # Cloning into a side folder and renaming means a crash mid-clone never
             # leaves a half repository that later looks valid.
             partial.rename(self.checkout_dir)
-            self._repo = git.Repo(self.checkout_dir)
-            self._checkout(self._repo.commit(self.remote_ref).hexsha)
+            head = self._ref_sha(self.remote_ref)
+            if head is None:
+                raise GitFetchError(f"clone of {scrub_url(self.url)} has no {self.remote_ref}")
+            self._during_fetch("clone", lambda: self._checkout(head))
 
     def has_clone(self) -> bool:
         return (self.checkout_dir / ".git").exists()
 
     def fetch(self) -> FetchResult:
         """Fetch the branch and move the checkout to the remote head."""
-        repo = self._require_repo()
+        self._require_clone()
         with self._mutating():
             previous = self._ref_sha(self.remote_ref)
             refspec = f"+refs/heads/{self.branch}:{self.remote_ref}"
-            try:
-                repo.git.fetch(
-                    "--prune", "origin", refspec, env=self._env, kill_after_timeout=self._fetch_timeout
-                )
-            except git.GitCommandError as exc:
-                raise self._fetch_error("fetch", exc) from exc
-            head = self._revision(repo.commit(self.remote_ref))
-            forced = (
-                previous is not None and previous != head.sha and not self.is_ancestor(previous, head.sha)
+            result = self._run(
+                "fetch", "--prune", "origin", refspec, timeout=self._fetch_timeout, check=False
             )
-            if forced:
-                log.warning(
-                    "branch %s was rewritten: %s is not an ancestor of %s", self.branch, previous, head.sha
-                )
-            self._checkout(head.sha)
-            self._drop_unused_views()
-            return FetchResult(head=head, previous_sha=previous, forced=forced)
+            if not result.ok:
+                raise self._fetch_error("fetch", result)
+            return self._during_fetch("fetch", lambda: self._settle_fetch(previous))
 
-    @_serialised
+    def _settle_fetch(self, previous: str | None) -> FetchResult:
+        head = self.revision(self.remote_ref)
+        forced = previous is not None and previous != head.sha and not self.is_ancestor(previous, head.sha)
+        if forced:
+            log.warning(
+                "branch %s was rewritten: %s is not an ancestor of %s", self.branch, previous, head.sha
+            )
+        self._checkout(head.sha)
+        self._drop_unused_views()
+        return FetchResult(head=head, previous_sha=previous, forced=forced)
+
     def head(self) -> Revision | None:
         sha = self._ref_sha(self.remote_ref)
         return self.revision(sha) if sha else None
 
     # -- questions about commits ---------------------------------------------
 
-    @_serialised
-    def revision(self, sha: str) -> Revision:
-        return self._revision(self._require_repo().commit(sha))
+    def revision(self, rev: str) -> Revision:
+        sha = self._ref_sha(rev)
+        if sha is None:
+            raise UnknownCommitError(f"{rev!r} is not a commit in the checkout")
+        out = self._run("log", "-1", "--no-walk", f"--format={_REVISION_FORMAT}", sha).stdout
+        full, author, committed, message = out.split("\0", 3)
+        return Revision(
+            sha=full,
+            subject=message.split("\n", 1)[0],
+            author=author,
+            committed_at=datetime.fromtimestamp(int(committed), tz=UTC),
+        )
 
-    @_serialised
     def is_ancestor(self, older: str, newer: str) -> bool:
-        try:
-            self._require_repo().git.merge_base("--is-ancestor", older, newer)
-        except git.GitCommandError:
-            return False
-        return True
+        # 0: yes, 1: no; anything else (an unknown commit) counts as no.
+        return self._run("merge-base", "--is-ancestor", older, newer, check=False).exit_code == 0
 
-    @_serialised
     def is_on_branch(self, sha: str) -> bool:
         """True when `sha` is the fetched head or one of its ancestors."""
         head = self._ref_sha(self.remote_ref)
         return head is not None and _is_full_sha(sha) and self.is_ancestor(sha, head)
 
-    @_serialised
     def changed_paths(self, old_sha: str | None, new_sha: str) -> frozenset[str] | None:
         """Paths that differ between two commits; None means "unknown: assume everything".
 
@@ -194,14 +216,12 @@ class GitSource:
         """
         if old_sha is None:
             return None
-        repo = self._require_repo()
-        try:
-            out = repo.git.diff("--name-only", "--no-renames", "-z", old_sha, new_sha)
-        except git.GitCommandError:
+        result = self._run("diff", "--name-only", "--no-renames", "-z", old_sha, new_sha, check=False)
+        if not result.ok:
             # The old commit is gone (rewritten history, gc): we cannot tell, so every
             # stack is considered touched rather than silently skipped.
             return None
-        return frozenset(path for path in out.split("\0") if path)
+        return frozenset(path for path in result.stdout.split("\0") if path)
 
     # -- per-run views -------------------------------------------------------
 
@@ -221,7 +241,7 @@ class GitSource:
         with self._mutating():
             if self._view_users.get(sha, 0) == 0 and not path.exists():
                 self._own_views.mkdir(parents=True, exist_ok=True)
-                self._require_repo().git.worktree("add", "--detach", "--force", str(path), sha, env=self._env)
+                self._run("worktree", "add", "--detach", "--force", str(path), sha)
             self._view_users[sha] = self._view_users.get(sha, 0) + 1
         try:
             yield path
@@ -232,7 +252,7 @@ class GitSource:
 
     def prune_views(self) -> None:
         """Remove views left behind by processes that are gone (a crash, a kill -9)."""
-        repo = self._require_repo()
+        self._require_clone()
         with self._mutating():
             if self.views_dir.exists():
                 for owner in self.views_dir.iterdir():
@@ -241,7 +261,7 @@ class GitSource:
                     for leftover in owner.iterdir():
                         self._remove_view(leftover)
                     shutil.rmtree(owner, ignore_errors=True)
-            repo.git.worktree("prune")
+            self._run("worktree", "prune")
 
     def _drop_unused_views(self) -> None:
         head = self._ref_sha(self.remote_ref)
@@ -252,28 +272,46 @@ class GitSource:
 
     # -- internals -----------------------------------------------------------
 
+    def _run(
+        self, *args: str, cwd: Path | None = None, timeout: float | None = None, check: bool = True
+    ) -> proc.ProcResult:
+        """One Git command through proc.run; with `check`, a failure raises GitError (GitTimedOut)."""
+        if self._closed.is_cancelled:
+            raise GitError(f"`git {args[0]}` refused: the Git source is closed (tfops is stopping)")
+        result = proc.run(
+            ["git", *args],
+            cwd=cwd or self.checkout_dir,
+            env=self._env,
+            timeout=timeout or self._fetch_timeout,
+            cancel=self._closed,
+            grace=_GIT_GRACE,
+            ok_codes=(0,),
+            capture_stdout=True,
+            redact=scrub_url,
+        )
+        if check and not result.ok:
+            raise _git_error(result)
+        return result
+
     def _remove_view(self, path: Path) -> None:
         if not path.exists():
             return
-        repo = self._require_repo()
-        try:
-            repo.git.worktree("remove", "--force", "--force", str(path))
-        except git.GitCommandError:
+        if not self._run("worktree", "remove", "--force", "--force", str(path), check=False).ok:
             # Not registered as a worktree (crash between mkdir and add): plain delete.
             shutil.rmtree(path, ignore_errors=True)
-            repo.git.worktree("prune")
+            self._run("worktree", "prune")
 
     def _checkout(self, sha: str) -> None:
-        repo = self._require_repo()
-        repo.git.checkout("--detach", "--force", sha)
-        repo.git.clean("-ffdx")
+        self._run("checkout", "--detach", "--force", sha)
+        self._run("clean", "-ffdx")
 
     def _check_origin(self) -> None:
-        repo = self._require_repo()
-        try:
-            configured = repo.remotes.origin.url
-        except AttributeError as exc:
-            raise ConfigError(f"{self.checkout_dir} is a Git repository without an 'origin' remote") from exc
+        result = self._run("config", "--get", "remote.origin.url", check=False)
+        if result.exit_code == 1:
+            raise ConfigError(f"{self.checkout_dir} is a Git repository without an 'origin' remote")
+        if not result.ok:
+            raise _git_error(result)
+        configured = result.stdout.strip()
         if _normalise_url(configured) != _normalise_url(self.url):
             raise ConfigError(
                 f"checkout {self.checkout_dir} tracks {scrub_url(configured)}, not {scrub_url(self.url)}",
@@ -281,36 +319,40 @@ class GitSource:
             )
 
     def _ref_sha(self, ref: str) -> str | None:
-        try:
-            return self._require_repo().commit(ref).hexsha
-        except (git.BadName, ValueError):
-            return None
-
-    def _revision(self, commit: git.Commit) -> Revision:
-        return Revision(
-            sha=commit.hexsha,
-            subject=commit.summary if isinstance(commit.summary, str) else commit.summary.decode(),
-            author=str(commit.author.name),
-            committed_at=datetime.fromtimestamp(commit.committed_date, tz=UTC),
+        self._require_clone()
+        result = self._run(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
         )
+        if result.exit_code == 1:
+            return None  # no such ref or commit
+        if not result.ok:
+            raise _git_error(result)
+        return result.stdout.strip()
 
-    def _require_repo(self) -> git.Repo:
-        if self._repo is None:
-            if not (self.checkout_dir / ".git").exists():
-                raise GitFetchError(
-                    f"no clone at {self.checkout_dir} yet", hint="the first fetch has not succeeded"
-                )
-            self._repo = git.Repo(self.checkout_dir)
-        return self._repo
+    def _require_clone(self) -> None:
+        if not (self.checkout_dir / ".git").exists():
+            raise GitFetchError(
+                f"no clone at {self.checkout_dir} yet", hint="the first fetch has not succeeded"
+            )
 
-    def _fetch_error(self, action: str, exc: git.GitCommandError) -> GitFetchError:
-        stderr = scrub_url(str(exc.stderr or "").strip())
+    def _during_fetch(self, action: str, step: Callable[[], _T]) -> _T:
+        """A local step of a clone or fetch (checkout, ref reads) failing fails the fetch: the
+        poller retries fetches, and reports them."""
+        try:
+            return step()
+        except GitError as exc:
+            raise GitFetchError(f"{action} of {scrub_url(self.url)}: {exc}") from exc
+
+    def _fetch_error(self, action: str, result: proc.ProcResult) -> GitFetchError:
+        stderr = result.tail.strip()  # stderr only (stdout is captured), already scrubbed
         if ("Remote branch" in stderr and "not found" in stderr) or "couldn't find remote ref" in stderr:
             return GitFetchError(
                 f"{action} of {scrub_url(self.url)}: branch {self.branch!r} does not exist",
                 hint="check repo.branch in the configuration",
             )
-        return GitFetchError(f"{action} of {scrub_url(self.url)} failed: {stderr or exc.status}")
+        if result.outcome is proc.Outcome.TIMED_OUT:
+            return GitFetchError(f"{action} of {scrub_url(self.url)} timed out after {result.duration:.0f}s")
+        return GitFetchError(f"{action} of {scrub_url(self.url)} failed: {stderr or result.describe()}")
 
     @contextmanager
     def _mutating(self) -> Iterator[None]:
@@ -323,6 +365,12 @@ class GitSource:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _git_error(result: proc.ProcResult) -> GitError:
+    if result.outcome is proc.Outcome.TIMED_OUT:
+        return GitTimedOut(result.describe())
+    return GitError(result.describe())
 
 
 def _process_alive(name: str) -> bool:

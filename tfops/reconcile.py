@@ -290,7 +290,7 @@ class Reconciler:
     def _apply_saved_plan(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
         deadline = Deadline(self.settings.timeout)
         with self.git.view(run.commit_sha) as tree:
-            ws = self._workspace(stack, tree, run_dir)
+            ws = self._workspace(stack, tree, run_dir, run.id)
             self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
             # Learn the plan's secrets first, so that the apply's output is scrubbed of them.
             shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
@@ -355,7 +355,7 @@ class Reconciler:
     def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
         deadline = Deadline(self.settings.timeout)
         with self.git.view(run.commit_sha) as tree:
-            ws = self._workspace(stack, tree, run_dir)
+            ws = self._workspace(stack, tree, run_dir, run.id)
             if not ws.source_dir.is_dir():
                 raise TfopsError(
                     f"stack directory {stack.path!r} does not exist at commit {run.commit_sha[:10]}"
@@ -384,12 +384,13 @@ class Reconciler:
             log.debug("run %s took %.2fs", run.id, time.monotonic() - started)
             return done
 
-    def _workspace(self, stack: Stack, tree: Path, run_dir: Path) -> Workspace:
+    def _workspace(self, stack: Stack, tree: Path, run_dir: Path, run_id: int) -> Workspace:
         return Workspace(
             stack=stack,
             source_dir=tree / stack.path,
             state_dir=self.settings.stacks_dir / stack.name,
             run_dir=run_dir,
+            run_id=run_id,  # its Terraform's process group is recorded with the run
         )
 
     def _code_applied(self, stack: Stack, commit_sha: str, tree: Path) -> bool:

@@ -15,10 +15,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import insert, inspect, select
 
 from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
-from tfops.store import RunNotFound, Store
+from tfops.store import RunNotFound, Store, schema
 from tfops.store.schema import metadata
 from tfops.store.store import (
     MAX_OUTBOX_ERROR_CHARS,
@@ -83,19 +84,18 @@ def test_upgrade_from_0001_keeps_existing_runs_and_adds_the_new_tables(store_url
     store = Store(store_url)
     migrate(store, "0001")
     store.sync_stacks([("network", "stacks/network")])
-    run = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A, message="before 0002")
-    store.transition(run.id, RunStatus.PLANNING)
+    run_id = _insert_0001_run(store)
     store.set_meta("last_fetch", {"head": SHA_A})
     assert not NEW_TABLES & set(inspect(store.engine).get_table_names())
 
     store.upgrade()
 
-    assert schema_version(store) == ["0002"]
+    assert schema_version(store) == [_head()]
     assert set(inspect(store.engine).get_table_names()) >= NEW_TABLES
-    assert store.get_run(run.id).status is RunStatus.PLANNING
-    assert [e.message for e in store.events(run.id)] == ["before 0002", ""]
+    assert store.get_run(run_id).status is RunStatus.PLANNING
+    assert [e.message for e in store.events(run_id)] == ["before 0002", ""]
     assert store.get_meta("last_fetch") == {"head": SHA_A}
-    assert store.enqueue("#ops", OutboxKind.POST, {"text": "hello"}, run_id=run.id) >= 1
+    assert store.enqueue("#ops", OutboxKind.POST, {"text": "hello"}, run_id=run_id) >= 1
     store.close()
 
 
@@ -105,6 +105,36 @@ def test_migrations_still_create_exactly_the_tables_of_schema_py(store):
         assert compare_metadata(context, metadata) == []
 
 
+def _insert_0001_run(store: Store) -> int:
+    """A planning run with its events, written with only the columns 0001 has (the Store's own
+    queries read the newest schema)."""
+    now = utc_now()
+    with store.engine.begin() as connection:
+        run_id = connection.execute(
+            insert(schema.runs).values(
+                stack="network",
+                kind=RunKind.DEPLOY.value,
+                status=RunStatus.PLANNING.value,
+                trigger=POLL.to_dict(),
+                commit_sha=SHA_A,
+                created_at=now,
+            )
+        ).inserted_primary_key[0]
+        for from_status, to_status, message in ((None, "queued", "before 0002"), ("queued", "planning", "")):
+            connection.execute(
+                insert(schema.run_events).values(
+                    run_id=run_id, at=now, from_status=from_status, to_status=to_status, message=message
+                )
+            )
+    return run_id
+
+
+def _head() -> str:
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
+
+
 def test_downgrade_to_0001_drops_only_the_new_tables(store, run_id):
     store.enqueue("#ops", OutboxKind.POST, {"text": "hello"}, run_id=run_id)
 
@@ -112,7 +142,9 @@ def test_downgrade_to_0001_drops_only_the_new_tables(store, run_id):
 
     assert schema_version(store) == ["0001"]
     assert not NEW_TABLES & set(inspect(store.engine).get_table_names())
-    assert store.get_run(run_id).commit_sha == SHA_A
+    with store.engine.connect() as connection:  # read as 0001 knows it
+        query = select(schema.runs.c.commit_sha).where(schema.runs.c.id == run_id)
+        assert connection.execute(query).scalar_one() == SHA_A
 
 
 # -- ordered delivery --------------------------------------------------------------------------------

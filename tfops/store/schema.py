@@ -116,6 +116,10 @@ runs = Table(
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("decided_by", String(NAME_LENGTH), nullable=True),
+    # The process group of the run's Terraform while one runs, and its leader's identity
+    # (boot id and start time): after a crash the next start ends what is left of it (0003).
+    Column("pgid", Integer, nullable=True),
+    Column("pgid_leader", String(NAME_LENGTH), nullable=True),
     Index(None, "stack", "id"),
     Index(None, "status"),
     # Slack buttons carry run ids: SQLite must never hand out an id twice.

@@ -453,6 +453,22 @@ class Store:
             _append_event(connection, run_id, now, current, to, message)
             return _run_from_row(_select_run(connection, run_id))
 
+    def set_run_process_group(self, run_id: int, pgid: int | None, leader: str | None) -> None:
+        """Record the process group of the run's running Terraform, or clear it (None) when it ended."""
+        with self._writing() as connection:
+            connection.execute(
+                update(schema.runs).where(schema.runs.c.id == run_id).values(pgid=pgid, pgid_leader=leader)
+            )
+
+    def run_process_group(self, run_id: int) -> tuple[int, str] | None:
+        """(pgid, leader identity) recorded for the run, or None when no Terraform of it runs."""
+        query = select(schema.runs.c.pgid, schema.runs.c.pgid_leader).where(schema.runs.c.id == run_id)
+        with self._reading() as connection:
+            row = connection.execute(query).first()
+        if row is None or row.pgid is None:
+            return None
+        return row.pgid, row.pgid_leader or ""
+
     def events(self, run_id: int) -> list[RunEvent]:
         """The run's status history, oldest first."""
         query = (

@@ -33,7 +33,7 @@ from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-from tfops import proc
+from tfops import orphans, proc
 from tfops.errors import InitRequiredError, PlanFormatError, RunCancelled, RunTimedOut, TerraformError
 from tfops.models import Stack
 from tfops.terraform.diagnostics import classify
@@ -58,6 +58,7 @@ class Workspace:
     source_dir: Path  # the stack's directory inside the run's view of the commit
     state_dir: Path  # persistent per stack
     run_dir: Path  # per run: plan file, log
+    run_id: int | None = None  # whose process group `on_group` records
 
     @property
     def tf_data_dir(self) -> Path:
@@ -112,9 +113,15 @@ class RunnerSettings:
     inherit: Mapping[str, str] = field(default_factory=dict)
 
 
+# Told a run's Terraform process group when it starts, and None when it ended, so that a
+# restart after a crash can end what is left of it (tfops.orphans).
+GroupHook = Callable[[int, "orphans.GroupRecord | None"], None]
+
+
 class TerraformRunner:
-    def __init__(self, settings: RunnerSettings) -> None:
+    def __init__(self, settings: RunnerSettings, *, on_group: GroupHook | None = None) -> None:
         self.settings = settings
+        self.on_group = on_group
         self._cmd = Terraform(terraform_bin_path=settings.binary)
         self._init_lock = threading.Lock()
         self.terraform_seconds = 0.0  # all threads together (benchmarks)
@@ -237,21 +244,33 @@ class TerraformRunner:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise RunTimedOut(f"the run used its {deadline.seconds:.0f}s before `{argv[1]}` could start")
-        result = proc.run(
-            argv,
-            cwd=ws.source_dir,
-            env=self._env(ws),
-            log_path=ws.log_path,
-            timeout=remaining,
-            cancel=cancel,
-            grace=self.settings.stop_grace,
-            ok_codes=ok_codes,
-            capture_stdout=capture_stdout,
-            redact=redact,
-        )
+        try:
+            result = proc.run(
+                argv,
+                cwd=ws.source_dir,
+                env=self._env(ws),
+                log_path=ws.log_path,
+                timeout=remaining,
+                cancel=cancel,
+                grace=self.settings.stop_grace,
+                ok_codes=ok_codes,
+                capture_stdout=capture_stdout,
+                on_start=lambda pid: self._record_group(ws, orphans.record_of(pid)),
+                redact=redact,
+            )
+        finally:
+            self._record_group(ws, None)  # the group is gone: proc.run swept it
         self.terraform_seconds += result.duration
         self._this_thread.seconds = self.thread_terraform_seconds() + result.duration
         return _raise_for_outcome(result)
+
+    def _record_group(self, ws: Workspace, record: orphans.GroupRecord | None) -> None:
+        if self.on_group is None or ws.run_id is None:
+            return
+        try:
+            self.on_group(ws.run_id, record)
+        except Exception:
+            log.warning("could not record the process group of run %s", ws.run_id, exc_info=True)
 
     def _env(self, ws: Workspace) -> dict[str, str]:
         extra = dict(ws.stack.env)

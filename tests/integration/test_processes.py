@@ -1,0 +1,294 @@
+"""The processes tfops starts: Git and Terraform, seen from outside a real daemon.
+
+- a terminal's Ctrl-C (SIGINT to the daemon's whole process group) stops runs cleanly:
+  no Git child dies under tfops' feet;
+- no Git process sees tfops' own environment, and a hanging Git command times out;
+- after `kill -9`, the next start ends what is left of the cut-off Terraform.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import (
+    Remote,
+    demo_stack,
+    processes_in_group,
+    signal_counting_terraform,
+    start_daemon,
+    tfops_cli,
+    wait_for,
+    write_config,
+)
+
+from tfops.errors import GitTimedOut
+from tfops.gitsource import GitSource
+from tfops.models import RunStatus
+from tfops.store import Store
+
+CANARY = "canary-7d1f0c93-not-for-git"
+
+
+def _slow_apply(seconds: int) -> str:
+    return f'resource "demo_wait" "slow" {{\n  seconds = {seconds}\n}}\n'
+
+
+def _git_wrapper(directory: Path, *, hang_on: str | None = None) -> Path:
+    """A `git` placed first on PATH: records each call's argv and environment, then runs the real git.
+
+    With `hang_on`, a call whose first argument is that subcommand sleeps instead (a hung Git).
+    """
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = directory / "bin"
+    dumps = directory / "calls"
+    bin_dir.mkdir(parents=True)
+    dumps.mkdir()
+    hang = f'[ "$1" = "{hang_on}" ] && exec sleep 600\n' if hang_on else ""
+    script = bin_dir / "git"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" > "{dumps}/$$.argv"\n'
+        f'env > "{dumps}/$$.env"\n'
+        f"{hang}"
+        f'exec "{real}" "$@"\n'
+    )
+    os.chmod(script, 0o755)
+    return bin_dir
+
+
+def _calls(directory: Path) -> list[tuple[str, str]]:
+    """(argv, environment) of every recorded git call."""
+    dumps = directory / "calls"
+    return [
+        (argv.read_text().strip(), argv.with_suffix(".env").read_text())
+        for argv in sorted(dumps.glob("*.argv"))
+        if argv.with_suffix(".env").exists()
+    ]
+
+
+def _runs_with(store: Store, *statuses: RunStatus):
+    try:
+        return store.runs_with_status(set(statuses))
+    except Exception:  # noqa: BLE001 - the daemon may not have created the schema yet
+        return []
+
+
+def _kill_groups(pgids) -> None:
+    for pgid in pgids:
+        for pid in processes_in_group(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemons():
+    """Start `tfops serve` processes; whatever is still running at the end is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(config: Path, env: dict, log: Path) -> subprocess.Popen:
+        daemon = start_daemon(config, env=env, log=log)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.terraform
+def test_ctrl_c_to_the_daemons_process_group_ends_the_run_interrupted_not_internal_error(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons
+):
+    remote = Remote(tmp_path)
+    remote.commit_and_push(
+        "slow", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"}, extra=_slow_apply(120))}
+    )
+    shim_dir = tmp_path / "shim"
+    shim_dir.mkdir()
+    config = write_config(
+        tmp_path / "tfops.yaml",
+        remote=remote,
+        data_dir=tmp_path / "data",
+        terraform_bin=signal_counting_terraform(shim_dir, terraform_bin),
+        cli_config=tf_cli_config,
+        terraform={"stop_grace": "10s"},
+    )
+    store = Store(Store.sqlite_url(tmp_path / "data" / "tfops.db"))
+    log = tmp_path / "daemon.log"
+    try:
+        daemon = daemons(config, tf_env, log)
+        [run] = wait_for(lambda: _runs_with(store, RunStatus.APPLYING), timeout=120, what="the apply")
+
+        # What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
+        os.killpg(daemon.pid, signal.SIGINT)
+        exit_code = daemon.wait(timeout=120)
+
+        text = log.read_text()
+        ended = store.get_run(run.id)
+        messages = [event.message for event in store.events(run.id)]
+        assert exit_code == 0, text
+        assert ended.status is RunStatus.INTERRUPTED, (ended.error, text)
+        assert not any("internal error" in message for message in messages), messages
+        assert "internal error" not in text
+        assert "GitCommandError" not in text and "BrokenPipeError" not in text, text
+    finally:
+        store.close()
+        _kill_groups(int(pgid) for pgid in _read(shim_dir / "pgids.log").split())
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+# -- Git's environment and timeouts ----------------------------------------------------------------
+
+
+@pytest.mark.terraform
+def test_no_git_process_sees_tfops_own_environment(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
+):
+    remote = Remote(tmp_path)
+    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
+    config = write_config(
+        tmp_path / "tfops.yaml",
+        remote=remote,
+        data_dir=tmp_path / "data",
+        terraform_bin=terraform_bin,
+        cli_config=tf_cli_config,
+    )
+    wrapper = tmp_path / "git-wrapper"
+    env = {
+        **tf_env,
+        "PATH": f"{_git_wrapper(wrapper)}:{tf_env['PATH']}",
+        "TFOPS_CANARY_SECRET": CANARY,
+        "GIT_DIR": str(tmp_path / "not-the-checkout"),  # a stray Git setting must not steer tfops' Git
+    }
+
+    result = tfops_cli(config, "reconcile", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = _calls(wrapper)
+    commands = {argv.split()[0] for argv, _env in calls}
+    # Every kind of Git work tfops does went through the wrapper: clone, ref reads, per-run views.
+    assert {"clone", "fetch", "worktree"} <= commands, commands
+    leaked = [argv for argv, environment in calls if CANARY in environment or "TFOPS_CANARY" in environment]
+    assert leaked == [], f"tfops' environment reached git {leaked}"
+    assert all("GIT_DIR=" not in environment for _argv, environment in calls)
+
+
+@pytest.mark.timeout(120)  # before the fix the worktree call hangs for the wrapper's 600 s
+def test_a_hanging_git_command_times_out_with_a_typed_error_and_frees_the_lock(tmp_path):
+    remote = Remote(tmp_path)
+    sha = remote.commit_and_push("one", {"stacks/a/main.tf": "# v1\n"})
+    wrapper = tmp_path / "git-wrapper"
+    inherit = {
+        "PATH": f"{_git_wrapper(wrapper, hang_on='worktree')}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+    }
+    source = GitSource(remote.url, "main", tmp_path / "data" / "repo", inherit=inherit, fetch_timeout=3)
+    source.ensure_clone()
+
+    with pytest.raises(GitTimedOut) as raised, source.view(sha):
+        pass
+
+    assert "worktree" in str(raised.value) and "timed out" in str(raised.value)
+    hung = [argv for argv, _env in _calls(wrapper) if argv.startswith("worktree")]
+    assert hung, "the worktree command never ran"
+    # The lock is free again and the hung process is gone: the next Git command works.
+    remote.commit_and_push("two", {"stacks/a/main.tf": "# v2\n"})
+    assert source.fetch().moved
+    sleepers = subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True, text=True).stdout.split()
+    assert not any(_is_descendant_of_test(int(pid)) for pid in sleepers)
+
+
+def _is_descendant_of_test(pid: int) -> bool:
+    """A `sleep 600` started by this test's wrapper (its environment names the wrapper's folder)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return b"git-wrapper" in environ
+
+
+# -- kill -9 ---------------------------------------------------------------------------------------
+
+LONG_PROVISIONER = """
+resource "demo_object" "app-web" {
+  name    = "app-web"
+  content = "v1"
+  provisioner "local-exec" {
+    command = "sleep 600"
+  }
+}
+"""
+
+
+def _runs_sleep(pgid: int) -> bool:
+    for pid in processes_in_group(pgid):
+        try:
+            if b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.terraform
+def test_restart_after_kill_9_ends_the_orphaned_terraform_process_group(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons
+):
+    remote = Remote(tmp_path)
+    # A local-exec command outlives Terraform itself: Terraform dies of SIGPIPE at its next
+    # progress line once tfops (the reader of its output) is gone; the command runs on.
+    remote.commit_and_push("slow", {"stacks/app/main.tf": demo_stack(demo_cloud, {}, extra=LONG_PROVISIONER)})
+    shim_dir = tmp_path / "shim"
+    shim_dir.mkdir()
+    config = write_config(
+        tmp_path / "tfops.yaml",
+        remote=remote,
+        data_dir=tmp_path / "data",
+        terraform_bin=signal_counting_terraform(shim_dir, terraform_bin),
+        cli_config=tf_cli_config,
+        terraform={"stop_grace": "5s"},
+    )
+    store = Store(Store.sqlite_url(tmp_path / "data" / "tfops.db"))
+    try:
+        first = daemons(config, tf_env, tmp_path / "first.log")
+        [run] = wait_for(lambda: _runs_with(store, RunStatus.APPLYING), timeout=120, what="the apply")
+        # The apply's Terraform is the last group the shim started.
+        pgid = int(_read(shim_dir / "pgids.log").split()[-1])
+        wait_for(lambda: _runs_sleep(pgid), timeout=60, what="the local-exec command to start")
+
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        assert _runs_sleep(pgid), "the orphaned apply should still be running"
+
+        second = daemons(config, tf_env, tmp_path / "second.log")
+        wait_for(
+            lambda: store.get_run(run.id).status is RunStatus.INTERRUPTED,
+            timeout=120,
+            what="the cut-off run to be marked interrupted",
+        )
+        wait_for(lambda: not processes_in_group(pgid), timeout=60, what="the orphaned group to end")
+
+        messages = [event.message for event in store.events(run.id)]
+        assert any(f"process group {pgid}" in message and "ended" in message for message in messages), (
+            messages
+        )
+        assert _read(shim_dir / "signals.log").split()[:1] == ["INT"], "Terraform is asked to stop first"
+        assert second.poll() is None, "the restarted daemon keeps serving"
+    finally:
+        store.close()
+        _kill_groups(int(pgid) for pgid in _read(shim_dir / "pgids.log").split())
