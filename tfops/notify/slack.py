@@ -46,6 +46,7 @@ from tfops.notify.slack_policy import (
     Verdict,
     classify_slack_error,
     plain_text_may_help,
+    retry_after_seconds,
 )
 from tfops.notify.slack_render import (
     RENDER_ERROR,
@@ -479,24 +480,14 @@ def _classified(exc: SlackApiError) -> Retry | Fail:
     error = str(error or f"http_{status}")
     verdict = classify_slack_error(status, error)
     if verdict is Verdict.RATE_LIMITED:
-        wait = _retry_after(response)
+        headers = getattr(response, "headers", None) or {}
+        wait = retry_after_seconds(headers.items())
         return Retry(f"rate limited (HTTP {status}), Retry-After {wait:g}s", wait, verdict)
     if verdict is Verdict.RETRY:
         return Retry(f"Slack answered HTTP {status} {error}", 0.0, verdict)
     return Fail(
         f"Slack refused the call: {error}", why=REFUSED, plain=plain_text_may_help(error), short=error
     )
-
-
-def _retry_after(response: Any) -> float:
-    headers = getattr(response, "headers", None) or {}
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return max(0.0, float(value)) if value is not None else 1.0
-    except ValueError:
-        return 1.0
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,9 +21,11 @@ at most every `probe_cap` during an outage: a count would drop the backlog of a 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 
 class Verdict(StrEnum):
@@ -83,6 +85,17 @@ def classify_slack_error(http_status: int, error: str | None) -> Verdict:
     if http_status >= 500 or error in RETRYABLE_SLACK_ERRORS:
         return Verdict.RETRY
     return Verdict.FINAL
+
+
+def retry_after_seconds(headers: Iterable[tuple[str, Any]], default: float = 1.0) -> float:
+    """The wait a 429 asks for, from its Retry-After header (seconds; one value or a list of one)."""
+    value = next((v for k, v in headers if k.lower() == "retry-after"), None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default
 
 
 def plain_text_may_help(error: str | None) -> bool:
