@@ -450,7 +450,7 @@ class OutboxSender:
             content=content,
             request_file_info=False,
         )
-        return {"file_ids": [file["id"] for file in answer.get("files", [])], "channel": channel}
+        return {"file_ids": [shared["id"] for shared in answer.get("files", [])], "channel": channel}
 
     def _wait_for_post(self, item: OutboxItem) -> None:
         pending = self.store.pending_for(item.channel)
