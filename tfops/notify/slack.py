@@ -450,7 +450,8 @@ class OutboxSender:
             content=content,
             request_file_info=False,
         )
-        return {"file_ids": [shared["id"] for shared in answer.get("files", [])], "channel": channel}
+        shared: list[dict[str, Any]] = answer.get("files") or []
+        return {"file_ids": [item["id"] for item in shared], "channel": channel}
 
     def _wait_for_post(self, item: OutboxItem) -> None:
         pending = self.store.pending_for(item.channel)
