@@ -35,6 +35,7 @@ from tfops.notify.console import LogNotifier
 from tfops.notify.directory import SlackDirectory
 from tfops.notify.interactions import SlackInteractions
 from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
+from tfops.notify.slack_render import RunRenderer
 from tfops.notify.socket_mode import SocketModeTransport
 from tfops.observe import RunMetrics, readiness_facts, snapshot_of
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
@@ -442,17 +443,17 @@ class App:
         if self.slack_client is None:
             return None
         slack = self.settings.slack
-        sender = OutboxSender(self.store, self.slack_client)
-        self.notifier.add(
-            SlackNotifier(
-                self.store,
-                slack.channel_for,
-                mention=slack.mention,
-                commit_info=self._commit_info,
-                on_enqueue=sender.wake,
-                stack_for=lambda name: self.registry.current().get(name),
-            )
+        # Rendering and commit lookups happen in the sender: a status change only enqueues a record.
+        renderer = RunRenderer(
+            self.store,
+            commit_info=self._commit_info,
+            stack_for=lambda name: self.registry.current().get(name),
+            mention=slack.mention,
         )
+        sender = OutboxSender(
+            self.store, self.slack_client, renderer=renderer, on_failed=self.metrics.slack_delivery_failed
+        )
+        self.notifier.add(SlackNotifier(self.store, slack.channel_for, on_enqueue=sender.wake))
         return sender
 
     def build_listeners(self) -> None:

@@ -62,6 +62,10 @@ WEBHOOK_RESULTS = frozenset(
     }
 )
 
+# Why a Slack notification was given up (tfops.notify.slack_policy.FAILURE_REASONS; a test keeps
+# them equal).
+SLACK_FAILURE_REASONS = frozenset({"refused", "unbuildable", "gave_up"})
+
 # Bucket edges in seconds, chosen for what each series measures.
 RUN_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)  # 1 s .. 2 h
 TFOPS_OVERHEAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # 10 ms .. 60 s
@@ -132,6 +136,15 @@ class Metrics:
             ["source", "result"],
             registry=reg,
         )
+        self._slack_failed = Counter(
+            "tfops_slack_deliveries_failed",
+            "Slack notifications given up, by reason: refused by Slack, unbuildable by tfops, or "
+            "gave_up after retryable failures for too long.",
+            ["reason"],
+            registry=reg,
+        )
+        for reason in sorted(SLACK_FAILURE_REASONS):
+            self._slack_failed.labels(reason=reason)  # exported at 0, so the first failure alerts
         self._initialise_run_series()
         if snapshot is not None:
             reg.register(SnapshotCollector(snapshot))
@@ -169,6 +182,10 @@ class Metrics:
             source=self._labels.pick("source", source, WEBHOOK_SOURCES),
             result=self._labels.pick("result", result, WEBHOOK_RESULTS),
         ).inc()
+
+    def slack_delivery_failed(self, reason: str) -> None:
+        """A Slack notification was given up for `reason` (one of tfops.notify.slack_policy's)."""
+        self._slack_failed.labels(reason=self._labels.pick("reason", reason, SLACK_FAILURE_REASONS)).inc()
 
     def webhook_sources(self, sources: Iterable[str]) -> None:
         """Export every result of these webhook sources (the enabled routes) at 0 from now on.

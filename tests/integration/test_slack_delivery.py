@@ -1,7 +1,13 @@
-"""Slack delivery through the outbox, with real git, real Terraform and a fake Slack Web API."""
+"""Slack delivery through the outbox, with real git, real Terraform and a fake Slack Web API.
+
+The scenarios at the end drive the sender itself (a real store, the real notifier and
+transitions, the real slack-sdk client against the fake), so outages run in seconds.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
 
@@ -12,7 +18,16 @@ from test_secrets_and_cli import CANARY, CONSOLE, SECRET_CODE
 
 from tfops.config import load_settings
 from tfops.errors import ConfigError
-from tfops.models import RunKind, RunStatus
+from tfops.metrics import Metrics
+from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
+from tfops.notify import MultiNotifier, RunNotice
+from tfops.notify.blocks import CommitInfo
+from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
+from tfops.notify.slack_policy import DeliveryTiming
+from tfops.notify.slack_render import RunRenderer
+from tfops.reconcile import Transitions
+from tfops.store import Store
+from tfops.store.store import OutboxKind, OutboxStatus
 
 pytestmark = pytest.mark.terraform
 
@@ -149,8 +164,12 @@ def test_a_restart_delivers_what_the_previous_process_left_in_the_outbox_once(ap
 
     [message] = top_level(slack)
     assert len(slack.calls("chat.postMessage")) == 1
-    assert len(slack.calls("chat.update")) == message.edits == left - 1
+    # The backlog is rendered from the run as it stands: one post showing the final status, and
+    # the records of the earlier statuses change nothing more (no edit that repeats the message).
     assert "applied" in message.text.lower()
+    assert len(slack.calls("chat.update")) == message.edits <= left - 1
+    texts = [text for text, _ in message.history] + [message.text]
+    assert len(texts) == len(set(texts))
 
 
 def test_a_sensitive_value_never_reaches_slack(apps, slack, remote, demo_cloud):
@@ -239,3 +258,204 @@ def test_without_a_slack_section_nothing_is_queued_for_slack(
         assert app.store.outbox_depth() == 0 and app.store.next_due() == []
     finally:
         app.close()
+
+
+# -- the sender on its own: outages, rate limits, poison items, slow commit lookups ---------------------
+
+OTHER = "C0OTHERS"
+SHA = "c" * 40
+POLL = Trigger(source=TriggerSource.POLL, actor="poll")
+# Time to deliver a backlog of a few items once Slack answers, on a busy machine.
+DELIVERY_ALLOWANCE = 2.5
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(Store.sqlite_url(tmp_path / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([("app", "stacks/app"), ("poison", "stacks/poison")])
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def senders():
+    started = []
+
+    def start(store, slack, **options):
+        client = web_client(slack.bot_token, slack.api_url, timeout=5)
+        sender = OutboxSender(store, client, idle_wait=0.05, **options)
+        sender.start()
+        started.append(sender)
+        return sender
+
+    yield start
+    for sender in started:
+        sender.stop()
+
+
+def transitions_for(store, sender=None):
+    notifier = SlackNotifier(store, lambda stack: CHANNEL, on_enqueue=sender.wake if sender else lambda: None)
+    return Transitions(store, MultiNotifier(notifier))
+
+
+def texts(slack, channel):
+    return [message.text for message in slack.messages(channel)]
+
+
+def uncapped_lag(base, outage):
+    """How long after an outage ends the old schedule (doubling, cap 300 s) tries again."""
+    tried, attempt = 0.0, 0
+    while tried <= outage:
+        tried += base * 2**attempt
+        attempt += 1
+    return tried - outage
+
+
+@pytest.mark.parametrize("outage", [8.0])
+def test_after_an_outage_the_backlog_leaves_within_the_probe_cap(store, slack, senders, outage):
+    timing = DeliveryTiming(backoff_base=0.03, probe_cap=0.5)
+    bound = timing.probe_cap + DELIVERY_ALLOWANCE
+    assert uncapped_lag(timing.backoff_base, outage) > 2 * bound, "the outage is too short to tell"
+    back_at = time.monotonic() + outage
+    slack.go_down(outage)
+    for channel in (CHANNEL, OTHER, CHANNEL, OTHER, CHANNEL):
+        store.enqueue(channel, OutboxKind.POST, {"text": f"{channel} #{store.outbox_depth()}"})
+
+    senders(store, slack, timing=timing)
+    wait_for(lambda: store.outbox_depth() == 0, timeout=outage + 30, what="the backlog to leave")
+
+    calls = slack.calls("chat.postMessage")
+    failed = [call for call in calls if not call.ok]
+    sent = [call for call in calls if call.ok]
+    assert failed and all(call.status == 503 for call in failed), "the outage was seen"
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(failed)]
+    assert max(gaps) <= timing.probe_cap + DELIVERY_ALLOWANCE, "Slack was probed throughout the outage"
+    assert max(call.at for call in sent) - back_at <= bound, "the backlog waited on a grown backoff"
+    assert texts(slack, CHANNEL) == [f"{CHANNEL} #0", f"{CHANNEL} #2", f"{CHANNEL} #4"]
+    assert texts(slack, OTHER) == [f"{OTHER} #1", f"{OTHER} #3"]
+
+
+def test_after_a_429_nothing_is_sent_before_retry_after_and_then_promptly(store, slack, senders):
+    retry_after = 2
+    slack.fail_next(1, status=429, retry_after=retry_after)
+    for text, channel in (("first", CHANNEL), ("other channel", OTHER), ("second", CHANNEL)):
+        store.enqueue(channel, OutboxKind.POST, {"text": text})
+
+    senders(store, slack)
+    wait_for(lambda: store.outbox_depth() == 0, timeout=30, what="delivery")
+
+    throttled, *later = slack.calls()
+    assert (throttled.status, throttled.params["text"]) == (429, "first")
+    assert all(call.at - throttled.at >= retry_after for call in later), "a call came before Retry-After"
+    [retried] = [call for call in later if call.params["text"] == "first"]
+    assert retried.ok and retried.at - throttled.at <= retry_after + DELIVERY_ALLOWANCE
+    assert texts(slack, CHANNEL) == ["first", "second"] and texts(slack, OTHER) == ["other channel"]
+
+
+def test_blocks_slack_refuses_fail_the_item_and_a_plain_status_takes_their_place(
+    store, slack, senders, tmp_path, caplog
+):
+    slack.refuse_blocks_containing("poison")
+    metrics = Metrics()
+    sender = senders(store, slack, on_failed=metrics.slack_delivery_failed)
+    transitions = transitions_for(store, sender)
+    poison = store.create_run("poison", RunKind.DEPLOY, POLL, SHA)
+    app = store.create_run("app", RunKind.DEPLOY, POLL, SHA)
+
+    with caplog.at_level(logging.ERROR, logger="tfops.notify.slack"):
+        poison = transitions.mark_planning(poison, log_path=tmp_path / "poison.log")
+        transitions.mark_planning(app, log_path=tmp_path / "app.log")
+        wait_for(lambda: store.outbox_depth() == 0, timeout=30, what="delivery")
+        transitions.mark_failed(poison, "terraform exited 1")
+        wait_for(lambda: store.outbox_depth() == 0, timeout=30, what="delivery")
+
+    [poison_post, _app_post, poison_update, _thread] = [store.get_outbox_item(i) for i in range(1, 5)]
+    for item in (poison_post, poison_update):
+        assert item.status is OutboxStatus.FAILED and "invalid_blocks" in item.last_error
+    assert [r for r in caplog.records if r.levelno == logging.ERROR and "invalid_blocks" in r.getMessage()]
+    assert 'tfops_slack_deliveries_failed_total{reason="refused"} 2.0' in metrics.render()[0].decode()
+    shown = slack.message(CHANNEL, store.get_slack_message(poison.id).ts)
+    assert not shown.blocks and "poison deploy run" in shown.text and "failed" in shown.text
+    assert "planning" in shown.history[0][0], "the refused post was replaced by a plain one"
+    app_message = slack.message(CHANNEL, store.get_slack_message(app.id).ts)
+    assert app_message.blocks and "planning" in app_message.text, "the channel moved on"
+
+
+def test_items_tfops_cannot_build_are_failed_and_the_channel_moves_on(store, slack, senders, tmp_path):
+    metrics = Metrics()
+    store.enqueue(CHANNEL, OutboxKind.POST, {"blocks": []})  # no text: not a message tfops can send
+    broken = store.create_run("app", RunKind.DRIFT, POLL, SHA)
+    broken = store.transition(broken.id, RunStatus.PLANNING)
+    broken = store.transition(broken.id, RunStatus.PLANNED, summary={"changes": [{"no": "address"}]})
+    SlackNotifier(store, lambda stack: CHANNEL).run_changed(RunNotice(run=broken, message="drift found"))
+    store.enqueue(CHANNEL, OutboxKind.POST, {"text": "after"})
+
+    senders(store, slack, on_failed=metrics.slack_delivery_failed)
+    wait_for(lambda: store.outbox_depth() == 0, timeout=30, what="the channel to move on")
+
+    failed = [store.get_outbox_item(i) for i in (1, 2)]
+    assert all(item.status is OutboxStatus.FAILED for item in failed)
+    assert all("tfops could not build the message" in item.last_error for item in failed)
+    assert 'tfops_slack_deliveries_failed_total{reason="unbuildable"} 2.0' in metrics.render()[0].decode()
+    plain, after = slack.messages(CHANNEL)
+    assert "app drift run" in plain.text and "planned" in plain.text and not plain.blocks
+    assert after.text == "after"
+
+
+class BlockedCommitLookup:
+    """The App's commit lookup (`sha -> CommitInfo`), stuck as behind a fetch holding the Git lock."""
+
+    def __init__(self):
+        self.asked = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, sha: str) -> CommitInfo | None:
+        self.asked.set()
+        if not self.release.wait(60):
+            raise TimeoutError("the test never released the lookup")
+        return CommitInfo(sha=sha, subject="Add the web server", author="Alice Example")
+
+
+def test_status_changes_never_wait_for_a_commit_lookup_and_the_message_follows_it(
+    store, slack, senders, tmp_path
+):
+    lookup = BlockedCommitLookup()
+    sender = senders(store, slack, renderer=RunRenderer(store, commit_info=lookup))
+    transitions = transitions_for(store, sender)
+    run = store.create_run("app", RunKind.DEPLOY, POLL, SHA)
+    done = threading.Event()
+
+    def move_the_run():
+        moved = transitions.mark_planning(run, log_path=tmp_path / "app.log")
+        transitions.mark_failed(moved, "terraform exited 1")
+        done.set()
+
+    mover = threading.Thread(target=move_the_run)
+    mover.start()
+    try:
+        assert done.wait(10), "a status change waited on the commit lookup"
+        assert lookup.asked.wait(10), "the sender looks the commit up"
+        assert store.get_run(run.id).status is RunStatus.FAILED
+        assert slack.calls("chat.postMessage") == [], "the sender waits for the lookup, not the run"
+    finally:
+        lookup.release.set()
+        mover.join(60)
+    wait_for(lambda: store.outbox_depth() == 0, timeout=30, what="delivery")
+
+    message = slack.message(CHANNEL, store.get_slack_message(run.id).ts)
+    assert "failed" in message.text
+    assert "Add the web server" in str(message.blocks) and "Alice Example" in str(message.blocks)
+
+
+def test_a_failing_commit_lookup_costs_the_subject_not_the_message(store, slack, senders, tmp_path):
+    def no_such_commit(sha: str) -> CommitInfo | None:
+        raise LookupError(f"commit {sha} is not in the clone")
+
+    sender = senders(store, slack, renderer=RunRenderer(store, commit_info=no_such_commit))
+    run = store.create_run("app", RunKind.DEPLOY, POLL, SHA)
+    transitions_for(store, sender).mark_planning(run, log_path=tmp_path / "app.log")
+    wait_for(lambda: store.outbox_depth() == 0, timeout=30, what="delivery")
+
+    message = slack.message(CHANNEL, store.get_slack_message(run.id).ts)
+    assert "planning" in message.text and SHA[:10] in str(message.blocks)

@@ -343,6 +343,7 @@ class FakeSlack:
         self._failures: list[_Failure] = []
         self._down_until = 0.0
         self._down_how = "503"
+        self._refused_blocks: tuple[str, str] | None = None
         self._seq = 0
         self._ts_base = int(time.time())
         self._server: _Server | None = None
@@ -482,6 +483,15 @@ class FakeSlack:
         with self._cond:
             self._down_until = time.monotonic() + seconds
             self._down_how = how
+
+    def refuse_blocks_containing(self, needle: str, *, error: str = "invalid_blocks") -> None:
+        """From now on, refuse every message whose blocks mention ``needle`` with ``error``.
+
+        A payload Slack refuses whatever the retry: a message without blocks (text only) still
+        goes through, as it does on Slack when only the blocks are at fault.
+        """
+        with self._cond:
+            self._refused_blocks = (needle, error)
 
     def come_back(self) -> None:
         """End any outage now and forget scripted failures."""
@@ -671,6 +681,8 @@ class FakeSlack:
                 raise _Rejection("invalid_blocks_format") from None
         if required and not text and not blocks:
             raise _Rejection("no_text")
+        if blocks and self._refused_blocks and self._refused_blocks[0] in json.dumps(blocks):
+            raise _Rejection(self._refused_blocks[1])
         if blocks is not None:
             errors = block_errors(blocks)
             if errors:

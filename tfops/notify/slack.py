@@ -1,24 +1,33 @@
-"""Slack delivery: runs become outbox items, and a sender thread delivers them.
+"""Slack delivery: runs become outbox records, and a sender thread turns them into messages.
 
 Two halves, joined only by the store's outbox (principle 3 and "Slack being down never blocks a
 run"):
 
-- `SlackNotifier.run_changed` renders the run with `blocks.render_run` and enqueues what to send.
-  It never talks to Slack, so a run never waits on the network.
-- `OutboxSender` is one thread that claims the oldest due item of any channel, makes the Slack call
-  and records the outcome: sent (with the message `ts`), retry later (connection errors, 5xx, 429
-  with its Retry-After), or failed (errors that no retry can fix, such as `invalid_blocks`).
+- `SlackNotifier.run_changed` enqueues a small record per status change (run id, channel, kind,
+  the status it announces and why). It never renders, never looks a commit up and never talks to
+  Slack, so a status change never waits on the network or the Git lock.
+- `OutboxSender` is one thread that claims the oldest due item of any channel, builds the message
+  from the store (`slack_render.RunRenderer`), makes the Slack call and records the outcome: sent
+  (with the message `ts`), retry later, or failed. What a failure means is decided by the pure
+  `slack_policy`: while Slack fails, one probe at a time at most `probe_cap` apart and reset on
+  the first success; after a 429 nothing is sent before its Retry-After; a refusal or a message
+  tfops cannot build is final (marked failed with the reason, logged at ERROR, counted, and a
+  plain text message with the run's status is sent where that can help), so the channel moves on.
 
-Everything enqueued is what `render_run` returned from redacted inputs; the sender adds only ids
-and timestamps. Errors are logged with Slack's error name, never with the token or the payload.
+Everything sent is built from redacted inputs; the sender adds only ids and timestamps. Errors
+are logged with Slack's error name, never with the token or the payload.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
+import json
 import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,32 +36,38 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tfops.models import PlanSummary, Run, RunKind, RunStatus, Stack
+from tfops.models import Run, RunKind, RunStatus
 from tfops.notify import RunNotice
-from tfops.notify.blocks import FAILURE_STATUSES, CommitInfo, DecisionInfo, RunMessage, render_run
-from tfops.store.store import (
-    DecisionKind,
-    DecisionOutcome,
-    OutboxItem,
-    OutboxItemNotPending,
-    OutboxKind,
-    Store,
-    utc_now,
+from tfops.notify.slack_policy import (
+    GAVE_UP,
+    REFUSED,
+    UNBUILDABLE,
+    DeliveryTiming,
+    Verdict,
+    classify_slack_error,
+    plain_text_may_help,
+    retry_after_seconds,
 )
-from tfops.terraform.plan import summary_from_dict
+from tfops.notify.slack_render import (
+    RENDER_ERROR,
+    RENDER_PLAN_FILE,
+    RENDER_RUN,
+    RunRenderer,
+    error_record,
+    error_tail,
+    is_record,
+    plain_status_text,
+    plan_file_record,
+    run_record,
+)
+from tfops.store.store import OutboxItem, OutboxItemNotPending, OutboxKind, Store, utc_now
 
 log = logging.getLogger(__name__)
 
-# Slack errors that a later attempt can fix; every other error name is final for the item.
-RETRYABLE_SLACK_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
 # Drift checks run every few minutes: a check that found nothing is not worth a message.
 QUIET_DRIFT_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.PLANNING, RunStatus.NO_CHANGES})
-ERROR_TAIL_CHARS = 2500
-BACKOFF_BASE = 0.5  # seconds before the first retry of an item; doubles with each failed attempt
-BACKOFF_CAP = 300.0
 WAIT_FOR_POST = timedelta(seconds=1)  # an update whose post is not delivered yet looks again after this
+SHOWN_REMEMBERED = 1000  # runs whose last delivered message the sender remembers, to skip no-op edits
 
 
 # --- what to enqueue (pure) --------------------------------------------------------------------------
@@ -64,63 +79,40 @@ class Outgoing:
     payload: dict[str, Any]
 
 
-def outgoing_for(message: RunMessage, *, first: bool, attach: bool) -> list[Outgoing]:
-    """The outbox items for one rendering of a run: its message, then what goes in its thread.
+def records_for(notice: RunNotice, *, first: bool, attach: bool) -> list[Outgoing]:
+    """The outbox records for one status change: the run's message, then what goes in its thread.
 
-    `attach`: whether the whole plan goes up as a file (once per run, not with every update).
+    `attach`: the plan is new (once per run): the sender attaches it if the message has to cut it.
     """
-    content = {"text": message.text, "blocks": message.blocks}
-    items = [Outgoing(OutboxKind.POST if first else OutboxKind.UPDATE, content)]
-    if attach and message.file is not None:
-        filename, body = message.file
-        items.append(Outgoing(OutboxKind.FILE, {"filename": filename, "content": body, "title": filename}))
-    items += [Outgoing(OutboxKind.THREAD, {"text": note}) for note in message.thread_notes]
+    run = notice.run
+    items = [Outgoing(OutboxKind.POST if first else OutboxKind.UPDATE, run_record(run, notice.message))]
+    if attach:
+        items.append(Outgoing(OutboxKind.FILE, plan_file_record()))
+    if error_tail(run) is not None:
+        items.append(Outgoing(OutboxKind.THREAD, error_record()))
     return items
-
-
-def error_tail(run: Run) -> str | None:
-    """The end of a failed run's (already redacted) error, for the thread."""
-    if run.status not in FAILURE_STATUSES or not run.error:
-        return None
-    return run.error[-ERROR_TAIL_CHARS:]
-
-
-def awaiting_buttons(run: Run) -> bool:
-    """Approve/Reject are shown while the run waits, and only with the binding they carry."""
-    return run.status is RunStatus.AWAITING_APPROVAL and bool(run.commit_sha and run.plan_sha256)
 
 
 def has_something_to_say(run: Run) -> bool:
     return not (run.kind is RunKind.DRIFT and run.status in QUIET_DRIFT_STATUSES)
 
 
-def backoff(attempts: int) -> float:
-    """Seconds before the next try of an item that has failed `attempts` times already."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempts, 20))
-
-
 # --- the notifier ------------------------------------------------------------------------------------
 
 
 class SlackNotifier:
-    """Turns run notices into outbox items. Never calls Slack; never raises into a run."""
+    """Turns run notices into outbox records. Never calls Slack or Git; never raises into a run."""
 
     def __init__(
         self,
         store: Store,
         channel_for: Callable[[str], str | None],
         *,
-        mention: str | None = None,
-        commit_info: Callable[[str], CommitInfo | None] | None = None,
         on_enqueue: Callable[[], None] = lambda: None,
-        stack_for: Callable[[str], Stack | None] = lambda name: None,
     ) -> None:
         self.store = store
         self.channel_for = channel_for
-        self.mention = mention
-        self.commit_info = commit_info
         self.on_enqueue = on_enqueue
-        self.stack_for = stack_for
         self._posted: set[int] = set()
         self._attached: set[int] = set()
         self._lock = threading.Lock()
@@ -130,57 +122,15 @@ class SlackNotifier:
         channel = self.channel_for(run.stack)
         if channel is None or not has_something_to_say(run):
             return
-        stack = self.stack_for(run.stack)
-        message = render_run(
-            run,
-            self._summary(notice),
-            commit=self._commit(run),
-            decisions=self._decisions(run),
-            awaiting_approval=awaiting_buttons(run),
-            approvals_required=stack.approvals_required if stack is not None else 1,
-            approvers=stack.approvers if stack is not None else (),
-            mention=self.mention,
-            error_tail=error_tail(run),
-            reason=notice.message,
-        )
-        with self._lock:  # one run's notices come from one thread, but the set is shared
+        with self._lock:  # one run's notices come from one thread, but the sets are shared
             first = run.id not in self._posted and not self._has_message(channel, run.id)
-            # The plan is attached when it is new (the notice carries it), and only once.
             attach = notice.summary is not None and run.id not in self._attached
-            for item in outgoing_for(message, first=first, attach=attach):
+            for item in records_for(notice, first=first, attach=attach):
                 self.store.enqueue(channel, item.kind, item.payload, run_id=run.id)
             self._posted.add(run.id)
-            if attach and message.file is not None:
+            if attach:
                 self._attached.add(run.id)
         self.on_enqueue()
-
-    def _decisions(self, run: Run) -> list[DecisionInfo]:
-        counted = [d for d in self.store.decisions(run.id) if d.outcome is DecisionOutcome.COUNTED]
-        return [
-            DecisionInfo(
-                decision="approved" if d.decision is DecisionKind.APPROVE else "rejected",
-                by_name=d.actor_name or d.actor_id,
-                by_id=d.actor_id,
-                at=d.at,
-                source=d.source.value,
-            )
-            for d in counted
-        ]
-
-    def _summary(self, notice: RunNotice) -> PlanSummary | None:
-        # Later statuses (applied, failed) carry no summary: the run's stored one is redacted too.
-        if notice.summary is not None:
-            return notice.summary
-        return summary_from_dict(notice.run.summary) if notice.run.summary else None
-
-    def _commit(self, run: Run) -> CommitInfo | None:
-        if not run.commit_sha or self.commit_info is None:
-            return None
-        try:
-            return self.commit_info(run.commit_sha)
-        except Exception:  # noqa: BLE001 - a missing commit must not cost the message
-            log.warning("no commit details for %s", run.commit_sha[:12])
-            return None
 
     def _has_message(self, channel: str, run_id: int) -> bool:
         """Posted before this process started, or its post is still waiting in the outbox."""
@@ -195,13 +145,22 @@ class SlackNotifier:
 
 
 class Retry(Exception):
-    def __init__(self, reason: str, delay: float) -> None:
+    """Try the item again later. `verdict` None: not Slack's failure (its post is not sent yet)."""
+
+    def __init__(self, reason: str, delay: float, verdict: Verdict | None = None) -> None:
         super().__init__(reason)
-        self.reason, self.delay = reason, delay
+        self.reason, self.delay, self.verdict = reason, delay, verdict
 
 
 class Fail(Exception):
-    pass
+    """Give the item up. `why` is the metric's label; `plain`: a text-only message may get through."""
+
+    def __init__(self, reason: str, *, why: str = REFUSED, plain: bool = False, short: str = "") -> None:
+        super().__init__(reason)
+        self.why, self.plain, self.short = why, plain, short or why
+
+
+Call = Callable[[], dict[str, Any]]
 
 
 def web_client(token: str, base_url: str, timeout: float) -> WebClient:
@@ -210,7 +169,10 @@ def web_client(token: str, base_url: str, timeout: float) -> WebClient:
 
 
 class OutboxSender:
-    """One thread delivering the outbox in order per channel. `wake()` when something was enqueued."""
+    """One thread delivering the outbox in order per channel. `wake()` when something was enqueued.
+
+    `on_failed(why)` hears of every item given up (why: slack_policy.FAILURE_REASONS), for metrics.
+    """
 
     def __init__(
         self,
@@ -219,15 +181,25 @@ class OutboxSender:
         clock: Callable[[], datetime] = utc_now,
         *,
         idle_wait: float = 1.0,
+        renderer: RunRenderer | None = None,
+        timing: DeliveryTiming | None = None,
+        on_failed: Callable[[str], None] = lambda why: None,
     ) -> None:
         self.store = store
         self.client = client
         self.clock = clock
         self.idle_wait = idle_wait
+        self.renderer = renderer or RunRenderer(store)
+        self.timing = timing or DeliveryTiming()
+        self.on_failed = on_failed
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Slack's health, shared by all channels: failures in a row, and no call before _hold_until.
+        self._failures = 0
+        self._hold_until = 0.0  # time.monotonic()
+        self._shown: OrderedDict[int, str] = OrderedDict()  # run id → digest of its delivered message
 
     def start(self) -> None:
         """Start delivering; a no-op when running already or once stopped."""
@@ -257,90 +229,229 @@ class OutboxSender:
                 log.exception("Slack sender: unexpected error; trying again shortly")
                 delivered = False
             if not delivered:
-                self._wake.wait(self.idle_wait)
+                self._wake.wait(self._idle_time())
                 self._wake.clear()
 
+    def _idle_time(self) -> float:
+        held = self._hold_until - time.monotonic()
+        return min(self.idle_wait, held) if held > 0 else self.idle_wait
+
     def deliver_one(self) -> bool:
-        """Claim and deliver the oldest due item; False when nothing was due."""
+        """Claim and deliver the oldest due item; False when nothing was due (or Slack is on hold)."""
+        if time.monotonic() < self._hold_until:
+            return False
         item = self.store.claim_next(now=self.clock())
         if item is None:
             return False
         try:
             result = self._send(item)
         except Retry as retry:
-            log.warning("Slack: %s item %s for run %s will be retried: %s", item.kind, item.id, item.run_id,
-                        retry.reason)  # fmt: skip
-            self._end(
-                self.store.mark_retry, item.id, retry.reason, self.clock() + timedelta(seconds=retry.delay)
-            )
+            self._retry(item, retry)
         except Fail as failure:
-            log.error(
-                "Slack: %s item %s for run %s failed for good: %s", item.kind, item.id, item.run_id, failure
-            )
-            self._end(self.store.mark_failed, item.id, str(failure))
+            self._give_up(item, failure)
         else:
             self.store.mark_sent(item.id, result)
         return True
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    def _slack_answered(self) -> None:
+        # The first success ends an outage: no more probing, the backlog goes out at once.
+        self._failures, self._hold_until = 0, 0.0
+
+    def _hold(self, seconds: float) -> None:
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    def _retry(self, item: OutboxItem, retry: Retry) -> None:
+        age = self.clock() - item.created_at
+        if retry.verdict is not None and self.timing.gives_up(age):
+            reason = f"gave up after {_duration(age)} of retryable failures; the last: {retry.reason}"
+            self._give_up(item, Fail(reason, why=GAVE_UP))
+            return
+        delay = retry.delay
+        if retry.verdict is Verdict.RATE_LIMITED:
+            self._hold(delay)  # Retry-After holds every call, not only this item's
+        elif retry.verdict is Verdict.RETRY:
+            self._failures += 1
+            self._hold(self.timing.backoff(self._failures))
+            delay = self.timing.backoff(item.attempts + 1)
+        log.warning("Slack: %s item %s for run %s will be retried in %.1fs: %s", item.kind, item.id,
+                    item.run_id, delay, retry.reason)  # fmt: skip
+        self._end(self.store.mark_retry, item.id, retry.reason, self.clock() + timedelta(seconds=delay))
+
+    def _give_up(self, item: OutboxItem, failure: Fail) -> None:
+        note = self._send_plain_status(item, failure) if failure.plain else ""
+        log.error("Slack: %s item %s for run %s failed for good (%s): %s%s", item.kind, item.id, item.run_id,
+                  failure.why, failure, note)  # fmt: skip
+        with contextlib.suppress(Exception):  # a metric must never cost the record below
+            self.on_failed(failure.why)
+        self._end(self.store.mark_failed, item.id, f"{failure}{note}")
 
     def _end(self, mark: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(OutboxItemNotPending):  # another sender finished it after our lease
             mark(*args)
 
+    def _send_plain_status(self, item: OutboxItem, failure: Fail) -> str:
+        """After a refused or unbuildable message: the run's status as text only, in its place."""
+        run = self.store.get_run(item.run_id) if item.run_id is not None else None
+        if run is None or item.kind not in (OutboxKind.POST, OutboxKind.UPDATE):
+            return ""
+        text = plain_status_text(run, failure.short)
+        try:
+            message = self.store.get_slack_message(run.id)
+            if message is None:
+                answer = self.client.chat_postMessage(channel=item.channel, text=text, unfurl_links=False,
+                                                      unfurl_media=False)  # fmt: skip
+                self.store.set_slack_message(run.id, answer["channel"], answer["ts"])
+            else:  # blocks=[]: an update without blocks would keep the old ones (and their buttons)
+                self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=[])
+        except Exception as exc:  # noqa: BLE001 - the item is given up either way; say so
+            return f"; the plain status message failed too ({_describe(exc)})"
+        self._shown.pop(run.id, None)
+        return "; a plain message with the run's status was sent instead"
+
     # -- one Slack call per item -------------------------------------------------------------------
 
     def _send(self, item: OutboxItem) -> dict[str, Any]:
         try:
-            return self._call(item)
+            call = self._build(item)
+        except (Retry, Fail):
+            raise
+        except Exception as exc:  # noqa: BLE001 - our own record or run could not be turned into a message
+            raise Fail(f"tfops could not build the message ({_describe(exc)})", why=UNBUILDABLE, plain=True,
+                       short="tfops could not build it") from None  # fmt: skip
+        if isinstance(call, dict):
+            return call  # nothing to send: recorded as sent, with why
+        try:
+            result = call()
         except SlackApiError as exc:
-            raise _classified(exc, item.attempts) from None
+            outcome = _classified(exc)
+            if isinstance(outcome, Fail):
+                self._slack_answered()  # a refusal is an answer: Slack is up
+            raise outcome from None
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
-            raise Retry(f"connection error ({type(exc).__name__})", backoff(item.attempts)) from None
-        except (KeyError, TypeError, ValueError) as exc:  # an answer without the fields we need
-            raise Retry(
-                f"unexpected answer from Slack ({type(exc).__name__})", backoff(item.attempts)
+            raise Retry(f"connection error ({type(exc).__name__})", 0.0, Verdict.RETRY) from None
+        except (KeyError, TypeError, ValueError) as exc:  # our arguments, or an answer without its fields
+            raise Fail(
+                f"the call or Slack's answer was malformed ({_describe(exc)})", why=UNBUILDABLE
             ) from None
+        self._slack_answered()
+        return result
 
-    def _call(self, item: OutboxItem) -> dict[str, Any]:
+    def _build(self, item: OutboxItem) -> Call | dict[str, Any]:
+        """The Slack call for the item (not made yet), or the result of an item with nothing to send."""
         payload = item.payload
-        if item.kind is OutboxKind.POST:
-            answer = self.client.chat_postMessage(channel=item.channel, **_message_args(payload))
-            return {"ts": answer["ts"], "channel": answer["channel"]}
         if item.kind is OutboxKind.EPHEMERAL:
-            answer = self.client.chat_postEphemeral(
-                channel=item.channel, user=payload["user"], text=payload["text"]
-            )
-            return {"message_ts": answer.get("message_ts"), "channel": item.channel}
+            user, text = payload["user"], payload["text"]
+            return lambda: self._ephemeral(item.channel, user, text)
+        run = self._run_of(item) if is_record(payload) else None
+        if item.kind in (OutboxKind.POST, OutboxKind.UPDATE):
+            return self._build_message(item, run)
         message = self.store.get_slack_message(item.run_id) if item.run_id is not None else None
-        if item.kind is OutboxKind.UPDATE:
-            if message is None:
-                return self._post_in_place_of_update(item)
-            answer = self.client.chat_update(channel=message.channel, ts=message.ts, **_message_args(payload))
-            return {"ts": answer["ts"], "channel": answer["channel"]}
         if item.run_id is not None and message is None:
             self._wait_for_post(item)
         channel = message.channel if message else item.channel
         thread_ts = message.ts if message else None
         if item.kind is OutboxKind.THREAD:
-            answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=payload["text"])
-            return {"ts": answer["ts"], "channel": answer["channel"]}
+            text = self._thread_text(payload, run)
+            if text is None:
+                return {"skipped": "nothing to say in the thread"}
+            return lambda: self._reply(channel, thread_ts, text)
         if item.kind is OutboxKind.FILE:
-            answer = self.client.files_upload_v2(
-                channel=channel,
-                thread_ts=thread_ts,
-                filename=payload["filename"],
-                title=payload.get("title"),
-                content=payload["content"],
-                request_file_info=False,
-            )
-            return {"file_ids": [file["id"] for file in answer.get("files", [])], "channel": channel}
+            file = self._file(payload, run)
+            if file is None:
+                return {"skipped": "the plan fits in the message"}
+            return lambda: self._upload(channel, thread_ts, file)
         raise Fail(f"{item.kind} items are not delivered by this sender")
 
-    def _post_in_place_of_update(self, item: OutboxItem) -> dict[str, Any]:
-        """The run's post was given up on (or went to another channel): this update becomes it."""
-        self._wait_for_post(item)
-        answer = self.client.chat_postMessage(channel=item.channel, **_message_args(item.payload))
-        self.store.set_slack_message(item.run_id, answer["channel"], answer["ts"])
+    def _run_of(self, item: OutboxItem) -> Run:
+        run = self.store.get_run(item.run_id) if item.run_id is not None else None
+        if run is None:
+            raise ValueError(f"the record's run {item.run_id} does not exist")
+        return run
+
+    def _build_message(self, item: OutboxItem, run: Run | None) -> Call | dict[str, Any]:
+        if run is None:  # an item enqueued as a finished message (older versions, other senders)
+            content = {"text": item.payload["text"], "blocks": item.payload.get("blocks")}
+        elif item.payload.get("render") == RENDER_RUN:
+            rendered = self.renderer.message(run, item.payload)
+            content = {"text": rendered.text, "blocks": rendered.blocks}
+        else:
+            raise ValueError(f"a {item.kind} record cannot render {item.payload.get('render')!r}")
+        digest = _digest(content)
+        if item.kind is OutboxKind.POST:
+            return lambda: self._remember(item.run_id, digest, self._post(item.channel, content))
+        message = self.store.get_slack_message(item.run_id) if item.run_id is not None else None
+        if message is None:
+            # The run's post was given up on (or went to another channel): this update becomes it.
+            self._wait_for_post(item)
+            return lambda: self._remember(item.run_id, digest, self._post_in_place_of_update(item, content))
+        if item.run_id is not None and self._shown.get(item.run_id) == digest:
+            return {"skipped": "the message shows this already"}  # a backlog rendered the same state twice
+        return lambda: self._remember(item.run_id, digest, self._update(message.channel, message.ts, content))
+
+    def _thread_text(self, payload: dict[str, Any], run: Run | None) -> str | None:
+        if run is None:
+            return payload["text"]
+        if payload.get("render") != RENDER_ERROR:
+            raise ValueError(f"a thread record cannot render {payload.get('render')!r}")
+        notes = self.renderer.message(run, {}).thread_notes
+        return notes[-1] if notes else None
+
+    def _file(self, payload: dict[str, Any], run: Run | None) -> tuple[str, str, str | None] | None:
+        if run is None:
+            return payload["filename"], payload["content"], payload.get("title")
+        if payload.get("render") != RENDER_PLAN_FILE:
+            raise ValueError(f"a file record cannot render {payload.get('render')!r}")
+        rendered = self.renderer.message(run, {}).file
+        return None if rendered is None else (rendered[0], rendered[1], rendered[0])
+
+    def _remember(self, run_id: int | None, digest: str, result: dict[str, Any]) -> dict[str, Any]:
+        if run_id is not None:
+            self._shown[run_id] = digest
+            self._shown.move_to_end(run_id)
+            while len(self._shown) > SHOWN_REMEMBERED:
+                self._shown.popitem(last=False)
+        return result
+
+    # -- the calls (each returns what the outbox records as the item's result) -----------------------
+
+    def _post(self, channel: str, content: dict[str, Any]) -> dict[str, Any]:
+        answer = self.client.chat_postMessage(channel=channel, **_message_args(content))
         return {"ts": answer["ts"], "channel": answer["channel"]}
+
+    def _update(self, channel: str, ts: str, content: dict[str, Any]) -> dict[str, Any]:
+        answer = self.client.chat_update(channel=channel, ts=ts, **_message_args(content))
+        return {"ts": answer["ts"], "channel": answer["channel"]}
+
+    def _post_in_place_of_update(self, item: OutboxItem, content: dict[str, Any]) -> dict[str, Any]:
+        result = self._post(item.channel, content)
+        if item.run_id is not None:
+            self.store.set_slack_message(item.run_id, result["channel"], result["ts"])
+        return result
+
+    def _ephemeral(self, channel: str, user: str, text: str) -> dict[str, Any]:
+        answer = self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        return {"message_ts": answer.get("message_ts"), "channel": channel}
+
+    def _reply(self, channel: str, thread_ts: str | None, text: str) -> dict[str, Any]:
+        answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+        return {"ts": answer["ts"], "channel": answer["channel"]}
+
+    def _upload(
+        self, channel: str, thread_ts: str | None, file: tuple[str, str, str | None]
+    ) -> dict[str, Any]:
+        filename, content, title = file
+        answer = self.client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=filename,
+            title=title,
+            content=content,
+            request_file_info=False,
+        )
+        shared: list[dict[str, Any]] = answer.get("files") or []
+        return {"file_ids": [item["id"] for item in shared], "channel": channel}
 
     def _wait_for_post(self, item: OutboxItem) -> None:
         pending = self.store.pending_for(item.channel)
@@ -348,37 +459,43 @@ class OutboxSender:
             raise Retry("the run's message is not posted yet", WAIT_FOR_POST.total_seconds())
 
 
-def _message_args(payload: dict[str, Any]) -> dict[str, Any]:
+def _message_args(content: dict[str, Any]) -> dict[str, Any]:
     # Nothing links names or unfurls: the rendered text decides every mention itself.
     return {
-        "text": payload["text"],
-        "blocks": payload.get("blocks"),
+        "text": content["text"],
+        "blocks": content.get("blocks"),
         "unfurl_links": False,
         "unfurl_media": False,
     }
 
 
-def _classified(exc: SlackApiError, attempts: int) -> Retry | Fail:
+def _digest(content: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _classified(exc: SlackApiError) -> Retry | Fail:
     """Retry or give up, from Slack's HTTP status and error name (never its payload or our token)."""
     response = exc.response
     status = getattr(response, "status_code", 0) or 0
     error = response.get("error") if hasattr(response, "get") else None
     error = str(error or f"http_{status}")
-    if status == 429:
-        return Retry(
-            f"rate limited (HTTP 429), Retry-After {_retry_after(response)}s", _retry_after(response)
-        )
-    if status >= 500 or error in RETRYABLE_SLACK_ERRORS:
-        return Retry(f"Slack answered HTTP {status} {error}", backoff(attempts))
-    return Fail(f"Slack refused the call: {error}")
+    verdict = classify_slack_error(status, error)
+    if verdict is Verdict.RATE_LIMITED:
+        headers = getattr(response, "headers", None) or {}
+        wait = retry_after_seconds(headers.items())
+        return Retry(f"rate limited (HTTP {status}), Retry-After {wait:g}s", wait, verdict)
+    if verdict is Verdict.RETRY:
+        return Retry(f"Slack answered HTTP {status} {error}", 0.0, verdict)
+    return Fail(
+        f"Slack refused the call: {error}", why=REFUSED, plain=plain_text_may_help(error), short=error
+    )
 
 
-def _retry_after(response: Any) -> float:
-    headers = getattr(response, "headers", None) or {}
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return max(0.0, float(value)) if value is not None else 1.0
-    except ValueError:
-        return 1.0
+def _describe(exc: BaseException) -> str:
+    # Type and a short message: our own data is redacted, but a whole payload never goes to the log.
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _duration(age: timedelta) -> str:
+    return f"{int(age.total_seconds())}s"
