@@ -1109,10 +1109,10 @@ def _reason(error: Mapping[str, Any]) -> str:
     if kind in ("enum", "literal_error"):
         choices = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         if isinstance(error.get("input"), bool):
-            return f"must be one of {choices} — got a YAML boolean; {_YAML_BOOLEAN}: write one of the words"
+            return f"must be one of {choices} — got a YAML boolean ({_YAML_BOOLEAN}); write one of the words"
         return f"must be one of {choices} — got {_show(error.get('input'))}"
     if kind == "string_type" and isinstance(error.get("input"), bool):
-        return f"must be text — got a YAML boolean; {_YAML_BOOLEAN}: put the value in quotes"
+        return f"must be text — got a YAML boolean ({_YAML_BOOLEAN}); put the value in quotes"
     if kind in ("greater_than_equal", "greater_than"):
         bound = f">= {ctx['ge']}" if "ge" in ctx else f"> {ctx.get('gt')}"
         return f"must be {bound} — got {_show(error.get('input'))}"
