@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from harness import Remote, demo_stack, tfops_cli, write_config
 
 pytestmark = pytest.mark.terraform
@@ -30,7 +31,12 @@ def setup(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
 def _run(args: list[str], env: dict[str, str], cwd, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tfops.cli", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -49,7 +55,9 @@ def test_check_config_fails_exactly_when_serve_would_refuse_to_start(setup):
     empty = tmp_path / "empty"
     empty.mkdir()
     no_url = tmp_path / "no-url.yaml"
-    no_url.write_text(config.read_text().replace("  url: ", "  unused_url_was: ").replace("unused_url_was", "#"))
+    settings = yaml.safe_load(config.read_text())
+    del settings["repo"]["url"]
+    no_url.write_text(yaml.safe_dump(settings))
     token = tmp_path / "token.yaml"
     token.write_text(config.read_text().replace("repo:\n", "repo:\n  token_env: TFOPS_GIT_TOKEN\n", 1))
     broken = {

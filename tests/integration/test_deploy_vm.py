@@ -92,7 +92,7 @@ def _as_this_user(words: list[str]) -> list[str]:
 
 
 def test_the_guides_check_config_reads_the_shipped_env_file_and_passes(vm):
-    paths, _port, tmp_path, tf_env = vm
+    paths, _port, _tmp_path, tf_env = vm
     # The env file's variable must reach tfops: the config names it as the Git token.
     config = Path(paths["/etc/tfops/tfops.yaml"])
     config.write_text(config.read_text().replace("repo:\n", "repo:\n  token_env: TFOPS_GIT_TOKEN\n", 1))
@@ -118,7 +118,11 @@ def test_the_unit_verifies_and_its_exec_start_serves_until_ready_then_stops_on_s
     analyze = shutil.which("systemd-analyze")
     if analyze is not None:  # only this check needs systemd's tool; the daemon runs regardless
         verified = subprocess.run(
-            [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60, check=False
+            [analyze, "verify", "--man=no", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         complaints = [line for line in (verified.stdout + verified.stderr).splitlines() if unit.name in line]
         assert verified.returncode == 0 and not complaints, verified.stdout + verified.stderr
@@ -130,8 +134,13 @@ def test_the_unit_verifies_and_its_exec_start_serves_until_ready_then_stops_on_s
     log = tmp_path / "journal.log"
     with log.open("ab") as journal:
         daemon = subprocess.Popen(
-            command, env=env, stdout=journal, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=tmp_path,
+            command,
+            env=env,
+            stdout=journal,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=tmp_path,
         )
     try:
         wait_for(

@@ -145,8 +145,10 @@ def test_every_documented_tfops_command_line_runs_against_a_real_configuration(r
         output = result.stdout + result.stderr
         allowed = {0} if parse_only else ALLOWED_EXIT.get(path, {0, 2})
         if result.returncode not in allowed or USAGE_OR_ERROR.search(result.stderr):
-            failures.append(f"{command.source}: {command.text}\n  ran: tfops {' '.join(args)}\n"
-                            f"  exit {result.returncode}: {output.strip()[-600:]}")
+            failures.append(
+                f"{command.source}: {command.text}\n  ran: tfops {' '.join(args)}\n"
+                f"  exit {result.returncode}: {output.strip()[-600:]}"
+            )
         elif parse_only and "Usage:" not in result.stdout:
             failures.append(f"{command.source}: {command.text}: --help printed no usage")
     assert not failures, "documented commands that do not run:\n" + "\n".join(failures)

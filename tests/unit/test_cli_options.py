@@ -37,7 +37,17 @@ def test_every_command_takes_config_and_logging_options_after_its_name():
     assert ("db", "upgrade") in commands and ("serve",) in commands
     runner = CliRunner()
     for path in commands:
-        args = [*path, "--config", "x.yaml", "-c", "y.yaml", "--log-level", "critical", "--log-format", "json"]
+        args = [
+            *path,
+            "--config",
+            "x.yaml",
+            "-c",
+            "y.yaml",
+            "--log-level",
+            "critical",
+            "--log-format",
+            "json",
+        ]
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, f"tfops {' '.join(path)}: {result.output}"
 
@@ -49,15 +59,27 @@ def test_an_option_after_the_command_name_overrides_the_same_option_before_it(co
 
     result = runner.invoke(
         cli,
-        ["-c", str(missing), "--log-level", "debug", "status", "--json", "-c", str(config), "--log-level",
-         "critical"],
+        [
+            "-c",
+            str(missing),
+            "--log-level",
+            "debug",
+            "status",
+            "--json",
+            "-c",
+            str(config),
+            "--log-level",
+            "critical",
+        ],
         obj=chosen,
     )
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == []
     assert (chosen.config_path, chosen.log_level, chosen.log_format) == (config, "critical", None)
-    before_only = runner.invoke(cli, ["-c", str(config), "--log-format", "json", "db", "upgrade"], obj=Context())
+    before_only = runner.invoke(
+        cli, ["-c", str(config), "--log-format", "json", "db", "upgrade"], obj=Context()
+    )
     assert before_only.exit_code == 0 and "up to date" in before_only.output
     wrong_after = runner.invoke(cli, ["-c", str(config), "db", "upgrade", "-c", str(missing)])
     assert wrong_after.exit_code != 0
