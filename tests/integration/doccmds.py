@@ -1,7 +1,8 @@
 """Find the `tfops ...` command lines written in the documents, so tests run what users read.
 
 Sources: shell code blocks (```sh, ```bash, ...) in Markdown, `backtick spans` on any line
-(prose, tables, YAML blocks), and `ExecStart=` lines in the systemd unit. A command line is a
+(prose, tables, YAML blocks, comments of the files in config/), and `ExecStart=` lines in the
+systemd unit. A command line is a
 shell command whose program is `tfops` (any path to it), possibly behind `sudo -u USER`,
 `env VAR=...`, `exec`, `runuser -u USER --`, or inside `sh -c '...'`.
 """
@@ -39,6 +40,8 @@ def commands_in(path: Path) -> list[DocCommand]:
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("ExecStart="):
             found += _commands(f"{name}:{number}", line.removeprefix("ExecStart=").lstrip("-@+!:"))
+        for span in _SPAN.findall(line):  # e.g. a YAML comment's `tfops check-config`
+            found += _commands(f"{name}:{number}", span)
     return found
 
 

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,8 @@ def vm(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
         "/etc/tfops/tfops.yaml": str(config),
         "/etc/tfops/tfops.env": str(etc / "tfops.env"),
         "/opt/tfops/venv/bin/tfops": str(TFOPS),
+        "/var/lib/tfops": str(tmp_path / "var-lib-tfops"),
+        "/var/backups/tfops": str(tmp_path / "backups"),
     }
     return paths, port, tmp_path, tf_env
 
@@ -149,16 +152,39 @@ def test_the_unit_verifies_and_its_exec_start_serves_until_ready_then_stops_on_s
             what="GET /readyz 200 from the unit's ExecStart",
         )
         assert daemon.poll() is None, f"the daemon exited {daemon.returncode}:\n{log.read_text()}"
+        # Step 5: a shell's `tfops status` reads the daemon's store (data_dir, not ~/.local/state).
+        status = _run_guide_line("tfops.yaml status", paths, tf_env)
+        assert status.returncode == 0 and "stacks/app" in status.stdout, status.stdout + status.stderr
         daemon.send_signal(signal.SIGTERM)  # `systemctl stop`: KillMode=mixed signals tfops only
         assert daemon.wait(timeout=120) == 0, log.read_text()
     finally:
         if daemon.poll() is None:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
+    if shutil.which("sqlite3"):  # step 8, the backup (sqlite3 is in step 1's apt line)
+        (tmp_path / "backups").mkdir()  # the guide's `install -d -o tfops ...`, as this user
+        backup = _run_guide_line(".backup", paths, tf_env)
+        assert backup.returncode == 0, backup.stderr
+        copies = list((tmp_path / "backups").glob("tfops-*.db"))
+        assert len(copies) == 1 and _tables(copies[0]) >= {"runs", "stacks"}, copies
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert lines, "the daemon logged nothing"
     records = [json.loads(line) for line in lines]  # --log-format json: journald gets JSON lines
     assert any("serving" in str(record.get("message", record)) for record in records), lines
+
+
+def _run_guide_line(needle: str, paths: dict[str, str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A shell line of the guide, run by sh as written but for the paths and `sudo -u tfops`."""
+    line = _on_this_machine(_guide_command(needle), paths).removeprefix("sudo -u tfops ")
+    assert not line.startswith("sudo"), line
+    return subprocess.run(
+        ["sh", "-c", line], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _tables(database: Path) -> set[str]:
+    with sqlite3.connect(database) as connection:
+        return {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
 
 
 def _ready(port: int) -> bool:
