@@ -13,7 +13,7 @@ import pwd
 import shutil
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +24,8 @@ from slack_sdk import WebClient
 
 from tfops import orphans
 from tfops.approvals import Answer, ApprovalDesk, DecisionRequest, Verdict
-from tfops.config import Settings, check_serving, http_needs
-from tfops.errors import ConfigError, GitFetchError, TfopsError
+from tfops.config import Settings, check_serving, check_slack_channel, http_needs
+from tfops.errors import ConfigError, GitFetchError, TfopsError, UnknownStackError
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.metrics import Metrics, metrics_router
 from tfops.models import FAILURE_STATUSES, IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
@@ -85,8 +85,8 @@ class App:
         self.settings = settings
         environ = dict(os.environ if environ is None else environ)
         # Everything that can refuse the configuration comes before the store: a ConfigError
-        # leaves no database behind and nothing open.
-        self.binary = resolve_binary(settings.terraform.binary, environ)
+        # leaves no database behind and nothing open. `tfops check-config` runs the same checks.
+        self.binary = preflight(settings, environ)
         repo_url = settings.require_repo_url()
         self.slack_client = self._slack_client()
         for directory in (
@@ -390,7 +390,9 @@ class App:
         names = stacks or sorted(known)
         unknown = [name for name in names if name not in known]
         if unknown:
-            raise ConfigError(f"unknown stack(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise UnknownStackError(
+                f"unknown stack(s): {', '.join(unknown)}; known: {', '.join(sorted(known)) or '(none)'}"
+            )
         runs = []
         for name in names:
             if kind is RunKind.DRIFT:
@@ -431,11 +433,7 @@ class App:
         slack = self.settings.slack
         if not slack.enabled:
             return None
-        if not (slack.channel or slack.channels):
-            raise ConfigError(
-                "slack.channel: not set; a Slack bot token is configured but there is no channel to post in",
-                hint="set slack.channel to a channel id such as C0123ABCD, or remove the slack token",
-            )
+        check_slack_channel(self.settings)
         return web_client(self.settings.slack_token(), slack.base_url, slack.timeout)
 
     def _slack_delivery(self) -> OutboxSender | None:
@@ -567,6 +565,26 @@ class App:
         return git_env(ssh_key_file=repo.ssh_key_file, askpass=askpass, username=repo.username, token=token)
 
 
+def preflight(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The checks every App makes before it opens anything: the Terraform binary, the repository,
+    its credentials and Slack's. Returns the binary's path. ConfigError names the field."""
+    binary = resolve_binary(settings.terraform.binary, dict(environ))
+    settings.require_repo_url()
+    settings.repo_token()
+    check_slack_channel(settings)
+    if settings.slack.enabled:
+        settings.slack_token()
+    return binary
+
+
+def check_startable(settings: Settings, environ: Mapping[str, str]) -> str:
+    """Everything `tfops serve` checks before it starts (`App`, then `build_listeners`), for
+    `tfops check-config`: its exit 0 means the daemon will start. Returns the binary's path."""
+    binary = preflight(settings, environ)
+    check_serving(settings)
+    return binary
+
+
 def resolve_binary(binary: str, environ: dict) -> str:
     """An absolute path to Terraform (or OpenTofu), or a ConfigError that says what to install."""
     if os.sep in binary:
@@ -591,4 +609,4 @@ def local_user() -> str:
         return f"uid {os.getuid()}"
 
 
-__all__ = ["App", "PassResult", "TfopsError", "resolve_binary"]
+__all__ = ["App", "PassResult", "TfopsError", "check_startable", "preflight", "resolve_binary"]

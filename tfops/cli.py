@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tfops import __version__
+from tfops.config import LogFormat, LogLevel
 from tfops.errors import TfopsError
 from tfops.models import FAILURE_STATUSES, DriftState, Run, RunKind, RunStatus
 
@@ -28,7 +29,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Context:
-    def __init__(self, config: Path | None, log_level: str | None, log_format: str | None) -> None:
+    """What the shared options chose, filled in as they are parsed (see `_shared_options`)."""
+
+    def __init__(
+        self, config: Path | None = None, log_level: str | None = None, log_format: str | None = None
+    ) -> None:
         self.config_path = config
         self.log_level = log_level
         self.log_format = log_format
@@ -65,23 +70,69 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "-c",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="TFOPS_CONFIG",
-    help="tfops.yaml to use (default: $TFOPS_CONFIG, else ./tfops.yaml).",
-)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
-@click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default=None, help="json for journald/shippers."
-)
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Store a shared option on the one Context. Options are parsed group first, then command,
+    so a value given after the command name overrides one given before it."""
+    if value is not None:
+        setattr(ctx.ensure_object(Context), param.name or "", value)
+
+
+def _shared_options() -> list[click.Option]:
+    """--config, --log-level and --log-format: defined once, accepted by the group and by every
+    command (`tfops -c X status` and `tfops status -c X`). New objects for each command, since
+    click keeps per-parameter state."""
+    return [
+        click.Option(
+            ["--config", "-c", "config_path"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_remember,
+            # No envvar here: load_settings reads $TFOPS_CONFIG itself, and an envvar on every
+            # command would override a --config given before the command name.
+            help="tfops.yaml to use (default: $TFOPS_CONFIG, else ./tfops.yaml).",
+        ),
+        click.Option(
+            ["--log-level"],
+            type=click.Choice(get_args(LogLevel), case_sensitive=False),
+            expose_value=False,
+            callback=_remember,
+            help="Overrides log_level.",
+        ),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(get_args(LogFormat), case_sensitive=False),
+            expose_value=False,
+            callback=_remember,
+            help="Overrides log_format; json for journald/shippers.",
+        ),
+    ]
+
+
+class TfopsCommand(click.Command):
+    """A command that takes the shared options too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_shared_options())
+
+
+class TfopsGroup(click.Group):
+    """A group whose options, commands and sub-groups (`db upgrade`) all take the shared options."""
+
+    command_class = TfopsCommand
+    group_class = type  # sub-groups are TfopsGroups as well
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_shared_options())
+
+
+@click.group(cls=TfopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tfops")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, log_level: str | None, log_format: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """GitOps for Terraform: pull a Git repo of stacks, plan on a schedule, detect drift, apply."""
-    ctx.obj = Context(config, log_level, log_format)
+    ctx.ensure_object(Context)
 
 
 @cli.command()
@@ -160,7 +211,7 @@ def status(ctx: Context, as_json: bool) -> None:
         table.add_row(
             row["name"],
             row["path"],
-            (row["head_sha"] or "-")[:10],
+            _head_cell(row),
             (row["applied_sha"] or "-")[:10],
             _drift_style(row["drift"]),
             f"#{last['id']} {last['kind']} {last['status']}" if last else "-",
@@ -282,16 +333,18 @@ def demo(directory: Path | None, once: bool) -> None:
 @cli.command("check-config")
 @pass_ctx
 def check_config(ctx: Context) -> None:
-    """Validate the configuration and print what tfops will do with it."""
-    from tfops.app import resolve_binary
-    from tfops.config import check_serving, describe, warnings
+    """Validate the configuration and print what tfops will do with it.
+
+    Runs every check `tfops serve` runs before it starts: exit 0 means the daemon will start.
+    """
+    from tfops.app import check_startable
+    from tfops.config import describe, warnings
 
     settings = ctx.settings
-    binary = resolve_binary(settings.terraform.binary, dict(os.environ))
     out.print(describe(settings), markup=False)
-    out.print(f"terraform binary: {binary}", markup=False)
     # Every secret `serve` will read, read now: a missing one is found here, not at start.
-    check_serving(settings)
+    binary = check_startable(settings, os.environ)
+    out.print(f"terraform binary: {binary}", markup=False)
     for warning in [*warnings(settings), *_refused_in_checkout(settings)]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     out.print("[green]configuration OK[/green]")
@@ -341,9 +394,31 @@ def _has_drift(run: Run) -> bool:
     )
 
 
+def _head_cell(row: dict[str, Any]) -> str:
+    head = (row["head_sha"] or "-")[:10]
+    if row["head_code_applied"] and row["head_sha"] != row["applied_sha"]:
+        return f"{head} · code applied"  # e.g. a revert, or commits to other stacks only
+    return head
+
+
+def _head_code_applied(state, record: dict[str, Any]) -> bool | None:
+    """Is the stack's code at the head the code it was applied with? From what the poller
+    `record`ed for its last head (no git diff here); None when it recorded nothing for this head."""
+    if state.head_sha is None or state.applied_sha is None:
+        return False if state.head_sha else None
+    if state.head_sha == state.applied_sha:
+        return True
+    if record.get("head") != state.head_sha:
+        return None
+    return state.name in record.get("stacks", ())
+
+
 def _status_rows(ctx: Context) -> list[dict[str, Any]]:
+    from tfops.scheduler import HEAD_CODE_APPLIED
+
     store = ctx.store()
     intervals = _drift_intervals(ctx)
+    head_code = store.get_meta(HEAD_CODE_APPLIED) or {}
     rows = []
     for state in store.list_stacks():
         last = store.last_run(state.name)
@@ -358,6 +433,7 @@ def _status_rows(ctx: Context) -> list[dict[str, Any]]:
                 "path": state.path,
                 "head_sha": state.head_sha,
                 "applied_sha": state.applied_sha,
+                "head_code_applied": _head_code_applied(state, head_code),
                 "drift": state.drift.value,
                 "drift_checked_at": state.drift_checked_at,
                 "last_run": {"id": last.id, "kind": last.kind.value, "status": last.status.value}

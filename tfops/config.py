@@ -642,7 +642,9 @@ class StackEntry(_Section):
 
 # --------------------------------------------------------------------------- settings
 
+# One definition for tfops.yaml, TFOPS_* and the command line's --log-level/--log-format.
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -666,7 +668,7 @@ class Settings(BaseSettings):
 
     data_dir: ConfigPath = Field(default_factory=lambda: default_data_dir(os.environ))
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
-    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    log_format: Annotated[LogFormat, BeforeValidator(_lower)] = "text"
     repo: RepoSettings = Field(default_factory=RepoSettings)
     terraform: TerraformSettings = Field(default_factory=TerraformSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -738,6 +740,12 @@ class Settings(BaseSettings):
     def require_repo_url(self) -> str:
         """``repo.url``, or a ConfigError for commands that cannot work without a repository."""
         if not self.repo.url:
+            if self._config_file is None:
+                raise ConfigError(
+                    f"repo.url: not set, and no config file was read ({DEFAULT_CONFIG_FILE} does not exist "
+                    f"and {CONFIG_ENV_VAR} is not set)",
+                    hint=f"pass --config /path/to/tfops.yaml, or set {CONFIG_ENV_VAR}",
+                )
             raise ConfigError(f"repo.url: not set; set it in tfops.yaml or {ENV_PREFIX}REPO__URL")
         return self.repo.url
 
@@ -1088,6 +1096,10 @@ def _lookup(data: Any, loc: tuple[str | int, ...]) -> Any:
 _SHOW_INPUT = {"int_parsing", "int_type", "int_from_float", "float_parsing", "float_type", "bool_parsing"}
 
 
+# YAML 1.1 (PyYAML) reads these unquoted words as booleans, so `on_merge: yes` arrives as True.
+_YAML_BOOLEAN = "YAML reads an unquoted yes, no, on, off, true or false as true/false"
+
+
 def _reason(error: Mapping[str, Any]) -> str:
     kind, ctx, loc = error["type"], error.get("ctx") or {}, error["loc"]
     if kind == "extra_forbidden":
@@ -1096,7 +1108,11 @@ def _reason(error: Mapping[str, Any]) -> str:
         return "required"
     if kind in ("enum", "literal_error"):
         choices = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        if isinstance(error.get("input"), bool):
+            return f"must be one of {choices} — got a YAML boolean ({_YAML_BOOLEAN}); write one of the words"
         return f"must be one of {choices} — got {_show(error.get('input'))}"
+    if kind == "string_type" and isinstance(error.get("input"), bool):
+        return f"must be text — got a YAML boolean ({_YAML_BOOLEAN}); put the value in quotes"
     if kind in ("greater_than_equal", "greater_than"):
         bound = f">= {ctx['ge']}" if "ge" in ctx else f"> {ctx.get('gt')}"
         return f"must be {bound} — got {_show(error.get('input'))}"
@@ -1247,6 +1263,16 @@ def http_needs(settings: Settings) -> list[str]:
         "api.tokens": bool(settings.api.tokens),
     }
     return [name for name, needed in needs.items() if needed]
+
+
+def check_slack_channel(settings: Settings) -> None:
+    """A Slack bot token needs a channel to post in."""
+    slack = settings.slack
+    if slack.enabled and not (slack.channel or slack.channels):
+        raise ConfigError(
+            "slack.channel: not set; a Slack bot token is configured but there is no channel to post in",
+            hint="set slack.channel to a channel id such as C0123ABCD, or remove the slack token",
+        )
 
 
 def check_serving(settings: Settings) -> None:

@@ -10,6 +10,7 @@ itself?
     │   ├── StackPathError          a stack path escapes the repository or is missing
     │   ├── PlanFormatError         `show -json` in a format this tfops does not read
     │   ├── UnknownCommitError      a commit that is not on the fetched branch
+    │   ├── UnknownStackError       a command named a stack the configuration does not have
     │   ├── ProcessError            a process failed (command, exit code, output tail)
     │   │   └── TerraformError      Terraform failed; subclasses say how
     │   │       ├── ConfigurationError   HCL/validation errors in the stack's code
@@ -71,6 +72,12 @@ class PlanFormatError(TerminalError):
 
 class UnknownCommitError(TerminalError):
     hint = "tfops only plans commits it fetched itself from the configured branch"
+
+
+class UnknownStackError(TerminalError):
+    """The mistake is the argument, not the configuration: the message lists the known stacks."""
+
+    hint = "name one of the known stacks (`tfops status` lists them)"
 
 
 class RunCancelled(TfopsError):

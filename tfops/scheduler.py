@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Store meta key: the stacks refused at the head the poller last worked out, for `tfops status`.
 REFUSED_STACKS_META = "refused_stacks"
+# Store meta key: {"head": sha, "stacks": [names whose code at that head is their applied code]}.
+HEAD_CODE_APPLIED = "head_code_applied"
 
 # Runs that have not started work yet and that a newer commit makes pointless.
 _WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
@@ -312,7 +314,8 @@ class RepoPoller:
         queued = []
         detector = ModuleAwareDetector(self.registry.root)
         diffs: dict[str, frozenset[str] | None] = {}  # one git diff per distinct applied commit
-        for stack in sorted(stacks, key=lambda s: s.name):
+        ordered = sorted(stacks, key=lambda s: s.name)
+        for stack in ordered:
             reason = self._deploy_reason(stack, head, detector, diffs)
             if reason is None:
                 continue
@@ -327,7 +330,29 @@ class RepoPoller:
             run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
             if run is not None:
                 queued.append(run)
+        self._record_head_code(ordered, head, detector, diffs)
         return queued
+
+    def _record_head_code(
+        self,
+        stacks: Iterable[Stack],
+        head: str,
+        detector: ModuleAwareDetector,
+        diffs: dict[str, frozenset[str] | None],
+    ) -> None:
+        """Which stacks' code at `head` is the code they were last applied with (no change since
+        the applied commit touches them: a revert, or commits to other stacks), so `tfops status`
+        can say "in sync" without a git diff of its own. One record per head."""
+        applied = []
+        for stack in stacks:
+            state = self.store.get_stack(stack.name)
+            if state is None or state.applied_sha is None:
+                continue
+            if state.applied_sha == head or not self._changes_stack(
+                stack, state.applied_sha, head, detector, diffs
+            ):
+                applied.append(stack.name)
+        self.store.set_meta(HEAD_CODE_APPLIED, {"head": head, "stacks": sorted(applied)})
 
     def _deploy_reason(
         self,
