@@ -491,7 +491,7 @@ def _with_refused(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, An
 
 
 _STATUS_KEYS = (
-    *("name", "path", "head_sha", "applied_sha"),
+    *("name", "path", "head_sha", "applied_sha", "head_code_applied"),
     *("drift", "drift_checked_at", "last_run", "next_check"),
 )
 
