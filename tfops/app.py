@@ -27,6 +27,7 @@ from tfops.approvals import Answer, ApprovalDesk, DecisionRequest, Verdict
 from tfops.config import Settings, check_serving, check_slack_channel, http_needs
 from tfops.errors import ConfigError, GitFetchError, TfopsError, UnknownStackError
 from tfops.gitsource import GitSource, git_env, write_askpass
+from tfops.logs import hold_secrets
 from tfops.metrics import Metrics, metrics_router
 from tfops.models import FAILURE_STATUSES, IN_FLIGHT_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import MultiNotifier, Notifier
@@ -40,6 +41,7 @@ from tfops.notify.socket_mode import SocketModeTransport
 from tfops.observe import RunMetrics, readiness_facts, snapshot_of
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
 from tfops.scheduler import RepoPoller, RunQueue, Scheduler, StackRegistry, queue_drift_check
+from tfops.secrets import held_secrets
 from tfops.stacks import RefusedStack, discover
 from tfops.store import Store
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
@@ -89,6 +91,9 @@ class App:
         self.binary = preflight(settings, environ)
         repo_url = settings.require_repo_url()
         self.slack_client = self._slack_client()
+        # What tfops read as a secret never leaves the host: runs, logs, store, Slack and the API.
+        self.held_secrets = held_secrets(settings)
+        hold_secrets(self.held_secrets)
         for directory in (
             settings.data_dir,
             settings.runs_dir,
@@ -155,6 +160,7 @@ class App:
                 stacks_dir=settings.stacks_dir,
                 timeout=settings.terraform.timeout,
                 redact_patterns=settings.compiled_redact_patterns,
+                held_secrets=self.held_secrets,
             ),
             on_stale_plan=self._replan,
         )

@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 _current_run: ContextVar[tuple[int, str] | None] = ContextVar("tfops_current_run", default=None)
+# The secrets tfops holds itself (tfops.secrets.held_secrets): no log line may carry one.
+_held_secrets: frozenset[str] = frozenset()
+
+
+def hold_secrets(values: Iterable[str]) -> None:
+    """Scrub these values from every log record from now on (in addition to those held before)."""
+    global _held_secrets
+    _held_secrets = _held_secrets | frozenset(value for value in values if value)
 
 
 @contextmanager
@@ -32,6 +40,34 @@ class RunContextFilter(logging.Filter):
         current = _current_run.get()
         if current is not None and not hasattr(record, "run_id"):
             record.run_id, record.stack = current
+        return True
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Renders the message (and the traceback) once, scrubbed of every held secret.
+
+    On the handler, not a logger: a logger's filters do not see records propagated from its
+    children, and tfops, uvicorn and the libraries all log through child loggers.
+    """
+
+    def __init__(self, secrets: Iterable[str] | None = None) -> None:
+        super().__init__()
+        self._secrets = None if secrets is None else frozenset(secrets)  # None: the held ones
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = _held_secrets if self._secrets is None else self._secrets
+        if not held:
+            return True
+        from tfops.terraform.plan import scrub  # tfops.logs is imported before anything else
+
+        message = record.getMessage()
+        cleaned = scrub(message, held)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, held)
         return True
 
 
@@ -57,14 +93,15 @@ class JsonFormatter(logging.Formatter):
         for name in ("run_id", "stack"):
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
 def make_handler(handler: logging.Handler, fmt: str = "text") -> logging.Handler:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RunContextFilter())
+    handler.addFilter(RedactSecretsFilter())
     return handler
 
 

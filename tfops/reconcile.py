@@ -153,6 +153,8 @@ class ReconcileSettings:
     stacks_dir: Path
     timeout: float
     redact_patterns: Sequence = ()
+    # The secrets tfops holds itself (tfops.secrets): scrubbed from every run from its first line.
+    held_secrets: frozenset[str] = frozenset()
 
 
 class Reconciler:
@@ -237,7 +239,7 @@ class Reconciler:
         if run.status is not RunStatus.APPROVED:
             return run  # another process applied it meanwhile
         run_dir = self.settings.runs_dir / str(run.id)
-        secrets: set[str] = set()
+        secrets: set[str] = set(self.settings.held_secrets)
         redact = self._redactor(secrets)
         try:
             return self._finish_approved(run, stack, run_dir, cancel, secrets, redact)
@@ -295,7 +297,7 @@ class Reconciler:
             # Learn the plan's secrets first, so that the apply's output is scrubbed of them.
             shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
             secrets.update(secrets_in(shown))
-            summary = summarize(shown, patterns=self.settings.redact_patterns)
+            summary = summarize(shown, patterns=self.settings.redact_patterns, secrets=secrets)
             run = self.transitions.mark_applying(
                 run, summary, run.plan_sha256, f"applying the plan approved by {run.decided_by}"
             )
@@ -311,7 +313,7 @@ class Reconciler:
             run = self.transitions.mark_planning(run, log_path=ws_log)
         except InvalidTransition:
             return self.store.get_run(run.id)
-        secrets: set[str] = set()
+        secrets: set[str] = set(self.settings.held_secrets)
         redact = self._redactor(secrets)
         try:
             run = self._finish(run, stack, run_dir, cancel, secrets, redact)
@@ -413,7 +415,7 @@ class Reconciler:
             return PlanSummary(terraform_version="", format_version="")
         shown = self.runner.show_json(ws, plan.plan_path, deadline=deadline, cancel=cancel, redact=redact)
         secrets.update(secrets_in(shown))  # from now on the log and errors are scrubbed of them
-        return summarize(shown, patterns=self.settings.redact_patterns)
+        return summarize(shown, patterns=self.settings.redact_patterns, secrets=secrets)
 
     def _record_drift(self, run: Run, summary: PlanSummary, code_applied: bool) -> PlanSummary:
         """Record a drift run's finding on its stack; returns what the run reports: the drift, and

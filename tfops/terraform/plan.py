@@ -47,10 +47,13 @@ _VERSION = re.compile(r"(\d+)(\.\d+)*")
 # --- summarize ---------------------------------------------------------------------------------------
 
 
-def summarize(plan: Mapping[str, Any], *, patterns: Sequence[re.Pattern[str]] = ()) -> PlanSummary:
-    """Turn the plan JSON into a PlanSummary holding no value Terraform marks sensitive."""
+def summarize(
+    plan: Mapping[str, Any], *, patterns: Sequence[re.Pattern[str]] = (), secrets: Collection[str] = ()
+) -> PlanSummary:
+    """Turn the plan JSON into a PlanSummary holding no value Terraform marks sensitive, and none
+    of `secrets` (values known to be secret from elsewhere: the ones tfops holds itself)."""
     format_version = check_format_version(plan)
-    redactor = _Redactor(secrets_in(plan), patterns)
+    redactor = _Redactor(secrets_in(plan) | set(secrets), patterns)
     marks = _marks_by_address(plan)
     return PlanSummary(
         terraform_version=str(plan.get("terraform_version", "")),
