@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from fastapi import APIRouter
 from slack_sdk import WebClient
@@ -54,6 +54,7 @@ from tfops.web.slack import slack_router
 from tfops.web.webhooks import RepoMatch, WebhookSecrets, webhook_router
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # What a run cut off by a crash says; a person decides whether to run it again.
 CRASH_REASON = (
@@ -384,7 +385,7 @@ class App:
             if (run := self._queue_drift(name, TriggerSource.RECONCILE)) is not None
         ]
         self.queue.wait_idle(timeout)
-        runs = [self.store.get_run(run.id) for run in [*deploys, *drifts]]
+        runs = [self.store.get_run(run.id) or run for run in [*deploys, *drifts]]
         return PassResult(runs=runs, refused=self.registry.refused)
 
     def one_shot(self, kind: RunKind, stacks: list[str] | None, *, timeout: float | None = None) -> list[Run]:
@@ -404,14 +405,14 @@ class App:
             if kind is RunKind.DRIFT:
                 run = self._queue_drift(name, TriggerSource.CLI)
             else:
-                head = self.store.get_stack(name).head_sha
+                head = _needed(self._head_of(name), f"the head commit of stack {name}")
                 run = self.queue.submit(
                     name, kind, Trigger(source=TriggerSource.CLI, actor=local_user()), head
                 )
             if run is not None:
                 runs.append(run)
         self.queue.wait_idle(timeout)
-        return [self.store.get_run(run.id) for run in runs]
+        return [self.store.get_run(run.id) or run for run in runs]
 
     def close(self) -> None:
         self._stop_listening()
@@ -431,16 +432,26 @@ class App:
         trigger = Trigger(
             source=run.trigger.source, actor="tfops", note=f"re-plan after stale plan in run {run.id}"
         )
-        state = self.store.get_stack(run.stack)
-        head = state.head_sha if state is not None and state.head_sha else run.commit_sha
+        head = self._head_of(run.stack) or run.commit_sha
+        if head is None:
+            log.error(
+                "run %s: no commit is known for %s; the re-plan waits for the next poll", run.id, run.stack
+            )
+            return
         self.queue.submit(run.stack, run.kind, trigger, head)
+
+    def _head_of(self, stack: str) -> str | None:
+        state = self.store.get_stack(stack)
+        return state.head_sha if state is not None else None
 
     def _slack_client(self) -> WebClient | None:
         slack = self.settings.slack
         if not slack.enabled:
             return None
         check_slack_channel(self.settings)
-        return web_client(self.settings.slack_token(), slack.base_url, slack.timeout)
+        return web_client(
+            _needed(self.settings.slack_token(), "slack.bot_token"), slack.base_url, slack.timeout
+        )
 
     def _slack_delivery(self) -> OutboxSender | None:
         """When Slack is configured: a notifier that fills the outbox, and the sender that empties it."""
@@ -471,7 +482,10 @@ class App:
         if self.interactions is None or slack.mode != "socket" or not slack.interactive:
             return None
         return SocketModeTransport(
-            self.settings.slack_app_token(), self.interactions, base_url=slack.base_url, timeout=slack.timeout
+            _needed(self.settings.slack_app_token(), "slack.app_token"),
+            self.interactions,
+            base_url=slack.base_url,
+            timeout=slack.timeout,
         )
 
     def _web_server(self) -> WebServer | None:
@@ -493,8 +507,9 @@ class App:
 
     def _optional_routers(self) -> list[APIRouter]:
         settings, needs, routers = self.settings, http_needs(self.settings), []
-        if "slack.mode http" in needs:
-            routers.append(slack_router(settings.slack_signing_secret(), self.interactions))
+        if "slack.mode http" in needs and self.interactions is not None:
+            secret = _needed(settings.slack_signing_secret(), "slack.signing_secret")
+            routers.append(slack_router(secret, self.interactions))
         if "webhooks" in needs:
             secrets = WebhookSecrets(
                 **{source: settings.webhook_secret(source) for source in settings.webhooks.sources}
@@ -589,6 +604,13 @@ def check_startable(settings: Settings, environ: Mapping[str, str]) -> str:
     binary = preflight(settings, environ)
     check_serving(settings)
     return binary
+
+
+def _needed(value: _T | None, what: str) -> _T:
+    """A value the configuration checks (`preflight`, `check_serving`) already required."""
+    if value is None:
+        raise ConfigError(f"{what}: not set", hint="run tfops check-config")
+    return value
 
 
 def resolve_binary(binary: str, environ: dict) -> str:

@@ -324,13 +324,13 @@ class ApprovalDesk:
         if recorded.outcome is DecisionOutcome.DUPLICATE and verdict in _COUNTED_VERDICTS:
             # Another click of the same person won the race inside the store.
             return Answer(Verdict.DUPLICATE, recorded.reason or judgement.reason, run)
-        if verdict is Verdict.COUNT and self._quorum_met(run, facts.stack):
+        if verdict is Verdict.COUNT and facts.stack is not None and self._quorum_met(run, facts.stack):
             # Another process counted an approval since we read them: this one completes the quorum.
             verdict = Verdict.APPROVE
         try:
             run = self._move(run, verdict, judgement.reason, request)
         except InvalidTransition:
-            current = self.store.get_run(run.id)
+            current = self.store.get_run(run.id) or run
             return Answer(
                 Verdict.REFUSE, f"run {run.id} is {current.status.value} now; nothing changed", current
             )

@@ -480,8 +480,10 @@ def _with_refused(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, An
     for row in rows:
         row["refused"] = None
     for item in refused:
-        row = by_name.get(item["name"])
-        if row is None:  # never planned: it was refused since it first appeared
+        found = by_name.get(item["name"])
+        if found is not None:
+            row = found
+        else:  # never planned: it was refused since it first appeared
             row = dict.fromkeys(_STATUS_KEYS) | {"name": item["name"], "path": item["path"]}
             row |= {"head_sha": item["head_sha"], "drift": "refused"}
             rows.append(row)

@@ -776,16 +776,16 @@ class Settings(BaseSettings):
             return None
         return self._secret(f"webhooks.{source}.secret", ref.secret_env, ref.secret_file)
 
-    def api_tokens(self) -> list[tuple[str, str, str]]:
+    def api_tokens(self) -> list[tuple[str, str, Literal["read", "write"]]]:
         """(name, token, scope) for every configured API token, read now."""
-        return [
-            (
-                entry.name,
-                self._secret(f"api.tokens.{index}.token", entry.token_env, entry.token_file),
-                entry.scope,
-            )
-            for index, entry in enumerate(self.api.tokens)
-        ]
+        tokens = []
+        for index, entry in enumerate(self.api.tokens):
+            field = f"api.tokens.{index}.token"
+            token = self._secret(field, entry.token_env, entry.token_file)
+            if token is None:
+                raise ConfigError(f"{field}_env: set token_env or token_file for API token {entry.name!r}")
+            tokens.append((entry.name, token, entry.scope))
+        return tokens
 
     def _secret(self, field: str, env_name: str | None, file: Path | None) -> str | None:
         """A secret from the variable NAMED by `<field>_env` or the file `<field>_file`; None when
@@ -908,7 +908,7 @@ def _read_config_file(path: Path) -> tuple[dict[str, Any], Lines]:
         raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})") from None
     finally:
         loader.dispose()
-    if data is None:
+    if data is None or node is None:
         return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the file must hold a mapping of settings, not a {type(data).__name__}")
@@ -1380,7 +1380,7 @@ def _http_warnings(settings: Settings) -> list[str]:
             value = read()
         except ConfigError:
             continue  # reported as an error elsewhere
-        if len(value) < MIN_SECRET_CHARS:
+        if value is not None and len(value) < MIN_SECRET_CHARS:
             found.append(
                 f"{where}: the secret has {len(value)} characters; use {MIN_SECRET_CHARS} or more random ones"
             )
@@ -1414,7 +1414,9 @@ def _describe_credentials(settings: Settings) -> str:
 def _describe_policy(policy: StackDefaults | StackEntry, defaults: StackDefaults | None = None) -> str:
     on_merge = policy.on_merge or (defaults.on_merge if defaults else None)
     on_drift = policy.on_drift or (defaults.on_drift if defaults else None)
-    interval = policy.drift_interval if policy.drift_interval is not None else defaults.drift_interval
+    interval = policy.drift_interval
+    if interval is None and defaults is not None:
+        interval = defaults.drift_interval
     drift = f"drift check every {format_duration(interval)}" if interval else "no scheduled drift check"
     return f"on merge {on_merge}, on drift {on_drift}, {drift}"
 

@@ -64,7 +64,7 @@ class RedactSecretsFilter(logging.Filter):
         cleaned = scrub(message, held)
         if cleaned != message:
             record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
+        if record.exc_info is not None and record.exc_info[0] is not None and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text, held)
@@ -78,7 +78,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         if hasattr(record, "run_id") and f"run {record.run_id} " not in record.getMessage():
-            return line.replace(": ", f": [run {record.run_id} {record.stack}] ", 1)
+            return line.replace(": ", f": [run {record.run_id} {getattr(record, 'stack', '?')}] ", 1)
         return line
 
 
@@ -93,8 +93,10 @@ class JsonFormatter(logging.Formatter):
         for name in ("run_id", "stack"):
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
-        if record.exc_text or record.exc_info:
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if not record.exc_text and record.exc_info is not None and record.exc_info[0] is not None:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
 
 

@@ -110,7 +110,8 @@ class CachedSnapshot:
         if cached is not None and self._is_fresh(cached):
             return cached[1]
         if not self._computing.acquire(blocking=cached is None):
-            return cached[1]  # type: ignore[index] - someone is computing a newer one right now
+            assert cached is not None  # a blocking acquire always succeeds
+            return cached[1]  # someone is computing a newer one right now
         try:
             latest = self._cached  # computed while this caller waited?
             if latest is not None and self._is_fresh(latest):

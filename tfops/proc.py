@@ -427,6 +427,7 @@ def _start_readers(
     proc: subprocess.Popen[bytes], output: _Output, capture_stdout: bool
 ) -> tuple[list[str], list[threading.Thread]]:
     captured: list[str] = []
+    jobs: list[tuple[Callable[..., object], tuple]]
     assert proc.stdout is not None
     if capture_stdout:
         assert proc.stderr is not None

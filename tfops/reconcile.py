@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,14 +105,16 @@ class Transitions:
     def mark_interrupted(self, run: Run, reason: str) -> Run:
         return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
 
-    def mark_superseded(self, run: Run, reason: str, *, allowed_from: set[RunStatus] | None = None) -> Run:
+    def mark_superseded(
+        self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
+    ) -> Run:
         return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason)
 
     def _move(
         self,
         run: Run,
         to: RunStatus,
-        allowed_from: set[RunStatus] | None,
+        allowed_from: AbstractSet[RunStatus] | None,
         message: str,
         *,
         summary: PlanSummary | None = None,
@@ -185,9 +188,9 @@ class Reconciler:
         self.settings = settings
         self.on_stale_plan = on_stale_plan
 
-    def execute(self, run_id: int, cancel: proc.Cancel | None = None) -> Run:
+    def execute(self, run_id: int, cancel: proc.Cancel | None = None) -> Run | None:
         """Run a queued run to its terminal status, or apply an approved one. Never raises for a
-        run's own failure."""
+        run's own failure. None: there is no such run."""
         started, terraform_before = time.monotonic(), self.runner.thread_terraform_seconds()
         with self._timings_lock:
             self._executing.add(run_id)
@@ -219,7 +222,7 @@ class Reconciler:
             except Exception:
                 log.exception("reporting the end of run %s failed", run.id)
 
-    def _execute(self, run_id: int, cancel: proc.Cancel | None) -> Run:
+    def _execute(self, run_id: int, cancel: proc.Cancel | None) -> Run | None:
         run = self.store.get_run(run_id)
         if run is None or run.status not in (RunStatus.QUEUED, RunStatus.APPROVED):
             return run  # superseded or taken meanwhile: nothing to do
@@ -312,7 +315,7 @@ class Reconciler:
         try:
             run = self.transitions.mark_planning(run, log_path=ws_log)
         except InvalidTransition:
-            return self.store.get_run(run.id)
+            return self._current(run)  # taken or superseded meanwhile
         secrets: set[str] = set(self.settings.held_secrets)
         redact = self._redactor(secrets)
         try:
@@ -429,7 +432,7 @@ class Reconciler:
 
     def _after_success(self, run: Run) -> None:
         """The stack's record follows a successful apply or an empty plan."""
-        if run.kind is RunKind.DEPLOY:
+        if run.kind is RunKind.DEPLOY and run.commit_sha is not None:
             self.store.mark_stack_applied(run.stack, run.commit_sha)
             self.store.set_drift(run.stack, DriftState.IN_SYNC)
         elif run.kind is RunKind.DRIFT and run.status is RunStatus.APPLIED:

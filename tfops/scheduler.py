@@ -62,7 +62,7 @@ class RunQueue:
         self,
         store: Store,
         transitions: Transitions,
-        execute: Callable[[int, proc.Cancel], Run],
+        execute: Callable[[int, proc.Cancel], object],
         max_parallel: int,
     ) -> None:
         self.store = store
@@ -368,7 +368,7 @@ class RepoPoller:
             return f"the plan of {head[:10]} was superseded and not made again"
         if last is not None and last.commit_sha == head:
             return None  # this commit was already taken up for this stack (whatever its outcome)
-        if last is not None and last.status in _DECLINED_OR_WAITING:
+        if last is not None and last.commit_sha is not None and last.status in _DECLINED_OR_WAITING:
             if not self._changes_stack(stack, last.commit_sha, head, detector, diffs):
                 return None  # the stack's code is what was asked about (and is awaiting or declined)
             return f"changed since {last.commit_sha[:10]} ({last.status.value})"
@@ -448,6 +448,8 @@ class Scheduler:
         self._aps.start()
 
     def _housekeeping_job(self) -> None:
+        if self.housekeeping is None:
+            return
         try:
             self.housekeeping()
         except Exception:

@@ -39,7 +39,7 @@ class HintBatch(Sequence[FetchHint]):
     def __len__(self) -> int:
         return len(self._kept)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self._kept[index]
 
     def __iter__(self) -> Iterator[FetchHint]:

@@ -36,7 +36,7 @@ def interactive(directory: Path, console: Console) -> int:
 def once(directory: Path | None, console: Console) -> int:
     """Run the story in `directory` (or a temporary folder) and report; 0 only if all steps pass."""
     temporary = directory is None
-    root = Path(tempfile.mkdtemp(prefix="tfops-demo-")) if temporary else directory
+    root = Path(tempfile.mkdtemp(prefix="tfops-demo-")) if directory is None else directory
     try:
         layout, resumed = prepare(root)
         if resumed:

@@ -17,7 +17,7 @@ import git
 
 from tfops.app import App
 from tfops.demo.setup import STACKS, DemoLayout
-from tfops.models import DriftState, Run, RunKind, RunStatus
+from tfops.models import DriftState, Run, RunKind, RunStatus, StackState
 
 
 @dataclass
@@ -68,8 +68,9 @@ class Story:
     def drift_is_reverted_under_remediate(self) -> Step:
         self._edit_cloud("web-replica-0", content="edited by hand in the console")
         (run,) = self.app.one_shot(RunKind.DRIFT, ["web"])
-        restored = self._cloud("web-replica-0")["content"]
-        drifted = [attr["path"] for change in run.summary["drift"] for attr in change["attributes"]]
+        restored = (self._cloud("web-replica-0") or {}).get("content", "")
+        summary = run.summary or {}
+        drifted = [attr["path"] for change in summary.get("drift", []) for attr in change["attributes"]]
         ok = run.status is RunStatus.APPLIED and "edited by hand" not in restored and "content" in drifted
         return Step(
             "drift on web (on_drift: remediate) is found and reverted", ok, f"changed: {drifted}", [run]
@@ -78,7 +79,7 @@ class Story:
     def drift_is_recorded_under_notify(self) -> Step:
         self._delete_cloud("api-replica-0")
         (run,) = self.app.one_shot(RunKind.DRIFT, ["api"])
-        state = self.app.store.get_stack("api").drift
+        state = self._state("api").drift
         still_gone = self._cloud("api-replica-0") is None
         ok = run.status is RunStatus.PLANNED and state is DriftState.DRIFTED and still_gone
         return Step(
@@ -116,10 +117,8 @@ class Story:
         runs = self._deploys(self.app.reconcile_once().runs)
         run = runs[0] if len(runs) == 1 else None
         ok = run is not None and run.status is RunStatus.FAILED and run.commit_sha == sha
-        ok = ok and "invalid Terraform configuration" in (run.error or "")
-        ok = (
-            ok and self._cloud("job-backup") == before and self.app.store.get_stack("jobs").applied_sha != sha
-        )
+        ok = ok and run is not None and "invalid Terraform configuration" in (run.error or "")
+        ok = ok and self._cloud("job-backup") == before and self._state("jobs").applied_sha != sha
         first_line = (run.error or "").splitlines()[0] if run else "no run"
         return Step("broken HCL fails its run, nothing applied", ok, first_line, runs)
 
@@ -142,6 +141,12 @@ class Story:
 
     def _cloud_path(self, name: str) -> Path:
         return self.layout.cloud / f"{name}.json"
+
+    def _state(self, stack: str) -> StackState:
+        state = self.app.store.get_stack(stack)
+        if state is None:
+            raise LookupError(f"the store has no record of stack {stack}")
+        return state
 
     def _cloud(self, name: str) -> dict | None:
         path = self._cloud_path(name)

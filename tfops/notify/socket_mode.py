@@ -46,6 +46,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
@@ -110,7 +111,7 @@ def _describe(error: BaseException) -> str:
     return redact_secrets(f"{type(error).__name__}: {error}")
 
 
-def _log_hello(client: SocketModeClient, message: dict[str, Any], raw: str | None) -> None:
+def _log_hello(client: BaseSocketModeClient, message: dict, raw: str | None) -> None:
     # Slack greets every new connection. Its count matters: Slack spreads envelopes over all the
     # open connections of an app, so two daemons sharing one Slack app get each other's clicks.
     if message.get("type") == "hello":
@@ -248,7 +249,7 @@ class SocketModeTransport:
                 client.close()
             return
 
-    def _on_request(self, client: SocketModeClient, request: SocketModeRequest) -> None:
+    def _on_request(self, client: BaseSocketModeClient, request: SocketModeRequest) -> None:
         # Acknowledge first: Slack shows the user an error after 3 s without an ack, and the work
         # behind a click (git fetch, plan hash check) takes longer than that.
         try:

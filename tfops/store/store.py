@@ -364,9 +364,9 @@ class Store:
                     finished_at=now if status.is_terminal else None,
                 )
             )
-            run_id = result.inserted_primary_key[0]
+            run_id = _new_id(result)
             _append_event(connection, run_id, now, None, status, message)
-            return _run_from_row(_select_run(connection, run_id))
+            return _run_from_row(_existing(_select_run(connection, run_id), f"run {run_id}"))
 
     def get_run(self, run_id: int) -> Run | None:
         with self._reading() as connection:
@@ -451,7 +451,7 @@ class Store:
                 # Only reachable on a database without row locks: someone else moved it first.
                 raise InvalidTransition(f"run {run_id} changed status concurrently; not moved to {to}")
             _append_event(connection, run_id, now, current, to, message)
-            return _run_from_row(_select_run(connection, run_id))
+            return _run_from_row(_existing(_select_run(connection, run_id), f"run {run_id}"))
 
     def set_run_process_group(self, run_id: int, pgid: int | None, leader: str | None) -> None:
         """Record the process group of the run's running Terraform, or clear it (None) when it ended."""
@@ -529,7 +529,7 @@ class Store:
                     created_at=now,
                 )
             )
-            return result.inserted_primary_key[0]
+            return _new_id(result)
 
     def get_outbox_item(self, item_id: int) -> OutboxItem | None:
         with self._reading() as connection:
@@ -594,7 +594,9 @@ class Store:
                     .values(next_attempt_at=now + lease)
                 )
                 if claimed.rowcount == 1:
-                    return _outbox_item_from_row(_select_outbox(connection, candidate.id))
+                    return _outbox_item_from_row(
+                        _existing(_select_outbox(connection, candidate.id), "outbox item")
+                    )
         return None
 
     def mark_sent(self, item_id: int, result: dict[str, Any] | None = None) -> bool:
@@ -719,7 +721,7 @@ class Store:
                     reason=reason,
                 )
             )
-            decision_id = result.inserted_primary_key[0]
+            decision_id = _new_id(result)
             row = connection.execute(
                 select(schema.decisions).where(schema.decisions.c.id == decision_id)
             ).one()
@@ -763,7 +765,7 @@ class Store:
                     detail=detail,
                 )
             )
-            entry_id = result.inserted_primary_key[0]
+            entry_id = _new_id(result)
             row = connection.execute(select(schema.audit_log).where(schema.audit_log.c.id == entry_id)).one()
             return _audit_entry_from_row(row)
 
@@ -876,6 +878,21 @@ def _automatic_timestamps(
 def _stack_exists(connection: Connection, name: str) -> bool:
     query = select(func.count()).select_from(schema.stacks).where(schema.stacks.c.name == name)
     return connection.execute(query).scalar_one() == 1
+
+
+def _existing(row: Row | None, what: str) -> Row:
+    """The row a statement in this same transaction just wrote or locked: missing is a bug."""
+    if row is None:
+        raise LookupError(f"{what} vanished inside its own transaction")
+    return row
+
+
+def _new_id(result: Any) -> int:
+    """The primary key of the row an INSERT just wrote."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise LookupError("the database returned no key for the inserted row")
+    return int(key[0])
 
 
 def _select_run(connection: Connection, run_id: int, *, for_update: bool = False) -> Row | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from tfops.errors import (
     ConfigurationError,
@@ -76,23 +78,38 @@ _IN_FILE = re.compile(r"^\s*(?:│\s*)?on \S+\.tf(?:\.json)? line \d+", re.MULTI
 def classify(output: str, *, argv: Sequence[str], exit_code: int | None) -> TerraformError:
     """The most specific TerraformError for a failed command's output."""
     title = _describe_titles(output)
-    kwargs = {"argv": argv, "exit_code": exit_code, "output_tail": output}
+    facts = _Facts(tuple(argv), exit_code, output)
     if _contains(output, _STALE):
-        return StalePlanError(f"Terraform refused the saved plan: {title}", **kwargs)
+        return facts.error(StalePlanError, f"Terraform refused the saved plan: {title}")
     if _contains(output, _LOCK):
-        return _lock_error(output, title, kwargs)
+        return _lock_error(facts, title)
     if _contains(output, _PROVIDER_START):
-        return ProviderError(f"the provider could not be started: {title}", **kwargs)
+        return facts.error(ProviderError, f"the provider could not be started: {title}")
     # Advice to run `terraform init` printed by `init` itself is about init's own flags
     # (-reconfigure, -migrate-state): running init again would fail the same way.
     if _contains(output, _INIT) and subcommand(argv) != "init":
-        return InitRequiredError(f"the working directory needs init: {title}", **kwargs)
+        return facts.error(InitRequiredError, f"the working directory needs init: {title}")
     if _contains(output, _PROVIDER) or _names_provider_object(output):
-        return ProviderError(f"a provider failed: {title}", **kwargs)
+        return facts.error(ProviderError, f"a provider failed: {title}")
     if _IN_FILE.search(output):
-        return ConfigurationError(f"invalid Terraform configuration: {title}", **kwargs)
+        return facts.error(ConfigurationError, f"invalid Terraform configuration: {title}")
     command = " ".join(["terraform", *filter(None, [subcommand(argv)])])
-    return TerraformError(f"{command} failed: {title}", **kwargs)
+    return facts.error(TerraformError, f"{command} failed: {title}")
+
+
+_E = TypeVar("_E", bound=TerraformError)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What every classified error carries: the command, its exit code, its output."""
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    output: str
+
+    def error(self, kind: type[_E], message: str) -> _E:
+        return kind(message, argv=self.argv, exit_code=self.exit_code, output_tail=self.output)
 
 
 def lock_id_in(output: str) -> str | None:
@@ -107,15 +124,17 @@ def subcommand(argv: Sequence[str]) -> str | None:
     return next((arg for arg in list(argv)[1:] if not arg.startswith("-")), None)
 
 
-def _lock_error(output: str, title: str, kwargs: dict) -> StateLockError:
-    lock_id = lock_id_in(output)
+def _lock_error(facts: _Facts, title: str) -> StateLockError:
+    lock_id = lock_id_in(facts.output)
     if lock_id is None:
-        return StateLockError(f"the state is locked by another process: {title}", **kwargs)
+        return facts.error(StateLockError, f"the state is locked by another process: {title}")
     return StateLockError(
         f"the state is locked by another process (lock ID {lock_id}): {title}",
         lock_id=lock_id,
         hint=StateLockError.hint.replace("LOCK_ID", lock_id),
-        **kwargs,
+        argv=facts.argv,
+        exit_code=facts.exit_code,
+        output_tail=facts.output,
     )
 
 

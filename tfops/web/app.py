@@ -139,7 +139,7 @@ class BodyCap:
         if body is _TOO_LARGE:
             await self._refuse(scope, send, "a streamed body")
             return
-        if body is not None:
+        if isinstance(body, bytes):
             await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | object | None:

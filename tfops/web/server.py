@@ -231,7 +231,7 @@ class GuardedH11Protocol(H11Protocol):
 
     head_timeout = HEAD_TIMEOUT
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm_head_deadline(self.cycle)
 

@@ -551,7 +551,7 @@ def _endpoint(
 ) -> Callable[[Request], object]:
     source = route.source
 
-    def finish(result: str, status: int, content: dict[str, str], **log_fields: object) -> JSONResponse:
+    def finish(result: str, status: int, content: dict[str, str], **log_fields: str | None) -> JSONResponse:
         _log_delivery(source, result, **log_fields)
         try:
             on_delivery(source, result)
