@@ -125,7 +125,8 @@ def test_restart_after_kill_9_marks_the_cut_off_run_interrupted(slow_stack_daemo
         app.start()
         recovered = wait_for(cut_off_run_marked, timeout=60, what="the cut-off run to be marked interrupted")
         assert recovered.status is RunStatus.INTERRUPTED
-        assert recovered.error == CRASH_REASON
+        # What follows the reason, if anything, says how a still-running Terraform was ended.
+        assert recovered.error.startswith(CRASH_REASON)
         # Never silently retried: no new run was queued for the same commit.
         assert [r.id for r in store.list_runs(stack="app")] == [run.id]
     finally:

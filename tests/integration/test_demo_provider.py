@@ -209,9 +209,10 @@ def test_sigint_to_the_process_group_cuts_a_slow_apply_short_and_keeps_state(
 
     assert exit_code == 1, "".join(output)
     assert time.monotonic() - started < 10
-    # Which error Terraform prints races: our "Interrupted" diagnostic, or Terraform's own
-    # StopProvider call making tf's runner cancel the in-flight request ("Plugin did not respond").
-    assert "execution halted" in "".join(output)
+    # Which error Terraform prints races: Terraform's own "execution halted", or (when the group's
+    # SIGINT reaches the provider first, as on a busy machine) the demo provider's diagnostic.
+    text = "".join(output)
+    assert "execution halted" in text or "The wait was interrupted (SIGINT)" in text, text
     state = ok(terraform(terraform_bin, stack, env, "state", "list")).stdout.split()
     assert state == ["demo_object.greeting"], "what finished before the interrupt is in the state"
     assert not (demo_cloud / ".waits").exists()
