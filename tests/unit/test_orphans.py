@@ -56,8 +56,16 @@ def _wait(predicate, seconds: float = 10.0) -> bool:
     return False
 
 
-def test_a_recorded_group_whose_leader_still_runs_is_stopped_with_sigint(groups):
-    child = groups("trap 'exit 0' INT; while :; do sleep 0.1; done")
+def _trapping(groups, tmp_path: Path, trap: str) -> subprocess.Popen:
+    """A shell that has set its SIGINT trap (a signal before that would meet sh's default)."""
+    ready = tmp_path / "trap-set"
+    child = groups(f"trap {trap} INT; : > '{ready}'; while :; do sleep 0.1; done")
+    assert _wait(ready.exists), "the shell never set its trap"
+    return child
+
+
+def test_a_recorded_group_whose_leader_still_runs_is_stopped_with_sigint(groups, tmp_path):
+    child = _trapping(groups, tmp_path, "'exit 0'")
     record = orphans.record_of(child.pid)
     assert record is not None and record.pgid == child.pid
 
@@ -67,8 +75,8 @@ def test_a_recorded_group_whose_leader_still_runs_is_stopped_with_sigint(groups)
     assert child.wait(timeout=10) == 0, "the group was asked to stop (SIGINT), not killed"
 
 
-def test_a_group_that_ignores_sigint_is_killed_after_the_grace(groups):
-    child = groups("trap '' INT; while :; do sleep 0.1; done")
+def test_a_group_that_ignores_sigint_is_killed_after_the_grace(groups, tmp_path):
+    child = _trapping(groups, tmp_path, "''")
     record = orphans.record_of(child.pid)
     assert record is not None
 
