@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
+from tfops.errors import StackPathError
 from tfops.logs import make_handler, run_context
 
 
@@ -35,3 +37,45 @@ def test_text_lines_inside_a_run_name_it():
         logger.warning("fetch is slow")
 
     assert "[run 7 web] fetch is slow" in stream.getvalue()
+
+
+def test_an_error_in_a_scheduler_job_reaches_the_daemons_log_while_the_http_server_runs(tmp_path):
+    """The daemon's order: logging set up first, then uvicorn started, then the jobs run on their
+    own threads. uvicorn must leave tfops' handler and loggers alone (it gets `log_config=None`)."""
+    from tfops.logs import setup_logging
+    from tfops.scheduler import Scheduler, StackRegistry
+    from tfops.stacks import Discovery
+    from tfops.web.app import create_app
+    from tfops.web.server import HttpOptions, WebServer
+
+    class FailingPoller:  # what discovery raised before refusals were data: it was lost on every tick
+        def poll(self, *args, **kwargs):
+            raise StackPathError("the poll broke")
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    setup_logging("info", "json", handler=logging.StreamHandler(stream))
+    server = WebServer(create_app([]), HttpOptions(host="127.0.0.1", port=0))
+    scheduler = Scheduler(
+        poller=FailingPoller(),  # type: ignore[arg-type]
+        queue=None,  # type: ignore[arg-type]
+        registry=StackRegistry(discover=lambda root: Discovery(), root=tmp_path),
+        store=None,  # type: ignore[arg-type]
+        poll_interval=3600,
+    )
+    try:
+        server.start()
+        scheduler.start()  # the first poll runs at once
+        deadline = time.monotonic() + 10
+        while "the poll broke" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        scheduler.stop()
+        server.stop()
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [line for line in lines if line["level"] == "error" and line["logger"] == "tfops.scheduler"]
+    assert errors and "the poll broke" in errors[0]["message"]
