@@ -38,6 +38,7 @@ class Context:
         self.log_level = log_level
         self.log_format = log_format
         self._settings = None
+        self._store = None
 
     @property
     def settings(self):
@@ -60,11 +61,13 @@ class Context:
         return App(self.settings)
 
     def store(self):
-        from tfops.store import Store
+        """The store, opened and migrated once per command (status reads it in several places)."""
+        if self._store is None:
+            from tfops.store import Store
 
-        store = Store(self.settings.store_url)
-        store.upgrade()
-        return store
+            self._store = Store(self.settings.store_url)
+            self._store.upgrade()
+        return self._store
 
 
 pass_ctx = click.make_pass_decorator(Context)

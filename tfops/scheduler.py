@@ -312,11 +312,10 @@ class RepoPoller:
     ) -> list[Run]:
         head = fetched.head.sha
         queued = []
-        detector = ModuleAwareDetector(self.registry.root)
-        diffs: dict[str, frozenset[str] | None] = {}  # one git diff per distinct applied commit
+        changes = _ChangesSince(self.git, ModuleAwareDetector(self.registry.root), head)
         ordered = sorted(stacks, key=lambda s: s.name)
         for stack in ordered:
-            reason = self._deploy_reason(stack, head, detector, diffs)
+            reason = self._deploy_reason(stack, head, changes)
             if reason is None:
                 continue
             state = self.store.get_stack(stack.name)
@@ -330,16 +329,10 @@ class RepoPoller:
             run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
             if run is not None:
                 queued.append(run)
-        self._record_head_code(ordered, head, detector, diffs)
+        self._record_head_code(ordered, head, changes)
         return queued
 
-    def _record_head_code(
-        self,
-        stacks: Iterable[Stack],
-        head: str,
-        detector: ModuleAwareDetector,
-        diffs: dict[str, frozenset[str] | None],
-    ) -> None:
+    def _record_head_code(self, stacks: Iterable[Stack], head: str, changes: _ChangesSince) -> None:
         """Which stacks' code at `head` is the code they were last applied with (no change since
         the applied commit touches them: a revert, or commits to other stacks), so `tfops status`
         can say "in sync" without a git diff of its own. One record per head."""
@@ -348,19 +341,11 @@ class RepoPoller:
             state = self.store.get_stack(stack.name)
             if state is None or state.applied_sha is None:
                 continue
-            if state.applied_sha == head or not self._changes_stack(
-                stack, state.applied_sha, head, detector, diffs
-            ):
+            if state.applied_sha == head or not changes.touch(stack, state.applied_sha):
                 applied.append(stack.name)
         self.store.set_meta(HEAD_CODE_APPLIED, {"head": head, "stacks": sorted(applied)})
 
-    def _deploy_reason(
-        self,
-        stack: Stack,
-        head: str,
-        detector: ModuleAwareDetector,
-        diffs: dict[str, frozenset[str] | None],
-    ) -> str | None:
+    def _deploy_reason(self, stack: Stack, head: str, changes: _ChangesSince) -> str | None:
         """Why `stack` needs a deploy at `head`, or None. Each rule says why not."""
         last = _last_deploy(self.store, stack.name)
         if last is not None and last.commit_sha == head and last.status is RunStatus.SUPERSEDED:
@@ -369,7 +354,7 @@ class RepoPoller:
         if last is not None and last.commit_sha == head:
             return None  # this commit was already taken up for this stack (whatever its outcome)
         if last is not None and last.commit_sha is not None and last.status in _DECLINED_OR_WAITING:
-            if not self._changes_stack(stack, last.commit_sha, head, detector, diffs):
+            if not changes.touch(stack, last.commit_sha):
                 return None  # the stack's code is what was asked about (and is awaiting or declined)
             return f"changed since {last.commit_sha[:10]} ({last.status.value})"
         state = self.store.get_stack(stack.name)
@@ -377,23 +362,29 @@ class RepoPoller:
             return "never applied by tfops"
         if state.applied_sha == head:
             return None
-        if not self._changes_stack(stack, state.applied_sha, head, detector, diffs):
+        if not changes.touch(stack, state.applied_sha):
             return None
         return f"changed since {state.applied_sha[:10]}"
 
-    def _changes_stack(
-        self,
-        stack: Stack,
-        since: str,
-        head: str,
-        detector: ModuleAwareDetector,
-        diffs: dict[str, frozenset[str] | None],
-    ) -> bool:
-        """Does any commit after `since` up to `head` touch the stack? Unknown history counts as yes."""
-        if since not in diffs:
-            diffs[since] = self.git.changed_paths(since, head)
-        changed = diffs[since]
-        return changed is None or bool(affected_stacks([stack], changed, detector))
+
+class _ChangesSince:
+    """Does any commit after `since` up to `head` touch a stack? One git diff per distinct `since`
+    and one answer per (stack, since) for the whole poll: deciding the deploys and recording which
+    stacks' head code is applied ask the same questions. Unknown history counts as a change."""
+
+    def __init__(self, git: GitSource, detector: ModuleAwareDetector, head: str) -> None:
+        self.git, self.detector, self.head = git, detector, head
+        self._diffs: dict[str, frozenset[str] | None] = {}
+        self._answers: dict[tuple[str, str], bool] = {}
+
+    def touch(self, stack: Stack, since: str) -> bool:
+        key = (stack.name, since)
+        if key not in self._answers:
+            if since not in self._diffs:
+                self._diffs[since] = self.git.changed_paths(since, self.head)
+            changed = self._diffs[since]
+            self._answers[key] = changed is None or bool(affected_stacks([stack], changed, self.detector))
+        return self._answers[key]
 
 
 def _last_deploy(store: Store, stack: str) -> Run | None:
