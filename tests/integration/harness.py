@@ -138,6 +138,31 @@ def write_config(
     return path
 
 
+def one_stack_repo(
+    tmp_path: Path,
+    cloud: Path,
+    *,
+    terraform_bin: Path,
+    cli_config: Path,
+    code: str | None = None,
+    remote_dir: Path | None = None,
+    **config: Any,
+) -> tuple[Remote, Path]:
+    """A remote holding one stack (`stacks/app`, one demo object unless `code` is given) and a
+    tfops.yaml for it in `tmp_path` (data in `tmp_path/data`); `config` goes to write_config."""
+    remote = Remote(remote_dir or tmp_path)
+    remote.commit_and_push("app", {"stacks/app/main.tf": code or demo_stack(cloud, {"app-web": "v1"})})
+    path = write_config(
+        tmp_path / "tfops.yaml",
+        remote=remote,
+        data_dir=tmp_path / "data",
+        terraform_bin=terraform_bin,
+        cli_config=cli_config,
+        **config,
+    )
+    return remote, path
+
+
 def make_app(config_path: Path, tf_env: Mapping[str, str]) -> App:
     return App(load_settings(config_path, environ={}), environ=dict(tf_env))
 

@@ -9,21 +9,19 @@ import sys
 
 import pytest
 import yaml
-from harness import Remote, demo_stack, tfops_cli, write_config
+from harness import one_stack_repo, tfops_cli
 
 pytestmark = pytest.mark.terraform
 
 
 @pytest.fixture
 def setup(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
-    remote = Remote(tmp_path / "git")
-    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
+    remote, config = one_stack_repo(
+        tmp_path,
+        demo_cloud,
         terraform_bin=terraform_bin,
         cli_config=tf_cli_config,
+        remote_dir=tmp_path / "git",
     )
     return remote, config, tf_env, tmp_path
 

@@ -19,12 +19,12 @@ import pytest
 from harness import (
     Remote,
     demo_stack,
+    one_stack_repo,
     processes_in_group,
     signal_counting_terraform,
     start_daemon,
     tfops_cli,
     wait_for,
-    write_config,
 )
 
 from tfops.errors import GitTimedOut
@@ -111,16 +111,12 @@ def daemons():
 def test_ctrl_c_to_the_daemons_process_group_ends_the_run_interrupted_not_internal_error(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons
 ):
-    remote = Remote(tmp_path)
-    remote.commit_and_push(
-        "slow", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"}, extra=_slow_apply(120))}
-    )
     shim_dir = tmp_path / "shim"
     shim_dir.mkdir()
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
+    _remote, config = one_stack_repo(
+        tmp_path,
+        demo_cloud,
+        code=demo_stack(demo_cloud, {"app-web": "v1"}, extra=_slow_apply(120)),
         terraform_bin=signal_counting_terraform(shim_dir, terraform_bin),
         cli_config=tf_cli_config,
         terraform={"stop_grace": "10s"},
@@ -159,14 +155,8 @@ def _read(path: Path) -> str:
 def test_no_git_process_sees_tfops_own_environment(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
 ):
-    remote = Remote(tmp_path)
-    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
-        terraform_bin=terraform_bin,
-        cli_config=tf_cli_config,
+    _remote, config = one_stack_repo(
+        tmp_path, demo_cloud, terraform_bin=terraform_bin, cli_config=tf_cli_config
     )
     wrapper = tmp_path / "git-wrapper"
     env = {
@@ -249,16 +239,14 @@ def _runs_sleep(pgid: int) -> bool:
 def test_restart_after_kill_9_ends_the_orphaned_terraform_process_group(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons
 ):
-    remote = Remote(tmp_path)
-    # A local-exec command outlives Terraform itself: Terraform dies of SIGPIPE at its next
-    # progress line once tfops (the reader of its output) is gone; the command runs on.
-    remote.commit_and_push("slow", {"stacks/app/main.tf": demo_stack(demo_cloud, {}, extra=LONG_PROVISIONER)})
     shim_dir = tmp_path / "shim"
     shim_dir.mkdir()
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
+    # A local-exec command outlives Terraform itself: Terraform dies of SIGPIPE at its next
+    # progress line once tfops (the reader of its output) is gone; the command runs on.
+    _remote, config = one_stack_repo(
+        tmp_path,
+        demo_cloud,
+        code=demo_stack(demo_cloud, {}, extra=LONG_PROVISIONER),
         terraform_bin=signal_counting_terraform(shim_dir, terraform_bin),
         cli_config=tf_cli_config,
         terraform={"stop_grace": "5s"},

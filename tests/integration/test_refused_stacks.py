@@ -10,7 +10,7 @@ import socket
 
 import httpx
 import pytest
-from harness import Remote, demo_stack, start_daemon, tfops_cli, wait_for, write_config
+from harness import demo_stack, one_stack_repo, start_daemon, tfops_cli, wait_for
 
 from tfops.models import RunKind
 from tfops.store import Store
@@ -35,13 +35,10 @@ def _runs(store: Store, stack: str):
 def test_a_stack_symlinked_outside_the_repository_is_refused_and_the_others_are_planned(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, port
 ):
-    remote = Remote(tmp_path)
-    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
     (tmp_path / "github-secret").write_text("gh-webhook-secret-0123456789\n")
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
+    remote, config = one_stack_repo(
+        tmp_path,
+        demo_cloud,
         terraform_bin=terraform_bin,
         cli_config=tf_cli_config,
         http={"listen": f"127.0.0.1:{port}"},
@@ -107,12 +104,9 @@ def _polls_at(store: Store, head: str, seen: set[str]) -> set[str]:
 def test_a_configured_stack_whose_folder_is_gone_is_refused_by_reconcile_and_check_config(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
 ):
-    remote = Remote(tmp_path)
-    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
+    _remote, config = one_stack_repo(
+        tmp_path,
+        demo_cloud,
         terraform_bin=terraform_bin,
         cli_config=tf_cli_config,
         stacks=[{"path": "stacks/app"}, {"path": "stacks/gone", "name": "gone"}],
