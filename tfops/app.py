@@ -44,7 +44,7 @@ from tfops.scheduler import RepoPoller, RunQueue, Scheduler, StackRegistry, queu
 from tfops.secrets import held_secrets
 from tfops.stacks import RefusedStack, discover
 from tfops.store import Store
-from tfops.terraform.runner import RunnerSettings, TerraformRunner
+from tfops.terraform.runner import RunnerSettings, TerraformRunner, tf_data_dir
 from tfops.triggers import FetchSoon, describe_hints
 from tfops.web.api import ApiToken, api_router
 from tfops.web.app import create_app
@@ -255,7 +255,7 @@ class App:
             group = self.store.run_process_group(run.id)
             if group is not None:
                 # Terraform passes TF_DATA_DIR (set by the runner) to its providers and local-exec.
-                data_dir = (Path(self.settings.stacks_dir) / run.stack / "tfdata").absolute()
+                data_dir = tf_data_dir(Path(self.settings.stacks_dir) / run.stack).absolute()
                 found[run.id] = orphans.Orphan(orphans.GroupRecord(*group), f"TF_DATA_DIR={data_dir}")
         grace = self.settings.terraform.stop_grace
         endings = orphans.end_orphans(list(found.values()), grace)

@@ -50,6 +50,12 @@ _LOCAL_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"local"', re.MULTILINE)
 _DRIFT_NOTE = re.compile(r"outside of (?:Terraform|OpenTofu)")
 
 
+def tf_data_dir(state_dir: Path) -> Path:
+    """A stack's TF_DATA_DIR inside its persistent state folder (recovery looks for it too:
+    Terraform passes it on to providers and local-exec commands)."""
+    return state_dir / "tfdata"
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Where one run's Terraform executes."""
@@ -62,7 +68,7 @@ class Workspace:
 
     @property
     def tf_data_dir(self) -> Path:
-        return self.state_dir / "tfdata"
+        return tf_data_dir(self.state_dir)
 
     @property
     def plan_path(self) -> Path:
