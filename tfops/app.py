@@ -447,8 +447,7 @@ class App:
     def _slack_client(self) -> WebClient | None:
         slack = self.settings.slack
         if not slack.enabled:
-            return None
-        check_slack_channel(self.settings)
+            return None  # (a channel and a token were required by `preflight`)
         return web_client(
             _needed(self.settings.slack_token(), "slack.bot_token"), slack.base_url, slack.timeout
         )
