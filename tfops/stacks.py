@@ -1,7 +1,7 @@
 """Which directories of the repository are stacks, and which stacks a change touches.
 
 Everything here is a pure function of its arguments, apart from reading the
-directory tree in :func:`discover_stacks`: no git, no Terraform, no store.
+directory tree in :func:`discover`: no git, no Terraform, no store.
 
 Discovery rules (they are part of the user-facing contract, see config/tfops.example.yaml):
 
@@ -192,14 +192,6 @@ def discover(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefa
         stacks=tuple(sorted(stacks, key=lambda stack: stack.name)),
         refused=tuple(sorted(refused, key=lambda item: (item.name, item.path))),
     )
-
-
-def discover_stacks(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefaults) -> list[Stack]:
-    """Like :func:`discover`, but any refused stack is a :class:`StackPathError` naming each of them."""
-    found = discover(repo_root, entries, defaults)
-    if found.refused:
-        raise StackPathError("; ".join(map(str, found.refused)), hint=found.refused[0].hint)
-    return list(found.stacks)
 
 
 def _take(

@@ -19,12 +19,19 @@ from tfops.stacks import (
     RefusedStack,
     affected_stacks,
     discover,
-    discover_stacks,
     stack_env,
     validate_stack_path,
 )
 
 DEFAULTS = StackDefaults()
+
+
+def discover_stacks(repo_root, entries, defaults) -> list[Stack]:
+    """`discover`, all or nothing: any refusal is a StackPathError naming each refused stack."""
+    found = discover(repo_root, entries, defaults)
+    if found.refused:
+        raise StackPathError("; ".join(map(str, found.refused)), hint=found.refused[0].hint)
+    return list(found.stacks)
 
 
 def make_tree(root: Path, files: list[str]) -> Path:
