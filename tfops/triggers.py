@@ -16,15 +16,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from tfops.errors import TfopsError
-from tfops.web.webhooks import FetchHint
 
 log = logging.getLogger(__name__)
 
 SHOWN_HINTS = 5  # hints a trigger note names; the rest are counted
 KEPT_HINTS = 2 * SHOWN_HINTS  # the first and the last few of a batch are kept
 _MAX_EVENT = 80  # event names are short words; a header can be kilobytes
+
+
+@dataclass(frozen=True)
+class FetchHint:
+    """An authenticated delivery asking the daemon to fetch the branch now."""
+
+    source: str  # "github" | "gitlab" | "gitea" | "generic"
+    event: str  # "push", "pull_request", "Push Hook", "Merge Request Hook", "generic"
+    delivery_id: str | None
+    sha: str | None  # the payload's after/merge SHA (hex): for correlation, never trusted
+    ref: str | None  # "refs/heads/<branch>" for host events, None for generic ones
 
 
 class HintBatch(Sequence[FetchHint]):

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from tfops.errors import GitFetchError
-from tfops.triggers import KEPT_HINTS, FetchSoon, HintBatch, describe_hints
-from tfops.web.webhooks import FetchHint
+from tfops.triggers import KEPT_HINTS, FetchHint, FetchSoon, HintBatch, describe_hints
 
 
 def hint(n: int = 0, source: str = "github") -> FetchHint:

@@ -35,7 +35,11 @@ class ScriptedPoller:
 def scheduler_for(poller, tmp_path) -> Scheduler:
     registry = StackRegistry(discover=lambda root: Discovery(), root=tmp_path)
     return Scheduler(
-        poller=poller, queue=None, registry=registry, store=None, poll_interval=0.05  # type: ignore[arg-type]
+        poller=poller,
+        queue=None,
+        registry=registry,
+        store=None,
+        poll_interval=0.05,  # type: ignore[arg-type]
     )
 
 

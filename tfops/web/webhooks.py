@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tfops.triggers import FetchHint
 from tfops.web.forms import single_field
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,6 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_DELIVERY_ID = 200  # hosts send UUIDs (36 characters); anything far longer is not a delivery id
 DELIVERY_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_DELIVERY_ID}}}")
 _LOGGED_TEXT = 100
-
-
-@dataclass(frozen=True)
-class FetchHint:
-    """An authenticated delivery asking the daemon to fetch the branch now."""
-
-    source: str  # "github" | "gitlab" | "gitea" | "generic"
-    event: str  # "push", "pull_request", "Push Hook", "Merge Request Hook", "generic"
-    delivery_id: str | None
-    sha: str | None  # the payload's after/merge SHA (hex): for correlation, never trusted
-    ref: str | None  # "refs/heads/<branch>" for host events, None for generic ones
 
 
 class FetchRequests(Protocol):
