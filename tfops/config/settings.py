@@ -1,0 +1,208 @@
+"""``Settings``: every section in one immutable object, the paths derived from it, and the
+readers of the secrets it names (read when needed, never stored on it)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tfops.config.api import ApiSettings
+from tfops.config.fields import ConfigPath, RegexPattern, lowercase
+from tfops.config.http import HttpSettings
+from tfops.config.repo import RepoSettings
+from tfops.config.slack import SlackSettings
+from tfops.config.stacks import StackDefaults, StackEntry
+from tfops.config.store import StoreSettings
+from tfops.config.terraform import TerraformSettings
+from tfops.config.webhooks import WebhookSettings
+from tfops.errors import ConfigError
+
+ENV_PREFIX = "TFOPS_"
+CONFIG_ENV_VAR = "TFOPS_CONFIG"
+DEFAULT_CONFIG_FILE = "tfops.yaml"
+
+# One definition for tfops.yaml, TFOPS_* and the command line's --log-level/--log-format.
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/tfops``, else ``~/.local/state/tfops``."""
+    state_directory = environ.get("STATE_DIRECTORY", "")
+    if state_directory.strip():
+        return Path(state_directory.split(":")[0])  # systemd joins several StateDirectory= with ':'
+    xdg_state = environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(xdg_state):  # the XDG spec says to ignore relative values
+        return Path(xdg_state) / "tfops"
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "tfops"
+
+
+class Settings(BaseSettings):
+    """Everything tfops reads from tfops.yaml and TFOPS_* variables. Immutable once loaded.
+
+    A new section is a module holding its model plus one field here: loading, error messages
+    and path anchoring find its fields through the model.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False, extra="forbid", frozen=True
+    )
+
+    data_dir: ConfigPath = Field(default_factory=lambda: default_data_dir(os.environ))
+    log_level: Annotated[LogLevel, BeforeValidator(lowercase)] = "info"
+    log_format: Annotated[LogFormat, BeforeValidator(lowercase)] = "text"
+    repo: RepoSettings = Field(default_factory=RepoSettings)
+    terraform: TerraformSettings = Field(default_factory=TerraformSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    redact_patterns: tuple[RegexPattern, ...] = Field(default=(), repr=False)  # may hold literal secrets
+    defaults: StackDefaults = Field(default_factory=StackDefaults)
+    stacks: tuple[StackEntry, ...] = ()
+
+    _config_file: Path | None = PrivateAttr(default=None)
+    _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: os.environ)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        # load_settings gathers the file and the environment itself (it needs to know
+        # which value came from where to report errors); constructors get no hidden inputs.
+        return (init_settings,)
+
+    @field_validator("stacks")
+    @classmethod
+    def _unique_names(cls, stacks: tuple[StackEntry, ...]) -> tuple[StackEntry, ...]:
+        first_index: dict[str, int] = {}
+        for index, entry in enumerate(stacks):
+            if entry.name is None:
+                continue
+            if entry.name in first_index:
+                raise ValueError(
+                    f"stack name {entry.name!r} is used by entries {first_index[entry.name]} and {index}; "
+                    "names must be unique (set `name:` on one of them)"
+                )
+            first_index[entry.name] = index
+        return stacks
+
+    # ---- derived values
+
+    @property
+    def config_file(self) -> Path | None:
+        """The YAML file these settings were read from, if any."""
+        return self._config_file
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_dir / 'tfops.db'}"
+
+    @property
+    def checkout_dir(self) -> Path:
+        return self.repo.checkout_dir or self.data_dir / "repo"
+
+    @property
+    def plugin_cache_dir(self) -> Path:
+        return self.terraform.plugin_cache_dir or self.data_dir / "plugin-cache"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def stacks_dir(self) -> Path:
+        return self.data_dir / "stacks"
+
+    @functools.cached_property
+    def compiled_redact_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(pattern) for pattern in self.redact_patterns)
+
+    def require_repo_url(self) -> str:
+        """``repo.url``, or a ConfigError for commands that cannot work without a repository."""
+        if not self.repo.url:
+            if self._config_file is None:
+                raise ConfigError(
+                    f"repo.url: not set, and no config file was read ({DEFAULT_CONFIG_FILE} does not exist "
+                    f"and {CONFIG_ENV_VAR} is not set)",
+                    hint=f"pass --config /path/to/tfops.yaml, or set {CONFIG_ENV_VAR}",
+                )
+            raise ConfigError(f"repo.url: not set; set it in tfops.yaml or {ENV_PREFIX}REPO__URL")
+        return self.repo.url
+
+    # ---- secrets, read at each call so a rotated one is picked up without a restart, and so
+    # the value never sits on the settings object (which is logged and printed)
+
+    def repo_token(self) -> str | None:
+        """The HTTPS token for the repository, read now from ``repo.token_env`` or ``repo.token_file``."""
+        return self._secret("repo.token", self.repo.token_env, self.repo.token_file)
+
+    def slack_token(self) -> str | None:
+        """The Slack bot token from ``slack.bot_token_env`` or ``slack.bot_token_file``; None when off."""
+        return self._slack_secret("bot_token")
+
+    def slack_app_token(self) -> str | None:
+        """The app-level token (Socket Mode) from ``slack.app_token_env`` or ``_file``; None when unset."""
+        return self._slack_secret("app_token")
+
+    def slack_signing_secret(self) -> str | None:
+        """The signing secret (HTTP mode) from ``slack.signing_secret_env`` or ``_file``; None when unset."""
+        return self._slack_secret("signing_secret")
+
+    def webhook_secret(self, source: str) -> str | None:
+        """The secret of one webhook route, read now; None when that route is off."""
+        ref = getattr(self.webhooks, source)
+        if ref is None:
+            return None
+        return self._secret(f"webhooks.{source}.secret", ref.secret_env, ref.secret_file)
+
+    def api_tokens(self) -> list[tuple[str, str, Literal["read", "write"]]]:
+        """(name, token, scope) for every configured API token, read now."""
+        tokens = []
+        for index, entry in enumerate(self.api.tokens):
+            field = f"api.tokens.{index}.token"
+            token = self._secret(field, entry.token_env, entry.token_file)
+            if token is None:
+                raise ConfigError(f"{field}_env: set token_env or token_file for API token {entry.name!r}")
+            tokens.append((entry.name, token, entry.scope))
+        return tokens
+
+    def _secret(self, field: str, env_name: str | None, file: Path | None) -> str | None:
+        """A secret from the variable NAMED by `<field>_env` or the file `<field>_file`; None when
+        neither is set. ConfigError names the field (never the value) when it is unset or empty."""
+        if env_name:
+            value = (self._environ.get(env_name) or "").strip()
+            if not value:
+                raise ConfigError(f"{field}_env: the environment variable {env_name} is not set or empty")
+            return value
+        if file:
+            return _read_token_file(file, f"{field}_file")
+        return None
+
+    def _slack_secret(self, name: str) -> str | None:
+        return self._secret(
+            f"slack.{name}", getattr(self.slack, f"{name}_env"), getattr(self.slack, f"{name}_file")
+        )
+
+
+def _read_token_file(path: Path, field: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{field}: {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{field}: {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path} ({exc.strerror})") from None
+    if not value:
+        raise ConfigError(f"{field}: {path} is empty")
+    return value

@@ -1,0 +1,148 @@
+"""``describe``: the summary `tfops check-config` prints. Shows where secrets come from, never
+their values."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tfops.config.durations import format_duration
+from tfops.config.http import HttpSettings
+from tfops.config.settings import Settings
+from tfops.config.stacks import StackDefaults, StackEntry
+from tfops.config.store import mask_url_password
+
+
+def describe(settings: Settings) -> str:
+    """A summary for `tfops check-config`. Shows where secrets come from, never their values."""
+    terraform, repo = settings.terraform, settings.repo
+    polling = (
+        f"every {format_duration(repo.poll_interval)}, fetch timeout {format_duration(repo.fetch_timeout)}"
+    )
+    timeouts = ", ".join(
+        f"{label} {format_duration(seconds)}"
+        for label, seconds in (
+            ("run", terraform.timeout),
+            ("state lock", terraform.lock_timeout),
+            ("stop grace", terraform.stop_grace),
+        )
+    )
+    lines = [
+        f"config file       {settings.config_file or 'none (built-in defaults and TFOPS_* environment)'}",
+        f"data dir          {settings.data_dir}",
+        f"logging           {settings.log_level}, {settings.log_format}",
+        f"store             {mask_url_password(settings.store_url)}",
+        f"redaction         {len(settings.redact_patterns)} configured pattern(s)",
+        "repo",
+        f"  url             {repo.url or 'not set (tfops serve needs it)'}",
+        f"  branch          {repo.branch}",
+        f"  polling         {polling}",
+        f"  checkout        {settings.checkout_dir}",
+        f"  credentials     {_describe_credentials(settings)}",
+        "terraform",
+        f"  binary          {terraform.binary}",
+        f"  cli config      {terraform.cli_config or 'none'}",
+        f"  plugin cache    {settings.plugin_cache_dir}",
+        f"  parallel runs   {terraform.max_parallel}",
+        f"  timeouts        {timeouts}",
+        f"  env passthrough {', '.join(terraform.env_passthrough) or 'none'}",
+        *_describe_slack(settings),
+        f"http              {_describe_http(settings.http)}",
+        f"  webhooks        {_describe_webhooks(settings)}",
+        f"  api             {_describe_api(settings)}",
+        f"stack defaults    {_describe_policy(settings.defaults)}",
+        f"stacks            {len(settings.stacks)} entr{'y' if len(settings.stacks) == 1 else 'ies'}",
+    ]
+    lines.extend(f"  {_describe_entry(entry, settings.defaults)}" for entry in settings.stacks)
+    return "\n".join(lines)
+
+
+def _describe_secret(settings: Settings, section: str, name: str) -> str:
+    holder = getattr(settings, section)
+    return _describe_ref(settings, getattr(holder, f"{name}_env"), getattr(holder, f"{name}_file"))
+
+
+def _describe_slack(settings: Settings) -> list[str]:
+    slack = settings.slack
+    if not slack.enabled:
+        return ["slack             off (no bot token configured)"]
+    channels = f"channel {slack.channel or 'none'}" + (
+        f", {len(slack.channels)} per-stack channel(s)" if slack.channels else ""
+    )
+    lines = [
+        f"slack             {channels}, mention {slack.mention or 'none'}",
+        f"  bot token       {_describe_secret(settings, 'slack', 'bot_token')}",
+    ]
+    if slack.mode == "http":
+        secret = _describe_secret(settings, "slack", "signing_secret")
+        clicks = f"HTTP mode (POST /slack/interactions), signing secret {secret}"
+    else:
+        clicks = f"Socket Mode, app token {_describe_secret(settings, 'slack', 'app_token')}"
+    return [*lines, f"  buttons         {clicks}"]
+
+
+def _describe_http(http: HttpSettings) -> str:
+    if not http.listen:
+        return "off (http.listen not set)"
+    tls = "TLS" if http.tls_cert else "plain HTTP (put a TLS proxy in front)"
+    return f"listening on {http.listen}, {tls}, requests up to {http.max_body} bytes"
+
+
+def _describe_webhooks(settings: Settings) -> str:
+    sources = settings.webhooks.sources
+    if not sources:
+        return "off (no webhook secret configured)"
+    refs = {source: getattr(settings.webhooks, source) for source in sources}
+    return "; ".join(
+        f"{source} secret {_describe_ref(settings, ref.secret_env, ref.secret_file)}"
+        for source, ref in refs.items()
+    )
+
+
+def _describe_api(settings: Settings) -> str:
+    if not settings.api.tokens:
+        return "off (no token configured)"
+    return "; ".join(
+        f"{t.name} ({t.scope}) {_describe_ref(settings, t.token_env, t.token_file)}"
+        for t in settings.api.tokens
+    )
+
+
+def _describe_ref(settings: Settings, env_name: str | None, file: Path | None) -> str:
+    """Where a secret comes from and whether it is there; never its value."""
+    if env_name:
+        return f"from ${env_name} ({'set' if settings._environ.get(env_name, '').strip() else 'NOT SET'})"
+    if file:
+        return f"file {file} ({'readable' if os.access(file, os.R_OK) else 'NOT READABLE'})"
+    return "not configured"
+
+
+def _describe_credentials(settings: Settings) -> str:
+    repo, parts = settings.repo, []
+    if repo.ssh_key_file:
+        parts.append(f"ssh key {repo.ssh_key_file}" + ("" if repo.ssh_key_file.is_file() else " (MISSING)"))
+    if repo.username:
+        parts.append(f"user {repo.username}")
+    if repo.token_env or repo.token_file:
+        parts.append(f"token {_describe_ref(settings, repo.token_env, repo.token_file)}")
+    return ", ".join(parts) or "none configured (ssh agent and git defaults)"
+
+
+def _describe_policy(policy: StackDefaults | StackEntry, defaults: StackDefaults | None = None) -> str:
+    on_merge = policy.on_merge or (defaults.on_merge if defaults else None)
+    on_drift = policy.on_drift or (defaults.on_drift if defaults else None)
+    interval = policy.drift_interval
+    if interval is None and defaults is not None:
+        interval = defaults.drift_interval
+    drift = f"drift check every {format_duration(interval)}" if interval else "no scheduled drift check"
+    return f"on merge {on_merge}, on drift {on_drift}, {drift}"
+
+
+def _describe_entry(entry: StackEntry, defaults: StackDefaults) -> str:
+    head = f"discover {entry.discover}" if entry.discover is not None else f"{entry.name}: {entry.path}"
+    extras = [f"workspace {entry.workspace}"] if entry.workspace != "default" else []
+    if entry.var_files:
+        extras.append(f"var files {', '.join(entry.var_files)}")
+    if entry.env:
+        extras.append(f"env {', '.join(sorted(entry.env))}")  # names only: values may be secrets
+    return f"{head} ({_describe_policy(entry, defaults)}{''.join('; ' + extra for extra in extras)})"
