@@ -43,49 +43,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from tfops.errors import ConfigError, StackPathError
+from tfops.config import StackDefaults, StackEntry
+from tfops.errors import StackPathError
 from tfops.models import OnDrift, OnMerge, Stack
-
-if TYPE_CHECKING:  # config imports this module at run time; only type checkers need the other direction
-    from tfops.config import StackDefaults, StackEntry
+from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
 
 log = logging.getLogger(__name__)
 
-# Stack names become directory names under <data_dir>/stacks and appear in Slack
-# buttons and URLs, so they are kept to a conservative alphabet.
-STACK_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 TERRAFORM_SUFFIXES = (".tf", ".tf.json")
 _GLOB_MAGIC = re.compile(r"[*?\[]")
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def validate_stack_path(path: str) -> str:
-    """Return ``path`` as a normalised POSIX path relative to the repository root.
-
-    ``"./stacks//app/"`` becomes ``"stacks/app"``; the root itself is ``"."``. Absolute
-    paths, ``~`` and anything that climbs out of the repository (``../x``,
-    ``a/../../x``) raise :class:`StackPathError`. Glob patterns pass through unchanged
-    apart from the normalisation.
-    """
-    text = path.strip() if isinstance(path, str) else ""
-    if not text:
-        raise StackPathError("stack path is empty")
-    if "\\" in text:
-        raise StackPathError(f"stack path {path!r} uses '\\'; write paths with '/'")
-    if text.startswith(("/", "~")) or _WINDOWS_DRIVE.match(text):
-        raise StackPathError(f"stack path {path!r} is absolute; give it relative to the repository root")
-    normalised = posixpath.normpath(text)
-    if normalised == ".." or normalised.startswith("../"):
-        raise StackPathError(f"stack path {path!r} leaves the repository")
-    return normalised
-
-
-def validate_stack_name(name: str) -> str:
-    if not STACK_NAME_PATTERN.fullmatch(name) or name in (".", ".."):
-        raise ConfigError(f"stack name {name!r} may only hold letters, digits, '_', '.' and '-'")
-    return name
 
 
 # --------------------------------------------------------------------------- discovery
@@ -220,7 +188,7 @@ def _explicit_stack(root: Path, path: str, name: str, entry: StackEntry, default
         raise _Refused(Refusal.NOT_FOUND, "folder not found at the head")
     if not _holds_terraform(directory):
         raise _Refused(Refusal.NO_TERRAFORM, "the folder holds no *.tf or *.tf.json files")
-    if not STACK_NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+    if not is_stack_name(name):
         raise _Refused(Refusal.INVALID_NAME, f"the name {name!r} holds characters other than A-Za-z0-9_.-")
     return _discovered_stack(root, name, path, entry, defaults)
 
@@ -348,18 +316,16 @@ def _matches(parts: list[str], segments: list[str]) -> bool:
 
 
 def _discovered_names(paths: list[str], taken: set[str]) -> dict[str, str]:
-    short = {path: _safe_name(posixpath.basename(path)) for path in paths}
+    short = {path: safe_stack_name(posixpath.basename(path)) for path in paths}
     short_counts: dict[str, int] = {}
     for name in short.values():
         short_counts[name] = short_counts.get(name, 0) + 1
     return {
-        path: name if short_counts[name] == 1 and name not in taken else _safe_name(path.replace("/", "-"))
+        path: name
+        if short_counts[name] == 1 and name not in taken
+        else safe_stack_name(path.replace("/", "-"))
         for path, name in short.items()
     }
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _split_name_clashes(stacks: Sequence[Stack]) -> tuple[list[Stack], list[RefusedStack]]:

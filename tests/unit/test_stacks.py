@@ -20,7 +20,6 @@ from tfops.stacks import (
     affected_stacks,
     discover,
     stack_env,
-    validate_stack_path,
 )
 
 DEFAULTS = StackDefaults()
@@ -264,29 +263,6 @@ def test_var_files_may_be_shared_from_the_repository_but_not_from_outside(repo):
 def test_stacks_come_back_sorted_by_name(repo):
     entries = [StackEntry(path="stacks/db", name="zeta"), StackEntry(path="stacks/app", name="alpha")]
     assert [stack.name for stack in discover_stacks(repo, entries, DEFAULTS)] == ["alpha", "zeta"]
-
-
-# --------------------------------------------------------------------------- paths
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("stacks/app", "stacks/app"),
-        ("./stacks//app/", "stacks/app"),
-        ("stacks/x/../app", "stacks/app"),
-        (".", "."),
-        ("stacks/*", "stacks/*"),
-    ],
-)
-def test_stack_paths_are_normalised_to_relative_posix(given, expected):
-    assert validate_stack_path(given) == expected
-
-
-@pytest.mark.parametrize("bad", ["../x", "/etc", "a/../../x", "..", "~/x", "C:/infra", "a\\b", "", "  "])
-def test_stack_paths_that_leave_the_repository_are_refused(bad):
-    with pytest.raises(StackPathError):
-        validate_stack_path(bad)
 
 
 # --------------------------------------------------------------------------- affected stacks

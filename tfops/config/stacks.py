@@ -16,7 +16,7 @@ from tfops.config.fields import EnvMapping, FrozenDict, Section, lowercase
 from tfops.config.slack import SlackApprover
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge
-from tfops.stacks import validate_stack_name, validate_stack_path
+from tfops.naming import validate_stack_name, validate_stack_path
 
 
 def _stack_path(value: str) -> str:
