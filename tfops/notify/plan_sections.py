@@ -260,11 +260,15 @@ def resource_sections(
     return [section_block(lines) for lines in packer.sections], cut
 
 
+# --- when the message had to cut ---------------------------------------------------------------------
+
+
 def shortened_note() -> dict[str, Any]:
     return context_block(":page_facing_up: Shortened to fit Slack: the whole plan is attached in the thread.")
 
 
 def plan_file(run: Run, summary: PlanSummary) -> tuple[str, str]:
+    """(filename, content): the whole plan as text, attached in the thread."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", run.stack)[:STACK_CHARS] or "stack"
     heading = f"tfops run #{run.id} · stack {run.stack} · {run.kind.value}"
     if run.commit_sha:
