@@ -58,19 +58,34 @@ class RetryableError(TfopsError):
     """Transient; the same action may succeed later."""
 
 
+class RunCancelled(TfopsError):
+    """The run was stopped on purpose (shutdown); it ends `interrupted`. Neither terminal nor retryable."""
+
+
+# --- terminal: a person must act ----------------------------------------------------------------------
+
+
 class ConfigError(TerminalError):
+    """tfops.yaml or the environment is wrong; the message names the field and the reason."""
+
     hint = "fix the configuration and run `tfops check-config`"
 
 
 class StackPathError(ConfigError):
+    """A stack path tfops cannot use: empty, absolute, or leaving the repository (see `stacks`)."""
+
     hint = "stack paths are relative to the repository root and must stay inside it"
 
 
 class PlanFormatError(TerminalError):
+    """`terraform show -json` printed no JSON, or a format_version this tfops cannot read."""
+
     hint = "use a Terraform version whose `show -json` format_version is 0.x or 1.x"
 
 
 class UnknownCommitError(TerminalError):
+    """A commit that is not in the checkout, or not on the branch tfops fetched."""
+
     hint = "tfops only plans commits it fetched itself from the configured branch"
 
 
@@ -80,12 +95,20 @@ class UnknownStackError(TerminalError):
     hint = "name one of the known stacks (`tfops status` lists them)"
 
 
-class RunCancelled(TfopsError):
-    """The run was stopped on purpose (shutdown); it ends `interrupted`."""
-
-
 class RunTimedOut(TerminalError):
+    """The run used up `terraform.timeout`; it ends `timed_out`, not `failed`."""
+
     hint = "raise terraform.timeout, or find what Terraform waits on in the run log"
+
+
+class IllegalTransition(TerminalError):
+    """A run status change that `models.ALLOWED_TRANSITIONS` forbids: a bug in tfops, not a race
+    (a race, where another process moved the run first, is the store's `InvalidTransition`)."""
+
+    hint = "this is a bug in tfops: report it with the run's events (`tfops show RUN_ID`)"
+
+
+# --- processes and Terraform -------------------------------------------------------------------------
 
 
 class ProcessError(TerminalError):
@@ -120,26 +143,42 @@ class ProcessError(TerminalError):
 
 
 class TerraformError(ProcessError):
+    """Terraform failed. `terraform.diagnostics.classify` picks the subclass from its output."""
+
     hint = "read the Terraform output above; the full log is in the run's log file"
 
 
 class ConfigurationError(TerraformError):
+    """Terraform rejected the stack's code at this commit (HCL or validation errors)."""
+
     hint = "the stack's Terraform code is invalid at this commit; fix it and push"
 
 
 class ProviderError(TerraformError):
+    """A provider could not be started, or one of its calls failed (API error, crash, credentials)."""
+
     hint = "a provider call failed: check credentials, quotas and the provider's message"
 
 
 class StalePlanError(TerraformError):
+    """Terraform refused the saved plan: the run is superseded rather than failed."""
+
     hint = "state changed since the plan was made; tfops plans again instead of applying it"
 
 
 class InitRequiredError(TerraformError):
+    """Terraform asks for `terraform init`: the runner re-initialises once and plans again."""
+
     hint = "the working directory needs `terraform init`; tfops re-initialises once by itself"
 
 
+# --- retryable: the next attempt may succeed -----------------------------------------------------------
+
+
 class StateLockError(TerraformError, RetryableError):
+    """Another process holds the state lock. A TerraformError too, for its command and output;
+    `lock_id` is set when Terraform printed it, and completes the hint."""
+
     hint = (
         "another Terraform holds the state lock; tfops tries again at the next schedule. "
         "If no Terraform is running, release it with `terraform force-unlock LOCK_ID`"
@@ -151,14 +190,9 @@ class StateLockError(TerraformError, RetryableError):
 
 
 class GitFetchError(RetryableError):
+    """A clone or fetch of the remote failed: unreachable, refused, or without the branch."""
+
     hint = "check the repository URL, network and credentials; tfops retries with backoff"
-
-
-class IllegalTransition(TerminalError):
-    """A run status change that `models.ALLOWED_TRANSITIONS` forbids: a bug in tfops, not a race
-    (a race, where another process moved the run first, is the store's `InvalidTransition`)."""
-
-    hint = "this is a bug in tfops: report it with the run's events (`tfops show RUN_ID`)"
 
 
 class GitError(RetryableError):

@@ -90,6 +90,14 @@ class Metrics:
     def __init__(self, snapshot: Callable[[], Snapshot] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._labels = _LabelGuard()
+        self._add_run_series()
+        self._add_fetch_and_delivery_series()
+        self._initialise_run_series()
+        if snapshot is not None:
+            self.registry.register(SnapshotCollector(snapshot))
+
+    def _add_run_series(self) -> None:
+        """Runs: how many ended in which status, and where their time went."""
         reg = self.registry
         self._runs = Counter(
             "tfops_runs", "Runs finished, by kind and final status.", ["kind", "status"], registry=reg
@@ -121,6 +129,10 @@ class Metrics:
             buckets=MERGE_TO_APPLY_BUCKETS,
             registry=reg,
         )
+
+    def _add_fetch_and_delivery_series(self) -> None:
+        """Git fetches, webhook deliveries and Slack notifications given up."""
+        reg = self.registry
         self._fetch_duration = Histogram(
             "tfops_git_fetch_duration_seconds",
             "Time a git fetch of the repository took, successful or not.",
@@ -145,9 +157,6 @@ class Metrics:
         )
         for reason in sorted(SLACK_FAILURE_REASONS):
             self._slack_failed.labels(reason=reason)  # exported at 0, so the first failure alerts
-        self._initialise_run_series()
-        if snapshot is not None:
-            reg.register(SnapshotCollector(snapshot))
 
     def run_finished(
         self,

@@ -1,6 +1,6 @@
 """Terraform left running by a tfops process that died (kill -9, OOM, power of the VM).
 
-Terraform runs in its own process group (see proc.py), so when tfops dies it runs on:
+Terraform runs in its own process group (see tfops.proc), so when tfops dies it runs on:
 an apply goes on changing infrastructure nobody watches, holding the state lock. Each
 running Terraform's group is written down in its run (:class:`GroupRecord`); the next
 start ends what is left of it exactly as a graceful stop would (one SIGINT, the grace,

@@ -212,7 +212,7 @@ def processes_in_group(pgid: int) -> list[int]:
 def signal_counting_terraform(directory: Path, real: Path) -> Path:
     """A terraform shim that records every SIGINT its process group receives.
 
-    proc.py signals the whole group, so the shim (the group leader) sees exactly
+    tfops.proc signals the whole group, so the shim (the group leader) sees exactly
     what Terraform sees. It does not forward signals: Terraform gets them directly.
     """
     shim = directory / "terraform"

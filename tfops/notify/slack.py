@@ -3,9 +3,10 @@
 Two halves, joined only by the store's outbox (principle 3 and "Slack being down never blocks a
 run"):
 
-- `SlackNotifier.run_changed` enqueues a small record per status change (run id, channel, kind,
-  the status it announces and why). It never renders, never looks a commit up and never talks to
-  Slack, so a status change never waits on the network or the Git lock.
+- `SlackNotifier.run_changed` (in `slack_notifier`, re-exported here) enqueues a small record per
+  status change (run id, channel, kind, the status it announces and why). It never renders, never
+  looks a commit up and never talks to Slack, so a status change never waits on the network or the
+  Git lock.
 - `OutboxSender` is one thread that claims the oldest due item of any channel, builds the message
   from the store (`slack_render.RunRenderer`), makes the Slack call and records the outcome: sent
   (with the message `ts`), retry later, or failed. What a failure means is decided by the pure
@@ -29,15 +30,20 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tfops.models import Run, RunKind, RunStatus
-from tfops.notify import RunNotice
+from tfops.models import Run
+from tfops.notify.slack_notifier import (
+    QUIET_DRIFT_STATUSES,
+    Outgoing,
+    SlackNotifier,
+    has_something_to_say,
+    records_for,
+)
 from tfops.notify.slack_policy import (
     GAVE_UP,
     REFUSED,
@@ -53,92 +59,27 @@ from tfops.notify.slack_render import (
     RENDER_PLAN_FILE,
     RENDER_RUN,
     RunRenderer,
-    error_record,
     error_tail,
     is_record,
     plain_status_text,
-    plan_file_record,
-    run_record,
 )
 from tfops.store.store import OutboxItem, OutboxItemNotPending, OutboxKind, Store, utc_now
 
+__all__ = [
+    "QUIET_DRIFT_STATUSES",
+    "OutboxSender",
+    "Outgoing",
+    "SlackNotifier",
+    "error_tail",
+    "has_something_to_say",
+    "records_for",
+    "web_client",
+]
+
 log = logging.getLogger(__name__)
 
-# Drift checks run every few minutes: a check that found nothing is not worth a message.
-QUIET_DRIFT_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.PLANNING, RunStatus.NO_CHANGES})
 WAIT_FOR_POST = timedelta(seconds=1)  # an update whose post is not delivered yet looks again after this
 SHOWN_REMEMBERED = 1000  # runs whose last delivered message the sender remembers, to skip no-op edits
-
-
-# --- what to enqueue (pure) --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    kind: OutboxKind
-    payload: dict[str, Any]
-
-
-def records_for(notice: RunNotice, *, first: bool, attach: bool) -> list[Outgoing]:
-    """The outbox records for one status change: the run's message, then what goes in its thread.
-
-    `attach`: the plan is new (once per run): the sender attaches it if the message has to cut it.
-    """
-    run = notice.run
-    items = [Outgoing(OutboxKind.POST if first else OutboxKind.UPDATE, run_record(run, notice.message))]
-    if attach:
-        items.append(Outgoing(OutboxKind.FILE, plan_file_record()))
-    if error_tail(run) is not None:
-        items.append(Outgoing(OutboxKind.THREAD, error_record()))
-    return items
-
-
-def has_something_to_say(run: Run) -> bool:
-    return not (run.kind is RunKind.DRIFT and run.status in QUIET_DRIFT_STATUSES)
-
-
-# --- the notifier ------------------------------------------------------------------------------------
-
-
-class SlackNotifier:
-    """Turns run notices into outbox records. Never calls Slack or Git; never raises into a run."""
-
-    def __init__(
-        self,
-        store: Store,
-        channel_for: Callable[[str], str | None],
-        *,
-        on_enqueue: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.store = store
-        self.channel_for = channel_for
-        self.on_enqueue = on_enqueue
-        self._posted: set[int] = set()
-        self._attached: set[int] = set()
-        self._lock = threading.Lock()
-
-    def run_changed(self, notice: RunNotice) -> None:
-        run = notice.run
-        channel = self.channel_for(run.stack)
-        if channel is None or not has_something_to_say(run):
-            return
-        with self._lock:  # one run's notices come from one thread, but the sets are shared
-            first = run.id not in self._posted and not self._has_message(channel, run.id)
-            attach = notice.summary is not None and run.id not in self._attached
-            for item in records_for(notice, first=first, attach=attach):
-                self.store.enqueue(channel, item.kind, item.payload, run_id=run.id)
-            self._posted.add(run.id)
-            if attach:
-                self._attached.add(run.id)
-        self.on_enqueue()
-
-    def _has_message(self, channel: str, run_id: int) -> bool:
-        """Posted before this process started, or its post is still waiting in the outbox."""
-        if self.store.get_slack_message(run_id) is not None:
-            return True
-        return any(
-            item.run_id == run_id and item.kind is OutboxKind.POST for item in self.store.pending_for(channel)
-        )
 
 
 # --- the sender --------------------------------------------------------------------------------------
@@ -161,6 +102,14 @@ class Fail(Exception):
 
 
 Call = Callable[[], dict[str, Any]]
+
+
+class FileUpload(TypedDict):
+    """A file for a run's thread, as `files_upload_v2` takes it."""
+
+    filename: str
+    content: str
+    title: str | None
 
 
 def web_client(token: str, base_url: str, timeout: float) -> WebClient:
@@ -398,13 +347,20 @@ class OutboxSender:
         notes = self.renderer.message(run, {}).thread_notes
         return notes[-1] if notes else None
 
-    def _file(self, payload: dict[str, Any], run: Run | None) -> tuple[str, str, str | None] | None:
+    def _file(self, payload: dict[str, Any], run: Run | None) -> FileUpload | None:
         if run is None:
-            return payload["filename"], payload["content"], payload.get("title")
+            return {
+                "filename": payload["filename"],
+                "content": payload["content"],
+                "title": payload.get("title"),
+            }
         if payload.get("render") != RENDER_PLAN_FILE:
             raise ValueError(f"a file record cannot render {payload.get('render')!r}")
         rendered = self.renderer.message(run, {}).file
-        return None if rendered is None else (rendered[0], rendered[1], rendered[0])
+        if rendered is None:
+            return None
+        filename, content = rendered
+        return {"filename": filename, "content": content, "title": filename}
 
     def _remember(self, run_id: int | None, digest: str, result: dict[str, Any]) -> dict[str, Any]:
         if run_id is not None:
@@ -438,17 +394,9 @@ class OutboxSender:
         answer = self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
         return {"ts": answer["ts"], "channel": answer["channel"]}
 
-    def _upload(
-        self, channel: str, thread_ts: str | None, file: tuple[str, str, str | None]
-    ) -> dict[str, Any]:
-        filename, content, title = file
+    def _upload(self, channel: str, thread_ts: str | None, file: FileUpload) -> dict[str, Any]:
         answer = self.client.files_upload_v2(
-            channel=channel,
-            thread_ts=thread_ts,
-            filename=filename,
-            title=title,
-            content=content,
-            request_file_info=False,
+            channel=channel, thread_ts=thread_ts, request_file_info=False, **file
         )
         shared: list[dict[str, Any]] = answer.get("files") or []
         return {"file_ids": [item["id"] for item in shared], "channel": channel}

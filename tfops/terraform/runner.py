@@ -1,4 +1,4 @@
-"""Terraform commands for one run: init, plan, show -json, apply — all through proc.py.
+"""Terraform commands for one run: init, plan, show -json, apply — all through tfops.proc.
 
 Command lines are built with python-terraform's `generate_cmd_string` (flags from
 keyword arguments; var files, never var dicts, so no temporary tfvars files are
