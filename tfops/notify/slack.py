@@ -36,7 +36,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tfops.models import Run, RunKind, RunStatus
+from tfops.models import OutboxKind, Run, RunKind, RunStatus
 from tfops.notify import RunNotice
 from tfops.notify.slack_policy import (
     GAVE_UP,
@@ -60,7 +60,7 @@ from tfops.notify.slack_render import (
     plan_file_record,
     run_record,
 )
-from tfops.store.store import OutboxItem, OutboxItemNotPending, OutboxKind, Store, utc_now
+from tfops.store.store import OutboxItem, OutboxItemNotPending, Store, utc_now
 
 log = logging.getLogger(__name__)
 

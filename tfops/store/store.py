@@ -32,7 +32,6 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,12 @@ from sqlalchemy.sql import ColumnElement, Executable, Select
 from tfops.errors import IllegalTransition, TerminalError
 from tfops.models import (
     ALLOWED_TRANSITIONS,
+    DecisionKind,
+    DecisionOutcome,
+    DecisionSource,
     DriftState,
+    OutboxKind,
+    OutboxStatus,
     Run,
     RunKind,
     RunStatus,
@@ -102,36 +106,6 @@ class RunEvent:
     from_status: RunStatus | None
     to_status: RunStatus
     message: str
-
-
-class OutboxKind(StrEnum):
-    POST = "post"  # chat.postMessage: the one message of a run
-    UPDATE = "update"  # chat.update of the run's message
-    EPHEMERAL = "ephemeral"  # chat.postEphemeral, e.g. "you are not an approver"
-    FILE = "file"  # files_upload_v2 into the run's thread
-    THREAD = "thread"  # a reply in the run's thread
-
-
-class OutboxStatus(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"  # given up on: it no longer holds back the items behind it
-
-
-class DecisionKind(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-
-
-class DecisionSource(StrEnum):
-    SLACK = "slack"
-    CLI = "cli"
-
-
-class DecisionOutcome(StrEnum):
-    COUNTED = "counted"  # counts towards approvals_required (or rejects the run)
-    REFUSED = "refused"  # not an approver, stale binding, run no longer awaiting approval
-    DUPLICATE = "duplicate"  # the same person's same decision already counts
 
 
 @dataclass(frozen=True)
