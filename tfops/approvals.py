@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from tfops.models import Run, RunStatus, Stack
+from tfops.models import DecisionKind, DecisionOutcome, DecisionSource, Run, RunStatus, Stack
 from tfops.reconcile import Transitions
 from tfops.store import InvalidTransition, Store
-from tfops.store.store import Decision, DecisionKind, DecisionOutcome, DecisionSource, utc_now
+from tfops.store.store import Decision, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -286,7 +286,7 @@ def reject(ctx: Context, run_id: int) -> None:
 def _decide(ctx: Context, run_id: int, decision: str) -> None:
     from tfops.app import local_user
     from tfops.approvals import DecisionRequest, Verdict
-    from tfops.store.store import DecisionKind, DecisionSource
+    from tfops.models import DecisionKind, DecisionSource
 
     app = ctx.app()
     user = local_user()

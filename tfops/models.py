@@ -248,3 +248,37 @@ class StackState:
     drift_checked_at: datetime | None = None
     updated_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- Slack delivery and approvals ------------------------------------------------------------------
+# Stored by the outbox, decisions and audit tables of the store; used by the notifiers and approvals.
+
+
+class OutboxKind(StrEnum):
+    POST = "post"  # chat.postMessage: the one message of a run
+    UPDATE = "update"  # chat.update of the run's message
+    EPHEMERAL = "ephemeral"  # chat.postEphemeral, e.g. "you are not an approver"
+    FILE = "file"  # files_upload_v2 into the run's thread
+    THREAD = "thread"  # a reply in the run's thread
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # given up on: it no longer holds back the items behind it
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class DecisionSource(StrEnum):
+    SLACK = "slack"
+    CLI = "cli"
+
+
+class DecisionOutcome(StrEnum):
+    COUNTED = "counted"  # counts towards approvals_required (or rejects the run)
+    REFUSED = "refused"  # not an approver, stale binding, run no longer awaiting approval
+    DUPLICATE = "duplicate"  # the same person's same decision already counts

@@ -18,9 +18,8 @@ import pytest
 from harness import Remote, cloud_object, demo_stack, make_app, tfops_cli, wait_for, write_config
 from slackfake import FakeSlack, FakeSocketMode
 
-from tfops.models import RunKind, RunStatus
+from tfops.models import DecisionOutcome, OutboxKind, RunKind, RunStatus
 from tfops.notify.blocks import APPROVE_ACTION_ID, REJECT_ACTION_ID, action_value
-from tfops.store.store import DecisionOutcome, OutboxKind
 
 pytestmark = pytest.mark.terraform
 

@@ -19,7 +19,7 @@ from test_secrets_and_cli import CANARY, CONSOLE, SECRET_CODE
 from tfops.config import load_settings
 from tfops.errors import ConfigError
 from tfops.metrics import Metrics
-from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
+from tfops.models import OutboxKind, OutboxStatus, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import MultiNotifier, RunNotice
 from tfops.notify.blocks import CommitInfo
 from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
@@ -27,7 +27,6 @@ from tfops.notify.slack_policy import DeliveryTiming
 from tfops.notify.slack_render import RunRenderer
 from tfops.reconcile import Transitions
 from tfops.store import Store
-from tfops.store.store import OutboxKind, OutboxStatus
 
 pytestmark = pytest.mark.terraform
 

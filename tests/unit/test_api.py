@@ -19,9 +19,21 @@ import httpx
 import pytest
 
 from tfops.errors import GitFetchError
-from tfops.models import DriftState, OnDrift, OnMerge, Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
+from tfops.models import (
+    DecisionKind,
+    DecisionOutcome,
+    DecisionSource,
+    DriftState,
+    OnDrift,
+    OnMerge,
+    Run,
+    RunKind,
+    RunStatus,
+    Stack,
+    Trigger,
+    TriggerSource,
+)
 from tfops.store import Store
-from tfops.store.store import DecisionKind, DecisionOutcome, DecisionSource
 from tfops.terraform.plan import summarize, summary_to_dict
 from tfops.web import HttpOptions, WebServer, create_app
 from tfops.web.api import ApiToken, api_router

@@ -14,11 +14,23 @@ from pathlib import Path
 import pytest
 
 from tfops.approvals import ApprovalDesk, DecisionRequest, Facts, Verdict, is_expired, judge
-from tfops.models import OnMerge, PlanSummary, Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
+from tfops.models import (
+    DecisionKind,
+    DecisionOutcome,
+    DecisionSource,
+    OnMerge,
+    PlanSummary,
+    Run,
+    RunKind,
+    RunStatus,
+    Stack,
+    Trigger,
+    TriggerSource,
+)
 from tfops.notify import RunNotice
 from tfops.reconcile import PLAN_FILE, Transitions
 from tfops.store import Store
-from tfops.store.store import Decision, DecisionKind, DecisionOutcome, DecisionSource, utc_now
+from tfops.store.store import Decision, utc_now
 
 APPROVE, REJECT = DecisionKind.APPROVE, DecisionKind.REJECT
 SLACK, CLI = DecisionSource.SLACK, DecisionSource.CLI

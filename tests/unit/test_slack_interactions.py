@@ -17,12 +17,20 @@ from hypothesis import strategies as st
 from slackfake import FakeSlack
 
 from tfops.approvals import Answer, DecisionRequest, Verdict
-from tfops.models import Run, RunKind, RunStatus, Trigger, TriggerSource
+from tfops.models import (
+    DecisionKind,
+    DecisionSource,
+    OutboxKind,
+    Run,
+    RunKind,
+    RunStatus,
+    Trigger,
+    TriggerSource,
+)
 from tfops.notify.blocks import APPROVE_ACTION_ID, REJECT_ACTION_ID, action_value
 from tfops.notify.directory import SlackDirectory
 from tfops.notify.interactions import Click, SlackInteractions, parse_click
 from tfops.store import Store
-from tfops.store.store import DecisionKind, DecisionSource, OutboxKind
 
 CHANNEL = "C0INFRA"
 SHA = "a" * 40

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tfops.metrics import SLACK_FAILURE_REASONS
-from tfops.models import Run, RunKind, RunStatus, Trigger, TriggerSource
+from tfops.models import OutboxKind, Run, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import RunNotice
 from tfops.notify.slack import records_for
 from tfops.notify.slack_policy import (
@@ -18,7 +18,6 @@ from tfops.notify.slack_policy import (
     plain_text_may_help,
     retry_after_seconds,
 )
-from tfops.store.store import OutboxKind
 
 
 @pytest.mark.parametrize(

@@ -18,19 +18,24 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select
 
-from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
+from tfops.models import (
+    DecisionKind,
+    DecisionOutcome,
+    DecisionSource,
+    OutboxKind,
+    OutboxStatus,
+    RunKind,
+    RunStatus,
+    Trigger,
+    TriggerSource,
+)
 from tfops.store import RunNotFound, Store, schema
 from tfops.store.schema import metadata
 from tfops.store.store import (
     MAX_OUTBOX_ERROR_CHARS,
     MIGRATIONS_DIR,
-    DecisionKind,
-    DecisionOutcome,
-    DecisionSource,
     OutboxItemNotFound,
     OutboxItemNotPending,
-    OutboxKind,
-    OutboxStatus,
     utc_now,
 )
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tfops.approvals import Answer, DecisionRequest, Verdict
+from tfops.models import DecisionKind, DecisionSource, OutboxKind
 from tfops.notify.blocks import APPROVE_ACTION_ID, REJECT_ACTION_ID, parse_action_value
 from tfops.store import Store
-from tfops.store.store import DecisionKind, DecisionSource, OutboxKind
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Any, TypedDict
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tfops.models import Run
+from tfops.models import OutboxKind, Run
 from tfops.notify.slack_notifier import (
     QUIET_DRIFT_STATUSES,
     Outgoing,
@@ -63,7 +63,7 @@ from tfops.notify.slack_render import (
     is_record,
     plain_status_text,
 )
-from tfops.store.store import OutboxItem, OutboxItemNotPending, OutboxKind, Store, utc_now
+from tfops.store.store import OutboxItem, OutboxItemNotPending, Store, utc_now
 
 __all__ = [
     "QUIET_DRIFT_STATUSES",

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tfops.models import Run, RunKind, RunStatus
+from tfops.models import OutboxKind, Run, RunKind, RunStatus
 from tfops.notify import RunNotice
 from tfops.notify.slack_render import error_record, error_tail, plan_file_record, run_record
-from tfops.store.store import OutboxKind, Store
+from tfops.store.store import Store
 
 # Drift checks run every few minutes: a check that found nothing is not worth a message.
 QUIET_DRIFT_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.PLANNING, RunStatus.NO_CHANGES})

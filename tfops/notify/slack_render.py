@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tfops.models import PlanSummary, Run, RunStatus, Stack
+from tfops.models import DecisionKind, DecisionOutcome, PlanSummary, Run, RunStatus, Stack
 from tfops.notify.blocks import (
     FAILURE_STATUSES,
     STACK_CHARS,
@@ -29,7 +29,7 @@ from tfops.notify.blocks import (
     escape_mrkdwn,
     render_run,
 )
-from tfops.store.store import DecisionKind, DecisionOutcome, Store
+from tfops.store.store import Store
 from tfops.terraform.plan import summary_from_dict
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import SchemaItem
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -84,6 +85,21 @@ def _json() -> JSON:
     return JSON(none_as_null=True)
 
 
+def _table_keyed_by_id(name: str, *items: SchemaItem) -> Table:
+    """A table whose first column is an ``id`` SQLite never hands out twice (AUTOINCREMENT).
+
+    Ids leave the database (run ids in Slack buttons, outbox ids as the delivery order, audit
+    entries naming a run), so the id of a row gone must never come back for another.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        *items,
+        sqlite_autoincrement=True,
+    )
+
+
 stacks = Table(
     "stacks",
     metadata,
@@ -98,10 +114,8 @@ stacks = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-runs = Table(
+runs = _table_keyed_by_id(
     "runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("stack", String(NAME_LENGTH), ForeignKey("stacks.name"), nullable=False),
     Column("kind", String(STATUS_LENGTH), nullable=False),
     Column("status", String(STATUS_LENGTH), nullable=False),
@@ -122,21 +136,16 @@ runs = Table(
     Column("pgid_leader", String(NAME_LENGTH), nullable=True),
     Index(None, "stack", "id"),
     Index(None, "status"),
-    # Slack buttons carry run ids: SQLite must never hand out an id twice.
-    sqlite_autoincrement=True,
 )
 
-run_events = Table(
+run_events = _table_keyed_by_id(
     "run_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("from_status", String(STATUS_LENGTH), nullable=True),
     Column("to_status", String(STATUS_LENGTH), nullable=False),
     Column("message", Text, nullable=False),
     Index(None, "run_id", "id"),
-    sqlite_autoincrement=True,
 )
 
 meta = Table(
@@ -152,10 +161,8 @@ meta = Table(
 # Slack message timestamps ("1712345678.123456") are the message ids of the Web API.
 SLACK_TS_LENGTH = 32
 
-outbox = Table(
+outbox = _table_keyed_by_id(
     "outbox",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("channel", String(NAME_LENGTH), nullable=False),
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=True),
     Column("kind", String(STATUS_LENGTH), nullable=False),
@@ -170,8 +177,6 @@ outbox = Table(
     Column("result", _json(), nullable=True),
     # The head of each channel's queue: min(id) per channel among pending items.
     Index(None, "status", "channel", "id"),
-    # Ids are the delivery order per channel: SQLite must never reuse one.
-    sqlite_autoincrement=True,
 )
 
 slack_messages = Table(
@@ -183,10 +188,8 @@ slack_messages = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-decisions = Table(
+decisions = _table_keyed_by_id(
     "decisions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
     Column("decision", String(STATUS_LENGTH), nullable=False),
     Column("actor_id", String(NAME_LENGTH), nullable=False),
@@ -198,13 +201,10 @@ decisions = Table(
     Column("outcome", String(STATUS_LENGTH), nullable=False),
     Column("reason", Text, nullable=True),
     Index(None, "run_id", "id"),
-    sqlite_autoincrement=True,
 )
 
-audit_log = Table(
+audit_log = _table_keyed_by_id(
     "audit_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime, nullable=False),
     Column("actor_id", String(NAME_LENGTH), nullable=False),
     Column("actor_name", String(NAME_LENGTH), nullable=True),
@@ -212,5 +212,4 @@ audit_log = Table(
     # Not a foreign key: the log keeps what was claimed, even a forged button's id of no run.
     Column("run_id", Integer, nullable=True),
     Column("detail", _json(), nullable=True),
-    sqlite_autoincrement=True,
 )
