@@ -303,6 +303,11 @@ def api_router(
         dependencies=[Depends(context.attach), Depends(authenticated)],
         responses={401: {"description": "no bearer token, or not a configured one"}},
     )
+    _add_routes(router)
+    return router
+
+
+def _add_routes(router: APIRouter) -> None:
     router.add_api_route(
         "/stacks",
         list_stacks,
@@ -335,4 +340,3 @@ def api_router(
             name=f"queue_{action}",
             operation_id=f"queue_{action}",
         )
-    return router
