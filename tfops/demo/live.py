@@ -1,4 +1,8 @@
-"""The demo's live console: every stack's state, and each run as it moves."""
+"""The demo's live console: every stack's state, and each run as it moves.
+
+Statuses and drift wear the colours the CLI gives them (tfops.views), so the demo teaches the
+same colours the operator will see from `tfops status` and `tfops runs`.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,9 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from tfops.models import FAILURE_STATUSES, RunStatus
 from tfops.notify import RunNotice
 from tfops.store import Store
-
-_COLOURS = {
-    RunStatus.APPLIED: "green",
-    RunStatus.NO_CHANGES: "green",
-    RunStatus.PLANNED: "yellow",
-    RunStatus.PLANNING: "cyan",
-    RunStatus.APPLYING: "cyan",
-    **dict.fromkeys(FAILURE_STATUSES, "red"),
-}
+from tfops.views import drift_markup, status_markup
 
 
 class LiveView:
@@ -39,7 +34,6 @@ class LiveView:
 
     def run_changed(self, notice: RunNotice) -> None:
         run = notice.run
-        colour = _COLOURS.get(run.status, "white")
         counts = ""
         if notice.summary is not None and (notice.summary.has_changes or notice.summary.has_drift):
             c = notice.summary.counts
@@ -48,7 +42,7 @@ class LiveView:
                 counts += f", {len(notice.summary.drift)} drifted"
         line = (
             f"{datetime.now():%H:%M:%S}  #{run.id} [bold]{escape(run.stack)}[/bold] {run.kind.value} "
-            f"@{(run.commit_sha or '')[:7]} → [{colour}]{run.status.value}[/{colour}]{counts}"
+            f"@{(run.commit_sha or '')[:7]} → {status_markup(run.status)}{counts}"
             + (f"  [dim]{escape(notice.message[:90])}[/dim]" if notice.message != run.status.value else "")
         )
         with self._lock:
@@ -60,15 +54,13 @@ class LiveView:
             table.add_column(column)
         for state in self.store.list_stacks():
             last = self.store.last_run(state.name)
-            drift_colour = {"in_sync": "green", "drifted": "yellow"}.get(state.drift.value, "dim")
             last_text = "-"
             if last is not None:
-                colour = _COLOURS.get(last.status, "white")
-                last_text = f"#{last.id} {last.kind.value} [{colour}]{last.status.value}[/{colour}]"
+                last_text = f"#{last.id} {last.kind.value} {status_markup(last.status)}"
             table.add_row(
                 escape(state.name),
                 (state.applied_sha or "-")[:7],
-                f"[{drift_colour}]{state.drift.value}[/{drift_colour}]",
+                drift_markup(state.drift.value),
                 last_text,
             )
         with self._lock:

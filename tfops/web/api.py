@@ -32,12 +32,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 
 from tfops.errors import TfopsError
-from tfops.models import Run, RunKind, Stack, StackState
-from tfops.store.store import Decision, RunEvent, Store
-from tfops.terraform.plan import summary_from_dict
+from tfops.models import Run, RunKind, Stack
+from tfops.store.store import Store
+from tfops.views import Scrub, unchanged
+from tfops.web.api_models import QueueAnswer, RunDetail, RunView, StackView, run_detail, run_view, stack_view
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ _NOT_QUEUED = (
 )
 
 Scope = Literal["read", "write"]
-Scrub = Callable[[str], str]
-
-
-def _unchanged(text: str) -> str:
-    return text
 
 
 @dataclass(frozen=True)
@@ -88,192 +83,6 @@ class ApiToken:
     def actor(self) -> str:
         """Who a run queued with this token was asked by."""
         return f"api:{self.name}"
-
-
-# --------------------------------------------------------------------------- response models
-
-
-class Policy(BaseModel):
-    on_merge: str
-    on_drift: str
-    drift_interval: float = Field(description="seconds between drift checks; 0 means none")
-    approvals_required: int
-
-
-class LastRun(BaseModel):
-    id: int
-    kind: str
-    status: str
-    finished_at: datetime | None
-
-
-class StackView(BaseModel):
-    name: str
-    path: str
-    configured: bool = Field(description="false for a stack that left the configuration (history only)")
-    policy: Policy | None = Field(description="null when the stack is no longer configured")
-    head_sha: str | None
-    applied_sha: str | None
-    drift: str
-    drift_checked_at: datetime | None
-    last_run: LastRun | None
-    next_check: datetime | None = Field(description="when the daemon's scheduler next checks for drift")
-
-
-class TriggerView(BaseModel):
-    source: str
-    actor: str
-    note: str
-
-
-class Counts(BaseModel):
-    create: int
-    update: int
-    delete: int
-    replace: int
-
-
-class RunView(BaseModel):
-    id: int
-    stack: str
-    kind: str
-    status: str
-    commit_sha: str | None
-    plan_sha256: str | None
-    trigger: TriggerView
-    created_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    decided_by: str | None
-    counts: Counts | None = Field(description="planned changes by action; null before a plan")
-
-
-class EventView(BaseModel):
-    at: datetime
-    from_status: str | None
-    to_status: str
-    message: str
-
-
-class DecisionView(BaseModel):
-    decision: str
-    actor_id: str
-    actor_name: str | None
-    source: str
-    outcome: str
-    reason: str | None
-    at: datetime
-
-
-class RunDetail(RunView):
-    exit_code: int | None
-    error: str | None = Field(description="what went wrong, redacted")
-    summary: dict[str, Any] | None = Field(description="the redacted plan summary as stored")
-    events: list[EventView]
-    decisions: list[DecisionView]
-
-
-class QueueAnswer(BaseModel):
-    queued: bool
-    stack: str
-    kind: str
-    run_id: int | None = None
-    status: str | None = None
-    reason: str | None = Field(default=None, description="why no run was queued")
-
-
-# --------------------------------------------------------------------------- views (pure)
-
-
-def stack_view(
-    name: str,
-    state: StackState | None,
-    stack: Stack | None,
-    last: Run | None,
-    next_check: datetime | None,
-) -> StackView:
-    """One stack as the API shows it, from what the store remembers and what is configured."""
-    policy = None
-    if stack is not None:
-        policy = Policy(
-            on_merge=stack.on_merge.value,
-            on_drift=stack.on_drift.value,
-            drift_interval=stack.drift_interval,
-            approvals_required=stack.approvals_required,
-        )
-    return StackView(
-        name=name,
-        path=stack.path if stack is not None else state.path if state is not None else "",
-        configured=stack is not None,
-        policy=policy,
-        head_sha=state.head_sha if state else None,
-        applied_sha=state.applied_sha if state else None,
-        drift=state.drift.value if state else "unknown",
-        drift_checked_at=state.drift_checked_at if state else None,
-        last_run=LastRun(
-            id=last.id, kind=last.kind.value, status=last.status.value, finished_at=last.finished_at
-        )
-        if last
-        else None,
-        next_check=next_check,
-    )
-
-
-def run_view(run: Run, scrub: Scrub = _unchanged) -> RunView:
-    return RunView(**_run_fields(run, scrub))
-
-
-def run_detail(
-    run: Run, events: Sequence[RunEvent], decisions: Sequence[Decision], scrub: Scrub = _unchanged
-) -> RunDetail:
-    """One run for `GET /api/runs/{id}`; `scrub` is applied to every free text the run recorded."""
-    return RunDetail(
-        **_run_fields(run, scrub),
-        exit_code=run.exit_code,
-        error=scrub(run.error) if run.error is not None else None,
-        summary=run.summary,
-        events=[
-            EventView(
-                at=event.at,
-                from_status=event.from_status.value if event.from_status else None,
-                to_status=event.to_status.value,
-                message=scrub(event.message),
-            )
-            for event in events
-        ],
-        decisions=[
-            DecisionView(
-                decision=decision.decision.value,
-                actor_id=decision.actor_id,
-                actor_name=decision.actor_name,
-                source=decision.source.value,
-                outcome=decision.outcome.value,
-                reason=decision.reason,
-                at=decision.at,
-            )
-            for decision in decisions
-        ],
-    )
-
-
-def _run_fields(run: Run, scrub: Scrub) -> dict[str, Any]:
-    # Deliberately not log_path: a host detail (see the module docstring).
-    return {
-        "id": run.id,
-        "stack": run.stack,
-        "kind": run.kind.value,
-        "status": run.status.value,
-        "commit_sha": run.commit_sha,
-        "plan_sha256": run.plan_sha256,
-        "trigger": TriggerView(
-            source=run.trigger.source.value, actor=run.trigger.actor, note=scrub(run.trigger.note)
-        ),
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "decided_by": run.decided_by,
-        "counts": Counts(**summary_from_dict(run.summary).counts) if run.summary is not None else None,
-    }
 
 
 # --------------------------------------------------------------------------- authentication
@@ -313,131 +122,125 @@ def _refuse(request: Request, status: int, reason: str, detail: str, challenge: 
     return HTTPException(status, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
-# --------------------------------------------------------------------------- the router
+# --------------------------------------------------------------------------- what handlers use
 
 
-def api_router(
-    *,
-    store: Store,
-    stacks: Callable[[], Mapping[str, Stack]],
-    queue_run: Callable[[str, RunKind, str], Run | None],
-    tokens: Sequence[ApiToken],
-    next_check: Callable[[str], datetime | None] = lambda name: None,
-    scrub: Scrub = _unchanged,
-) -> APIRouter:
-    """The /api routes; ValueError without tokens (the daemon mounts the API only when it has some).
+@dataclass(frozen=True)
+class ApiContext:
+    """What the handlers of one mounted API read and call.
 
-    `stacks()` gives the configured stacks now; `queue_run(stack, kind, actor)` queues a run and
-    returns it, or None when none was queued; `next_check(stack)` is the scheduler's next drift check.
-    `scrub(text)` rewrites the free texts of runs (error, event messages, trigger note) before they
-    leave, e.g. to hide the data directory in the commands an error quotes.
+    The router's first dependency (`attach`) puts it on the request; every later dependency and
+    handler takes it as an `Api` parameter. So the handlers are plain module-level functions, and
+    two apps with different stores can mount the API side by side.
     """
-    table = _TokenTable(tokens)
-    bearer = HTTPBearer(
-        auto_error=False,
-        scheme_name="bearer",
-        description="an API token from the tfops configuration; write endpoints need one with write scope",
-    )
 
-    def authenticated(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
-    ) -> ApiToken:
-        if credentials is None:
-            raise _refuse(request, 401, "no bearer token", "a bearer token is required", _REALM)
-        token = table.find(credentials.credentials)
-        if token is None:
-            raise _refuse(
-                request,
-                401,
-                "unknown token",
-                "the bearer token is not valid",
-                f'{_REALM}, error="invalid_token"',
-            )
-        return token
+    store: Store
+    stacks: Callable[[], Mapping[str, Stack]]
+    queue_run: Callable[[str, RunKind, str], Run | None]
+    tokens: _TokenTable
+    next_check: Callable[[str], datetime | None]
+    scrub: Scrub
 
-    def may_write(request: Request, token: Annotated[ApiToken, Depends(authenticated)]) -> ApiToken:
-        if not token.may_write:
-            raise _refuse(
-                request,
-                403,
-                f"token {token.name!r} has read scope only",
-                "this token may only read; queuing runs needs a token with write scope",
-                f'{_REALM}, error="insufficient_scope", scope="write"',
-            )
-        return token
+    async def attach(self, request: Request) -> None:
+        request.state.tfops_api = self
 
-    router = APIRouter(
-        prefix="/api",
-        tags=["api"],
-        dependencies=[Depends(authenticated)],
-        responses={401: {"description": "no bearer token, or not a configured one"}},
-    )
 
-    @router.get(
-        "/stacks",
-        operation_id="list_stacks",
-        summary="Every stack: policy, heads, drift, last run, next drift check",
-    )
-    def list_stacks() -> list[StackView]:
-        configured = stacks()
-        states = {state.name: state for state in store.list_stacks()}
-        return [
-            stack_view(name, states.get(name), configured.get(name), store.last_run(name), next_check(name))
-            for name in sorted(configured.keys() | states.keys())
-        ]
+async def _context(request: Request) -> ApiContext:
+    context: ApiContext = request.state.tfops_api
+    return context
 
-    @router.get("/runs", operation_id="list_runs", summary="Runs, newest first")
-    def list_runs(
-        stack: Annotated[str | None, Query(max_length=200, description="only this stack's runs")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = DEFAULT_RUNS,
-    ) -> list[RunView]:
-        return [run_view(run, scrub) for run in store.list_runs(stack=stack, limit=limit)]
 
-    @router.get(
-        "/runs/{run_id}",
-        operation_id="get_run",
-        summary="One run with its redacted plan summary, events and decisions",
-        responses={404: {"description": "no such run"}},
-    )
-    def get_run(run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)]) -> RunDetail:
-        run = store.get_run(run_id)
-        if run is None:
-            raise HTTPException(404, detail=f"no run {run_id}")
-        return run_detail(run, store.events(run_id), store.decisions(run_id), scrub)
+Api = Annotated[ApiContext, Depends(_context)]
 
-    def add_queue_route(action: str, kind: RunKind, summary: str) -> None:
-        @router.post(
-            f"/stacks/{{name}}/{action}",
-            summary=summary,
-            status_code=202,
-            responses={
-                200: {"model": QueueAnswer, "description": "not queued (see reason)"},
-                403: {"description": "the token has read scope only"},
-                404: {"description": "no configured stack of that name"},
-                503: {"description": "the daemon could not queue the run now"},
-            },
-            name=f"queue_{action}",
-            operation_id=f"queue_{action}",
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="an API token from the tfops configuration; write endpoints need one with write scope",
+)
+
+
+def authenticated(
+    request: Request, api: Api, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+) -> ApiToken:
+    if credentials is None:
+        raise _refuse(request, 401, "no bearer token", "a bearer token is required", _REALM)
+    token = api.tokens.find(credentials.credentials)
+    if token is None:
+        raise _refuse(
+            request,
+            401,
+            "unknown token",
+            "the bearer token is not valid",
+            f'{_REALM}, error="invalid_token"',
         )
-        def queue(
-            name: Annotated[str, Path(max_length=200)],
-            response: Response,
-            token: Annotated[ApiToken, Depends(may_write)],
-        ) -> QueueAnswer:
-            if name not in stacks():
-                raise HTTPException(404, detail=f"no configured stack named {name!r}")
-            run = _queue(queue_run, name, kind, token)
-            _audit(store, token, kind, name, run)
-            if run is None:
-                response.status_code = 200
-                return QueueAnswer(queued=False, stack=name, kind=kind.value, reason=_NOT_QUEUED)
-            return QueueAnswer(
-                queued=True, stack=name, kind=kind.value, run_id=run.id, status=run.status.value
-            )
+    return token
 
-    add_queue_route("plan", RunKind.PLAN, "Queue a plan of the stack at the branch head")
-    add_queue_route("drift", RunKind.DRIFT, "Queue a drift check of the stack")
-    return router
+
+def may_write(request: Request, token: Annotated[ApiToken, Depends(authenticated)]) -> ApiToken:
+    if not token.may_write:
+        raise _refuse(
+            request,
+            403,
+            f"token {token.name!r} has read scope only",
+            "this token may only read; queuing runs needs a token with write scope",
+            f'{_REALM}, error="insufficient_scope", scope="write"',
+        )
+    return token
+
+
+# --------------------------------------------------------------------------- the handlers
+# No docstrings here: FastAPI would publish them as the operations' descriptions.
+
+
+def list_stacks(api: Api) -> list[StackView]:
+    configured = api.stacks()
+    states = {state.name: state for state in api.store.list_stacks()}
+    return [
+        stack_view(
+            name, states.get(name), configured.get(name), api.store.last_run(name), api.next_check(name)
+        )
+        for name in sorted(configured.keys() | states.keys())
+    ]
+
+
+def list_runs(
+    api: Api,
+    stack: Annotated[str | None, Query(max_length=200, description="only this stack's runs")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = DEFAULT_RUNS,
+) -> list[RunView]:
+    return [run_view(run, api.scrub) for run in api.store.list_runs(stack=stack, limit=limit)]
+
+
+def get_run(run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)], api: Api) -> RunDetail:
+    run = api.store.get_run(run_id)
+    if run is None:
+        raise HTTPException(404, detail=f"no run {run_id}")
+    return run_detail(run, api.store.events(run_id), api.store.decisions(run_id), api.scrub)
+
+
+StackName = Annotated[str, Path(max_length=200)]
+Writer = Annotated[ApiToken, Depends(may_write)]
+
+
+def queue_plan(name: StackName, response: Response, token: Writer, api: Api) -> QueueAnswer:
+    return _queue_answer(api, name, RunKind.PLAN, token, response)
+
+
+def queue_drift(name: StackName, response: Response, token: Writer, api: Api) -> QueueAnswer:
+    return _queue_answer(api, name, RunKind.DRIFT, token, response)
+
+
+def _queue_answer(
+    api: ApiContext, name: str, kind: RunKind, token: ApiToken, response: Response
+) -> QueueAnswer:
+    if name not in api.stacks():
+        raise HTTPException(404, detail=f"no configured stack named {name!r}")
+    run = _queue(api.queue_run, name, kind, token)
+    _audit(api.store, token, kind, name, run)
+    if run is None:
+        response.status_code = 200
+        return QueueAnswer(queued=False, stack=name, kind=kind.value, reason=_NOT_QUEUED)
+    return QueueAnswer(queued=True, stack=name, kind=kind.value, run_id=run.id, status=run.status.value)
 
 
 def _queue(
@@ -464,3 +267,76 @@ def _audit(store: Store, token: ApiToken, kind: RunKind, name: str, run: Run | N
         run.id if run else None,
         {"stack": name, "queued": run is not None, "source": "api"},
     )
+
+
+# --------------------------------------------------------------------------- the router
+
+_QUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": QueueAnswer, "description": "not queued (see reason)"},
+    403: {"description": "the token has read scope only"},
+    404: {"description": "no configured stack of that name"},
+    503: {"description": "the daemon could not queue the run now"},
+}
+
+
+def api_router(
+    *,
+    store: Store,
+    stacks: Callable[[], Mapping[str, Stack]],
+    queue_run: Callable[[str, RunKind, str], Run | None],
+    tokens: Sequence[ApiToken],
+    next_check: Callable[[str], datetime | None] = lambda name: None,
+    scrub: Scrub = unchanged,
+) -> APIRouter:
+    """The /api routes; ValueError without tokens (the daemon mounts the API only when it has some).
+
+    `stacks()` gives the configured stacks now; `queue_run(stack, kind, actor)` queues a run and
+    returns it, or None when none was queued; `next_check(stack)` is the scheduler's next drift check.
+    `scrub(text)` rewrites the free texts of runs (error, event messages, trigger note) before they
+    leave, e.g. to hide the data directory in the commands an error quotes.
+    """
+    context = ApiContext(store, stacks, queue_run, _TokenTable(tokens), next_check, scrub)
+    router = APIRouter(
+        prefix="/api",
+        tags=["api"],
+        # The context first: every dependency after it, authentication included, reads it.
+        dependencies=[Depends(context.attach), Depends(authenticated)],
+        responses={401: {"description": "no bearer token, or not a configured one"}},
+    )
+    _add_routes(router)
+    return router
+
+
+def _add_routes(router: APIRouter) -> None:
+    router.add_api_route(
+        "/stacks",
+        list_stacks,
+        methods=["GET"],
+        operation_id="list_stacks",
+        summary="Every stack: policy, heads, drift, last run, next drift check",
+    )
+    router.add_api_route(
+        "/runs", list_runs, methods=["GET"], operation_id="list_runs", summary="Runs, newest first"
+    )
+    router.add_api_route(
+        "/runs/{run_id}",
+        get_run,
+        methods=["GET"],
+        operation_id="get_run",
+        summary="One run with its redacted plan summary, events and decisions",
+        responses={404: {"description": "no such run"}},
+    )
+    for action, handler, summary in (
+        ("plan", queue_plan, "Queue a plan of the stack at the branch head"),
+        ("drift", queue_drift, "Queue a drift check of the stack"),
+    ):
+        router.add_api_route(
+            f"/stacks/{{name}}/{action}",
+            handler,
+            methods=["POST"],
+            summary=summary,
+            status_code=202,
+            responses=_QUEUE_RESPONSES,
+            name=f"queue_{action}",
+            operation_id=f"queue_{action}",
+        )

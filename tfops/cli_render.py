@@ -1,0 +1,145 @@
+"""How the `tfops` command prints: its two consoles, its tables, a run's detail and its JSON.
+
+Text that comes from outside tfops (stack names and paths from the repository, trigger actors and
+notes from webhooks or API token names, Terraform's error output) is printed without rich markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tfops.models import Run
+from tfops.views import drift_markup, run_record, status_markup
+
+if TYPE_CHECKING:
+    from tfops.store.store import Decision, RunEvent
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_status(rows: list[dict[str, Any]], refused: list[dict[str, Any]]) -> None:
+    """The `tfops status` table (rows from tfops.cli_status), then the refused stacks."""
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("stack", "path", "head", "applied", "drift", "last run", "next check"):
+        table.add_column(column)
+    for row in rows:
+        last = row["last_run"]
+        table.add_row(
+            row["name"],
+            row["path"],
+            _head_cell(row),
+            (row["applied_sha"] or "-")[:10],
+            drift_markup(row["drift"]),
+            f"#{last['id']} {last['kind']} {last['status']}" if last else "-",
+            short_time(row["next_check"]),
+        )
+    out.print(table)
+    print_refused(refused, out)
+
+
+def _head_cell(row: dict[str, Any]) -> str:
+    head = (row["head_sha"] or "-")[:10]
+    if row["head_code_applied"] and row["head_sha"] != row["applied_sha"]:
+        return f"{head} · code applied"  # e.g. a revert, or commits to other stacks only
+    return head
+
+
+def print_refused(refused: list[dict[str, Any]], console: Console = err) -> None:
+    for item in refused:  # names and paths come from the repository: never markup
+        text = f"stack {item['name']!r} (path {item['path']!r}) is refused: {item['detail']}"
+        console.print(f"[red]refused:[/red] {escape(text)}")
+
+
+def print_runs(found: Sequence[Run]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("run", "stack", "kind", "status", "commit", "trigger", "finished"):
+        table.add_column(column)
+    for run in found:
+        table.add_row(
+            str(run.id),
+            run.stack,
+            run.kind.value,
+            status_markup(run.status),
+            (run.commit_sha or "-")[:10],
+            run.trigger.source.value + (" (force-push)" if run.trigger.forced else ""),
+            short_time(run.finished_at),
+        )
+    out.print(table)
+
+
+def print_run_detail(run: Run, events: Iterable[RunEvent] | None, decisions: Iterable[Decision] = ()) -> None:
+    from tfops.terraform.plan import render_text, summary_from_dict
+
+    out.print(
+        f"[bold]run {run.id}[/bold]  {run.stack}  {run.kind.value}  {status_markup(run.status)}  "
+        f"commit {(run.commit_sha or '-')[:10]}"
+    )
+    out.print(  # actor and note may come from outside (a webhook, an API token's name): never markup
+        f"trigger: {run.trigger.source.value} by {run.trigger.actor}"
+        + (f" ({run.trigger.note})" if run.trigger.note else ""),
+        markup=False,
+    )
+    if run.plan_sha256:
+        out.print(f"plan sha256: {run.plan_sha256}")
+    if run.summary:
+        out.print(render_text(summary_from_dict(run.summary)), markup=False)
+    if run.error:
+        out.print("[red]error:[/red]")
+        out.print(run.error, markup=False)
+    for event in events or ():
+        out.print(f"  {short_time(event.at)}  → {event.to_status.value}  {event.message}", markup=False)
+    for decision in decisions:
+        who = decision.actor_name or decision.actor_id
+        out.print(
+            f"  {short_time(decision.at)}  {decision.decision.value} by {who} ({decision.source.value}, "
+            f"{decision.actor_id}): {decision.outcome.value}"
+            + (f" — {decision.reason}" if decision.reason else ""),
+            markup=False,
+        )
+    if run.log_path:
+        out.print(f"log: {run.log_path}")
+
+
+def run_detail_record(run: Run, events: Iterable[RunEvent], decisions: Iterable[Decision]) -> dict[str, Any]:
+    """What `tfops show --json` prints: the run's record, its summary, events and decisions."""
+    return run_record(run) | {
+        "summary": run.summary,
+        "events": [_event_dict(event) for event in events],
+        "decisions": [_decision_dict(decision) for decision in decisions],
+    }
+
+
+def _event_dict(event: RunEvent) -> dict[str, Any]:
+    return {
+        "at": event.at,
+        "from": event.from_status.value if event.from_status else None,
+        "to": event.to_status.value,
+        "message": event.message,
+    }
+
+
+def _decision_dict(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision": decision.decision.value,
+        "outcome": decision.outcome.value,
+        "actor_id": decision.actor_id,
+        "actor_name": decision.actor_name,
+        "source": decision.source.value,
+        "at": decision.at,
+        "commit_sha": decision.commit_sha,
+        "plan_sha256": decision.plan_sha256,
+        "reason": decision.reason,
+    }
+
+
+def short_time(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")

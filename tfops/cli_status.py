@@ -1,0 +1,114 @@
+"""What `tfops status` and `tfops check-config` read: one row per stack, and the refused stacks.
+
+A row comes from the store (heads, drift, last run), from what the daemon's poller recorded in the
+store's meta table (whether the head's code is applied, which stacks it refused) and from the
+stacks found in the daemon's checkout (their drift intervals). The CLI never runs git here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfops.config import Settings
+    from tfops.models import StackState
+    from tfops.stacks import Discovery
+    from tfops.store import Store
+
+# The keys of a status row, in the order `tfops status --json` prints them (then "refused").
+STATUS_KEYS = (
+    *("name", "path", "head_sha", "applied_sha", "head_code_applied"),
+    *("drift", "drift_checked_at", "last_run", "next_check"),
+)
+
+
+def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
+    from tfops.scheduler import HEAD_CODE_APPLIED
+
+    intervals = _drift_intervals(settings)
+    head_code = store.get_meta(HEAD_CODE_APPLIED) or {}
+    rows = []
+    for state in store.list_stacks():
+        last = store.last_run(state.name)
+        interval = intervals.get(state.name)
+        next_check = None
+        if interval:
+            base = state.drift_checked_at or datetime.now(UTC)
+            next_check = base + timedelta(seconds=interval)
+        rows.append(
+            {
+                "name": state.name,
+                "path": state.path,
+                "head_sha": state.head_sha,
+                "applied_sha": state.applied_sha,
+                "head_code_applied": _head_code_applied(state, head_code),
+                "drift": state.drift.value,
+                "drift_checked_at": state.drift_checked_at,
+                "last_run": {"id": last.id, "kind": last.kind.value, "status": last.status.value}
+                if last
+                else None,
+                "next_check": next_check,
+            }
+        )
+    return rows
+
+
+def _head_code_applied(state: StackState, record: dict[str, Any]) -> bool | None:
+    """Is the stack's code at the head the code it was applied with? From what the poller
+    `record`ed for its last head (no git diff here); None when it recorded nothing for this head."""
+    if state.head_sha is None or state.applied_sha is None:
+        return False if state.head_sha else None
+    if state.head_sha == state.applied_sha:
+        return True
+    if record.get("head") != state.head_sha:
+        return None
+    return state.name in record.get("stacks", ())
+
+
+def _drift_intervals(settings: Settings) -> dict[str, float]:
+    """Drift intervals from the stacks discovered in the current checkout, if there is one."""
+    found = _discover_in_checkout(settings)
+    return {stack.name: stack.drift_interval for stack in found.stacks} if found else {}
+
+
+def _discover_in_checkout(settings: Settings) -> Discovery | None:
+    """The stacks (and refusals) in the daemon's checkout, as of its last fetch; None without one."""
+    from tfops.stacks import discover
+
+    if not (Path(settings.checkout_dir) / ".git").exists():
+        return None
+    return discover(Path(settings.checkout_dir), settings.stacks, settings.defaults)
+
+
+def refused_in_checkout(settings: Settings) -> list[str]:
+    """check-config: the stacks the daemon would refuse at the head it last fetched (none without a
+    checkout). Warnings, not errors: the daemon starts and deploys the other stacks."""
+    found = _discover_in_checkout(settings)
+    if found is None:
+        return []
+    return [f"{item} — it will not be planned\n  hint: {item.hint}" for item in found.refused]
+
+
+def with_refused(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the stacks refused at the head the daemon last worked out (recorded by its poller) on
+    `rows`, adding a row for each refused stack the store never knew; returns the refusals."""
+    from tfops.scheduler import REFUSED_STACKS_META
+
+    recorded = store.get_meta(REFUSED_STACKS_META) or {}
+    refused = [{**item, "head_sha": recorded.get("head")} for item in recorded.get("stacks", [])]
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:
+        row["refused"] = None
+    for item in refused:
+        found = by_name.get(item["name"])
+        if found is not None:
+            row = found
+        else:  # never planned: it was refused since it first appeared
+            row = dict.fromkeys(STATUS_KEYS) | {"name": item["name"], "path": item["path"]}
+            row |= {"head_sha": item["head_sha"], "drift": "refused"}
+            rows.append(row)
+        row["refused"] = {"reason": item["reason"], "detail": item["detail"]}
+    rows.sort(key=lambda row: row["name"])
+    return refused
