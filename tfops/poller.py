@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +48,16 @@ class Stacks(Protocol):
     def refresh(self) -> Mapping[str, Stack]: ...
 
 
+class FetchTimer(Protocol):
+    """Told how long each fetch took and whether it worked (`Metrics.fetch_done`)."""
+
+    def __call__(self, seconds: float, *, ok: bool) -> None: ...
+
+
+def _untimed(seconds: float, *, ok: bool) -> None:
+    pass
+
+
 class RepoPoller:
     """Fetch, and queue a deploy for every stack whose code moved since it was applied."""
 
@@ -60,7 +70,7 @@ class RepoPoller:
         registry: Stacks,
         fetch_attempts: int = 3,
         first_backoff: float = 2.0,
-        on_fetch: Callable[[float, bool], None] = lambda seconds, ok: None,
+        on_fetch: FetchTimer = _untimed,
     ) -> None:
         self.on_fetch = on_fetch
         self.last_fetch_ok_at: datetime | None = None
@@ -116,12 +126,12 @@ class RepoPoller:
                 self.git.ensure_clone()  # the remote was unreachable when the daemon started
             fetched = fetch_with_backoff(self.git, attempts=attempts, first_delay=self.first_backoff)
         except GitFetchError as exc:
-            self.on_fetch(time.monotonic() - started, False)
+            self.on_fetch(time.monotonic() - started, ok=False)
             self.last_error = str(exc)
             self.store.set_meta("last_fetch_error", {"at": _now(), "error": str(exc)})
             log.error("fetch failed; nothing new is planned until it succeeds: %s", exc)
             raise
-        self.on_fetch(time.monotonic() - started, True)
+        self.on_fetch(time.monotonic() - started, ok=True)
         self.last_fetch, self.last_error = fetched, None
         self.last_fetch_ok_at = datetime.now(UTC)
         self.store.set_meta("last_fetch", {"at": _now(), "sha": fetched.head.sha, "forced": fetched.forced})
