@@ -6,7 +6,7 @@
   one, or a run asked for over the API is queued.
 
 The queue (`tfops.run_queue`) and the poller (`tfops.poller`) are used through the Protocols
-declared here; their names are re-exported for the callers that import them from here.
+declared here, so a queue kept in a database can stand where the in-process one does.
 """
 
 from __future__ import annotations
@@ -24,22 +24,23 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tfops.errors import GitFetchError, TfopsError
 from tfops.models import Run, RunKind, Stack, Trigger, TriggerSource
-from tfops.poller import HEAD_CODE_APPLIED, REFUSED_STACKS_META, RepoPoller
+from tfops.poller import HEAD_CODE_APPLIED, REFUSED_STACKS_META
 from tfops.run_queue import RunQueue
 from tfops.stacks import Discovery, RefusedStack
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
 
+# Re-exported after the split: `tfops status` reads the poller's meta keys, tests import RunQueue.
 __all__ = [
     "HEAD_CODE_APPLIED",
     "REFUSED_STACKS_META",
     "FailureStreak",
-    "RepoPoller",
     "RunIntake",
     "RunQueue",
     "Scheduler",
     "StackRegistry",
+    "head_of",
     "queue_drift_check",
     "queue_for_api",
     "replan",
