@@ -1,176 +1,62 @@
-"""Timers, the run queue, and the rules for what gets queued.
+"""The clock, and the rules for what is queued besides deploys.
 
-- `RunQueue`: every trigger becomes a run here. A bounded pool runs at most
-  `max_parallel` runs, never two on one stack; a newer commit supersedes queued
-  runs of its stack; a drift check is not queued twice.
-- `RepoPoller`: fetch, rediscover stacks, queue a deploy for each stack whose code
-  changed since it was last applied.
 - `Scheduler`: APScheduler jobs that call the poller and queue drift checks.
+- `StackRegistry`: the stacks discovered at the current head.
+- `queue_drift_check`, `replan`, `queue_for_api`: when a drift check, a fresh plan after a stale
+  one, or a run asked for over the API is queued.
+
+The queue (`tfops.run_queue`) and the poller (`tfops.poller`) are used through the Protocols
+declared here, so a queue kept in a database can stand where the in-process one does.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from tfops import proc
 from tfops.errors import GitFetchError, TfopsError
-from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
-from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
-from tfops.reconcile import Transitions
-from tfops.stacks import Discovery, ModuleAwareDetector, RefusedStack, affected_stacks
+from tfops.models import Run, RunKind, Stack, Trigger, TriggerSource
+from tfops.poller import HEAD_CODE_APPLIED, REFUSED_STACKS_META
+from tfops.run_queue import RunQueue
+from tfops.stacks import Discovery, RefusedStack
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
 
-# Store meta key: the stacks refused at the head the poller last worked out, for `tfops status`.
-REFUSED_STACKS_META = "refused_stacks"
-# Store meta key: {"head": sha, "stacks": [names whose code at that head is their applied code]}.
-HEAD_CODE_APPLIED = "head_code_applied"
-
-# Runs that have not started work yet and that a newer commit makes pointless.
-_WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
-# A deploy whose outcome leaves its commit's code undeployed on purpose: a later commit that does
-# not touch the stack must not ask the same question again.
-_DECLINED_OR_WAITING = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.REJECTED, RunStatus.EXPIRED})
-
-
-def _same_kind_waiting(open_runs: Iterable[Run], kind: RunKind) -> Run | None:
-    """A waiting run that a new drift check or plan would only repeat."""
-    if kind not in (RunKind.DRIFT, RunKind.PLAN):
-        return None
-    for run in open_runs:
-        if run.kind is kind and run.status is RunStatus.QUEUED:
-            return run
-        if kind is RunKind.DRIFT and run.kind is kind and run.status is RunStatus.AWAITING_APPROVAL:
-            return run
-    return None
+# Re-exported after the split: `tfops status` reads the poller's meta keys, tests import RunQueue.
+__all__ = [
+    "HEAD_CODE_APPLIED",
+    "REFUSED_STACKS_META",
+    "FailureStreak",
+    "RunIntake",
+    "RunQueue",
+    "Scheduler",
+    "StackRegistry",
+    "head_of",
+    "queue_drift_check",
+    "queue_for_api",
+    "replan",
+]
 
 
-class RunQueue:
-    def __init__(
-        self,
-        store: Store,
-        transitions: Transitions,
-        execute: Callable[[int, proc.Cancel], object],
-        max_parallel: int,
-    ) -> None:
-        self.store = store
-        self.transitions = transitions
-        self.execute = execute
-        self.max_parallel = max_parallel
-        self._cond = threading.Condition()
-        self._pending: list[tuple[int, str]] = []  # (run id, stack), oldest first
-        self._busy: dict[str, tuple[int, proc.Cancel]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
-        self._accepting = True
+class RunIntake(Protocol):
+    """What the rules here need of a queue (`RunQueue.submit`); None: not queued (coalesced, stopping)."""
 
-    # -- intake ---------------------------------------------------------------
+    def submit(self, stack: str, kind: RunKind, trigger: Trigger, commit_sha: str) -> Run | None: ...
 
-    def submit(self, stack: str, kind: RunKind, trigger: Trigger, commit_sha: str) -> Run | None:
-        """Queue a run; returns None when it was not needed (coalesced) or we are stopping."""
-        with self._cond:
-            if not self._accepting:
-                log.info("not queuing %s for %s: shutting down", kind.value, stack)
-                return None
-            open_runs = self.store.open_runs(stack)
-            waiting = [run for run in open_runs if run.status in _WAITING]
-            same = _same_kind_waiting(open_runs, kind)
-            if same is not None:
-                # A drift check or plan already waits for a worker (or a drift plan for approvers):
-                # it will report the same thing. Repeated API calls cannot pile runs up either.
-                log.debug("%s for %s coalesced into run %s", kind.value, stack, same.id)
-                return None
-            if kind is RunKind.DEPLOY:
-                self._supersede(waiting, commit_sha)
-            run = self.store.create_run(
-                stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
-            )
-            self._pending.append((run.id, stack))
-            self._dispatch_locked()
-            return run
 
-    def resume(self, runs: Iterable[Run]) -> None:
-        """Queue existing runs: queued ones a previous daemon never started, approved ones to apply."""
-        with self._cond:
-            if not self._accepting:
-                return  # they stay queued/approved in the store for the next start
-            for run in sorted(runs, key=lambda r: r.id):
-                self._pending.append((run.id, run.stack))
-            self._dispatch_locked()
+class Poller(Protocol):
+    """What the poll job needs (`RepoPoller.poll`): fetch, and queue what changed."""
 
-    def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
-        """A newer commit of the stack makes queued plans and plans awaiting approval pointless."""
-        for run in waiting:
-            if run.kind in (RunKind.DEPLOY, RunKind.DRIFT):
-                try:
-                    self.transitions.mark_superseded(
-                        run, f"superseded by commit {commit_sha[:10]}", allowed_from=_WAITING
-                    )
-                except TfopsError:
-                    continue  # it started meanwhile; the newer run waits for it
-                self._pending = [entry for entry in self._pending if entry[0] != run.id]
-
-    # -- dispatch -------------------------------------------------------------
-
-    def _dispatch_locked(self) -> None:
-        for entry in list(self._pending):
-            if len(self._busy) >= self.max_parallel:
-                return
-            run_id, stack = entry
-            if stack in self._busy:
-                continue  # one run per stack: it waits for the current one
-            self._pending.remove(entry)
-            cancel = proc.Cancel()
-            self._busy[stack] = (run_id, cancel)
-            self._pool.submit(self._work, run_id, stack, cancel)
-
-    def _work(self, run_id: int, stack: str, cancel: proc.Cancel) -> None:
-        try:
-            self.execute(run_id, cancel)
-        except Exception:
-            log.exception("run %s: unexpected error escaped the reconciler", run_id)
-        finally:
-            with self._cond:
-                self._busy.pop(stack, None)
-                if self._accepting:
-                    self._dispatch_locked()
-                self._cond.notify_all()
-
-    # -- observation and shutdown ------------------------------------------------
-
-    @property
-    def depth(self) -> int:
-        with self._cond:
-            return len(self._pending)
-
-    def running(self) -> dict[str, int]:
-        with self._cond:
-            return {stack: run_id for stack, (run_id, _) in self._busy.items()}
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout=timeout)
-
-    def shutdown(self, *, wait: float | None = None) -> None:
-        """Stop taking work and interrupt what runs: one SIGINT to each Terraform."""
-        with self._cond:
-            self._accepting = False
-            self._pending.clear()  # they stay `queued` in the store and resume next start
-            for _, cancel in self._busy.values():
-                cancel.cancel()
-            self._cond.wait_for(lambda: not self._busy, timeout=wait)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def poll(self) -> object: ...
 
 
 @dataclass
@@ -194,212 +80,14 @@ class StackRegistry:
         return self._stacks
 
 
-class RepoPoller:
-    """Fetch, and queue a deploy for every stack whose code moved since it was applied."""
-
-    def __init__(
-        self,
-        *,
-        git: GitSource,
-        store: Store,
-        queue: RunQueue,
-        registry: StackRegistry,
-        fetch_attempts: int = 3,
-        first_backoff: float = 2.0,
-        on_fetch: Callable[[float, bool], None] = lambda seconds, ok: None,
-    ) -> None:
-        self.on_fetch = on_fetch
-        self.last_fetch_ok_at: datetime | None = None
-        self.git = git
-        self.store = store
-        self.queue = queue
-        self.registry = registry
-        self.fetch_attempts = fetch_attempts
-        self.first_backoff = first_backoff
-        self._polling = threading.Lock()
-        self.last_fetch: FetchResult | None = None
-        self.last_error: str | None = None
-        # The head whose deploys this process has already worked out. A poll that finds the
-        # same head again has nothing new to decide: skip the per-stack checks (a git diff
-        # per stack whose applied commit is behind the head) until the head moves.
-        self._settled_head: str | None = None
-        # The head and refusals last reported: a refused stack is logged once per head, not per poll.
-        self._reported_refusals: tuple[str, tuple[RefusedStack, ...]] | None = None
-
-    def confirm_head(self, max_age: float) -> str | None:
-        """Fetch once, now, so that the recorded head is the branch's; None when it is current.
-
-        For binding an approval: nothing is queued here (the next poll does that). When the fetch
-        fails, a successful fetch younger than `max_age` seconds still counts; otherwise the
-        reason the head cannot be confirmed is returned.
-        """
-        with self._polling:
-            last_ok = self.last_fetch_ok_at
-            try:
-                fetched = self._fetch(attempts=1)
-            except GitFetchError:
-                age = (datetime.now(UTC) - last_ok).total_seconds() if last_ok else None
-                if age is not None and age < max_age:
-                    log.warning("fetch failed; using the head fetched %.0fs ago", age)
-                    return None
-                return "the branch head could not be confirmed (the Git remote did not answer)"
-            self.store.set_head_all(fetched.head.sha)
-            return None
-
-    def poll(
-        self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll", *, note: str = ""
-    ) -> list[Run]:
-        """`note`: recorded on the deploys this poll queues (e.g. the webhook deliveries behind it)."""
-        # The timer, a webhook and an approval (which fetches to learn the head) may poll at once.
-        with self._polling:
-            return self._poll(source, actor, note)
-
-    def _fetch(self, *, attempts: int) -> FetchResult:
-        """Fetch (cloning first if an earlier start could not), and record how it went."""
-        started = time.monotonic()
-        try:
-            if not self.git.has_clone():
-                self.git.ensure_clone()  # the remote was unreachable when the daemon started
-            fetched = fetch_with_backoff(self.git, attempts=attempts, first_delay=self.first_backoff)
-        except GitFetchError as exc:
-            self.on_fetch(time.monotonic() - started, False)
-            self.last_error = str(exc)
-            self.store.set_meta("last_fetch_error", {"at": _now(), "error": str(exc)})
-            log.error("fetch failed; nothing new is planned until it succeeds: %s", exc)
-            raise
-        self.on_fetch(time.monotonic() - started, True)
-        self.last_fetch, self.last_error = fetched, None
-        self.last_fetch_ok_at = datetime.now(UTC)
-        self.store.set_meta("last_fetch", {"at": _now(), "sha": fetched.head.sha, "forced": fetched.forced})
-        return fetched
-
-    def _poll(self, source: TriggerSource, actor: str, note: str) -> list[Run]:
-        fetched = self._fetch(attempts=self.fetch_attempts)
-        stacks = self.registry.refresh()
-        self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
-        self.store.set_head_all(fetched.head.sha)
-        self._report_refusals(fetched.head.sha)
-        if fetched.head.sha == self._settled_head:
-            return []
-        queued = self.queue_deploys(stacks.values(), fetched, source=source, actor=actor, note=note)
-        self._settled_head = fetched.head.sha
-        return queued
-
-    def _report_refusals(self, head: str) -> None:
-        """Log each refused stack at ERROR once per head, and record them for `tfops status`."""
-        refused = self.registry.refused
-        if self._reported_refusals == (head, refused):
-            return
-        previous = self._reported_refusals
-        self._reported_refusals = (head, refused)
-        self.store.set_meta(
-            REFUSED_STACKS_META,
-            {"head": head, "at": _now(), "stacks": [item.to_dict() for item in refused]},
-        )
-        for item in refused:
-            log.error("%s; not planned at %s (the other stacks are)\n  hint: %s", item, head[:10], item.hint)
-        if not refused and previous is not None and previous[1]:
-            log.info("no stack is refused at %s any more", head[:10])
-
-    def queue_deploys(
-        self,
-        stacks: Iterable[Stack],
-        fetched: FetchResult,
-        *,
-        source: TriggerSource,
-        actor: str,
-        note: str = "",
-    ) -> list[Run]:
-        head = fetched.head.sha
-        queued = []
-        changes = _ChangesSince(self.git, ModuleAwareDetector(self.registry.root), head)
-        ordered = sorted(stacks, key=lambda s: s.name)
-        for stack in ordered:
-            reason = self._deploy_reason(stack, head, changes)
-            if reason is None:
-                continue
-            state = self.store.get_stack(stack.name)
-            trigger = Trigger(
-                source=source,
-                actor=actor,
-                previous_sha=state.applied_sha if state else None,
-                forced=fetched.forced,
-                note=f"{reason}; {note}" if note else reason,
-            )
-            run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
-            if run is not None:
-                queued.append(run)
-        self._record_head_code(ordered, head, changes)
-        return queued
-
-    def _record_head_code(self, stacks: Iterable[Stack], head: str, changes: _ChangesSince) -> None:
-        """Which stacks' code at `head` is the code they were last applied with (no change since
-        the applied commit touches them: a revert, or commits to other stacks), so `tfops status`
-        can say "in sync" without a git diff of its own. One record per head."""
-        applied = []
-        for stack in stacks:
-            state = self.store.get_stack(stack.name)
-            if state is None or state.applied_sha is None:
-                continue
-            if state.applied_sha == head or not changes.touch(stack, state.applied_sha):
-                applied.append(stack.name)
-        self.store.set_meta(HEAD_CODE_APPLIED, {"head": head, "stacks": sorted(applied)})
-
-    def _deploy_reason(self, stack: Stack, head: str, changes: _ChangesSince) -> str | None:
-        """Why `stack` needs a deploy at `head`, or None. Each rule says why not."""
-        last = _last_deploy(self.store, stack.name)
-        if last is not None and last.commit_sha == head and last.status is RunStatus.SUPERSEDED:
-            # Its re-plan never came (the daemon was stopping): this commit is not dealt with yet.
-            return f"the plan of {head[:10]} was superseded and not made again"
-        if last is not None and last.commit_sha == head:
-            return None  # this commit was already taken up for this stack (whatever its outcome)
-        if last is not None and last.commit_sha is not None and last.status in _DECLINED_OR_WAITING:
-            if not changes.touch(stack, last.commit_sha):
-                return None  # the stack's code is what was asked about (and is awaiting or declined)
-            return f"changed since {last.commit_sha[:10]} ({last.status.value})"
-        state = self.store.get_stack(stack.name)
-        if state is None or state.applied_sha is None:
-            return "never applied by tfops"
-        if state.applied_sha == head:
-            return None
-        if not changes.touch(stack, state.applied_sha):
-            return None
-        return f"changed since {state.applied_sha[:10]}"
-
-
-class _ChangesSince:
-    """Does any commit after `since` up to `head` touch a stack? One git diff per distinct `since`
-    and one answer per (stack, since) for the whole poll: deciding the deploys and recording which
-    stacks' head code is applied ask the same questions. Unknown history counts as a change."""
-
-    def __init__(self, git: GitSource, detector: ModuleAwareDetector, head: str) -> None:
-        self.git, self.detector, self.head = git, detector, head
-        self._diffs: dict[str, frozenset[str] | None] = {}
-        self._answers: dict[tuple[str, str], bool] = {}
-
-    def touch(self, stack: Stack, since: str) -> bool:
-        key = (stack.name, since)
-        if key not in self._answers:
-            if since not in self._diffs:
-                self._diffs[since] = self.git.changed_paths(since, self.head)
-            changed = self._diffs[since]
-            self._answers[key] = changed is None or bool(affected_stacks([stack], changed, self.detector))
-        return self._answers[key]
-
-
-def _last_deploy(store: Store, stack: str) -> Run | None:
-    # However many drift checks and plans came since: one query, not a window of recent runs.
-    return store.last_run(stack, kinds={RunKind.DEPLOY})
-
-
 class Scheduler:
     """APScheduler drives the clock; everything it starts goes through the queue."""
 
     def __init__(
         self,
         *,
-        poller: RepoPoller,
-        queue: RunQueue,
+        poller: Poller,
+        queue: RunIntake,
         registry: StackRegistry,
         store: Store,
         poll_interval: float,
@@ -521,7 +209,7 @@ class FailureStreak:
 
 
 def queue_drift_check(
-    store: Store, queue: RunQueue, stack_name: str, *, source: TriggerSource, actor: str
+    store: Store, queue: RunIntake, stack_name: str, *, source: TriggerSource, actor: str
 ) -> Run | None:
     """Queue a drift plan of the branch head for a stack that tfops applied at least once."""
     state = store.get_stack(stack_name)
@@ -534,5 +222,29 @@ def queue_drift_check(
     return queue.submit(stack_name, RunKind.DRIFT, trigger, state.head_sha)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def head_of(store: Store, stack: str) -> str | None:
+    """The branch head last recorded for `stack`, if tfops knows the stack."""
+    state = store.get_stack(stack)
+    return state.head_sha if state is not None else None
+
+
+def replan(store: Store, queue: RunIntake, run: Run) -> None:
+    """A stale saved plan is never retried as is: a fresh plan of the branch head is queued."""
+    trigger = Trigger(
+        source=run.trigger.source, actor="tfops", note=f"re-plan after stale plan in run {run.id}"
+    )
+    head = head_of(store, run.stack) or run.commit_sha
+    if head is None:
+        log.error("run %s: no commit is known for %s; the re-plan waits for the next poll", run.id, run.stack)
+        return
+    queue.submit(run.stack, run.kind, trigger, head)
+
+
+def queue_for_api(store: Store, queue: RunIntake, stack: str, kind: RunKind, actor: str) -> Run | None:
+    """A run asked for over the API: a drift check, or a plan/deploy of the recorded head."""
+    if kind is RunKind.DRIFT:
+        return queue_drift_check(store, queue, stack, source=TriggerSource.API, actor=actor)
+    head = head_of(store, stack)
+    if head is None:
+        return None
+    return queue.submit(stack, kind, Trigger(source=TriggerSource.API, actor=actor), head)

@@ -17,8 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tfops.errors import TfopsError
+from tfops.models import TriggerSource
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,17 @@ class FetchSoon:
             if self._stopping:
                 return None
             return self._pending.take()
+
+
+class Poller(Protocol):
+    """What a batch of hints becomes (`RepoPoller.poll`): a fetch, and deploys of what changed."""
+
+    def poll(self, source: TriggerSource, actor: str, *, note: str) -> object: ...
+
+
+def fetch_for_webhooks(poller: Poller, hints: HintBatch) -> None:
+    """`FetchSoon`'s fetch in the daemon: one poll, its deploys noting the deliveries behind it."""
+    poller.poll(source=TriggerSource.WEBHOOK, actor=hints[-1].source, note=describe_hints(hints))
 
 
 def describe_hints(hints: Sequence[FetchHint]) -> str:

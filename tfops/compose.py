@@ -1,0 +1,334 @@
+"""The composition root: builds every part from the settings and wires them together, once.
+
+Nothing else in tfops constructs a store, a Git source or a runner; tests build an `App` from a
+settings object exactly as the CLI does. `build` runs its steps in this order: the configuration
+checks (a ConfigError leaves no database behind and nothing open), then the I/O that a start needs
+(the private directories, the Git askpass helper, the store's schema), then `wire`, which builds
+each part from the parts it needs: the I/O is in those named steps, not in constructors, and no
+part is changed once built (a part is handed every callback it needs when it is made).
+
+One cycle remains: the reconciler calls the queue (a re-plan), the poller (to confirm the head)
+and the run metrics (`on_finished`), while the queue's workers and the run metrics call it back.
+The reconciler is built last, and those two reach it through a `Later`, set as soon as it is built
+and before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from slack_sdk import WebClient
+
+from tfops import proc
+from tfops.approvals import ApprovalDesk
+from tfops.config import Settings
+from tfops.gitsource import GitSource, git_env, write_askpass
+from tfops.logs import hold_secrets
+from tfops.metrics import Metrics
+from tfops.models import Run
+from tfops.notify import MultiNotifier, Notifier
+from tfops.notify.blocks import CommitInfo
+from tfops.notify.console import LogNotifier
+from tfops.notify.directory import SlackDirectory
+from tfops.notify.interactions import SlackInteractions
+from tfops.notify.slack import OutboxSender, SlackNotifier, web_client
+from tfops.notify.slack_render import RunRenderer
+from tfops.observe import RunMetrics, snapshot_of
+from tfops.poller import RepoPoller
+from tfops.preflight import needed, preflight
+from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
+from tfops.recovery import Recovery, record_group
+from tfops.run_queue import RunQueue
+from tfops.scheduler import Scheduler, StackRegistry, replan
+from tfops.secrets import held_secrets
+from tfops.stacks import discover
+from tfops.store import Store
+from tfops.terraform.runner import RunnerSettings, TerraformRunner
+from tfops.triggers import FetchSoon, fetch_for_webhooks
+
+_P = TypeVar("_P")
+
+
+class Later(Generic[_P]):
+    """A part built after the parts that call it: they call it through this. It is set once, as
+    soon as the part is built and before anything runs; a call before that is a wiring bug."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._part: _P | None = None
+
+    def set(self, part: _P) -> _P:
+        if self._part is not None:
+            raise RuntimeError(f"{self.what} was built twice")
+        self._part = part
+        return part
+
+    def get(self) -> _P:
+        if self._part is None:
+            raise RuntimeError(f"{self.what} was used before it was built")
+        return self._part
+
+
+@dataclass(frozen=True, repr=False)  # no repr: the held secrets must not reach a log or a traceback
+class Checked:
+    """What the configuration checks found; nothing is open or written yet."""
+
+    binary: str
+    repo_url: str
+    slack_client: WebClient | None
+    held_secrets: frozenset[str]
+
+
+@dataclass(eq=False, repr=False)
+class Parts:
+    """Every part of a tfops process, wired together (an `App` is one, with its behaviours)."""
+
+    settings: Settings
+    store: Store
+    git: GitSource
+    registry: StackRegistry
+    notifier: MultiNotifier
+    transitions: Transitions
+    queue: RunQueue
+    metrics: Metrics
+    outbox_sender: OutboxSender | None
+    poller: RepoPoller
+    runner: TerraformRunner
+    reconciler: Reconciler
+    desk: ApprovalDesk
+    interactions: SlackInteractions | None
+    recovery: Recovery
+    scheduler: Scheduler
+    fetch_soon: FetchSoon
+    started_at: datetime
+
+
+def build(
+    settings: Settings, *, notifiers: Iterable[Notifier] = (), environ: Mapping[str, str] | None = None
+) -> Parts:
+    """Every part, wired; a half-built set is never returned (the store is closed again)."""
+    environ = dict(os.environ if environ is None else environ)
+    # Everything that can refuse the configuration comes before the store: a ConfigError
+    # leaves no database behind and nothing open. `tfops check-config` runs the same checks.
+    checked = check_configuration(settings, environ)
+    # What tfops read as a secret never leaves the host: runs, logs, store, Slack and the API.
+    hold_secrets(checked.held_secrets)
+    make_private_dirs(settings)
+    credentials = git_credentials(settings)  # reads the Git token, writes the askpass helper
+    store = Store(settings.store_url)
+    try:
+        store.upgrade()
+        return wire(settings, checked, store, environ, notifiers, credentials)
+    except BaseException:
+        store.close()  # a half-built App is never returned: it must not hold the database
+        raise
+
+
+def check_configuration(settings: Settings, environ: Mapping[str, str]) -> Checked:
+    """`preflight`, and what the checked configuration yields; reads secrets, writes nothing."""
+    binary = preflight(settings, environ)
+    return Checked(
+        binary=binary,
+        repo_url=settings.require_repo_url(),
+        slack_client=slack_client_for(settings),
+        held_secrets=held_secrets(settings),
+    )
+
+
+def slack_client_for(settings: Settings) -> WebClient | None:
+    slack = settings.slack
+    if not slack.enabled:
+        return None  # (a channel and a token were required by `preflight`)
+    return web_client(needed(settings.slack_token(), "slack.bot_token"), slack.base_url, slack.timeout)
+
+
+def make_private_dirs(settings: Settings) -> None:
+    """The data directory and those below it, created 0700."""
+    for directory in (settings.data_dir, settings.runs_dir, settings.stacks_dir, settings.plugin_cache_dir):
+        # Plans and state hold secrets in clear: only tfops' own user may read them.
+        Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def git_credentials(settings: Settings) -> dict[str, str]:
+    """The environment Git needs for the remote; with a token, the askpass helper is written first."""
+    repo = settings.repo
+    token = settings.repo_token()
+    askpass = write_askpass(Path(settings.data_dir) / "git-askpass.sh") if token else None
+    return git_env(ssh_key_file=repo.ssh_key_file, askpass=askpass, username=repo.username, token=token)
+
+
+def wire(
+    settings: Settings,
+    checked: Checked,
+    store: Store,
+    environ: Mapping[str, str],
+    notifiers: Iterable[Notifier],
+    credentials: dict[str, str],
+) -> Parts:
+    """Build and connect the parts, once the configuration was accepted and the store is open."""
+    git = git_for(settings, checked.repo_url, environ, credentials)
+    registry = StackRegistry(
+        lambda root: discover(root, settings.stacks, settings.defaults), settings.checkout_dir
+    )
+    notifier = MultiNotifier(LogNotifier(), *notifiers)
+    transitions = Transitions(store, notifier, settings.runs_dir)
+    reconciler: Later[Reconciler] = Later("the reconciler")
+
+    def execute(run_id: int, cancel: proc.Cancel) -> Run | None:
+        return reconciler.get().execute(run_id, cancel)
+
+    queue = RunQueue(store, transitions, execute, settings.terraform.max_parallel)
+    metrics = Metrics(snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None))
+    sender = slack_delivery(settings, checked.slack_client, store, git, registry, metrics, notifier)
+    poller = RepoPoller(git=git, store=store, queue=queue, registry=registry, on_fetch=metrics.fetch_done)
+    run_metrics = RunMetrics(metrics, store, lambda run_id: reconciler.get().is_executing(run_id))
+    notifier.add(run_metrics)
+    runner = runner_for(settings, checked.binary, environ, store)
+    confirm_head = partial(poller.confirm_head, max_age=2 * settings.repo.poll_interval)
+    reconciler.set(
+        reconciler_for(
+            settings, checked, store, git, runner, transitions, registry, queue, run_metrics, confirm_head
+        )
+    )
+    desk = desk_for(settings, checked, store, transitions, registry, reconciler.get(), queue, confirm_head)
+    recovery = Recovery(store, transitions, registry, queue, settings)
+    scheduler = Scheduler(
+        poller=poller,
+        queue=queue,
+        registry=registry,
+        store=store,
+        poll_interval=settings.repo.poll_interval,
+        housekeeping=partial(housekeeping, desk, recovery),
+    )
+    interactions = SlackInteractions(desk, store, on_enqueue=sender.wake) if sender is not None else None
+    fetch_soon = FetchSoon(partial(fetch_for_webhooks, poller), window=settings.webhooks.debounce)
+    # In the order of Parts' fields; each has a type of its own, so mypy checks the order.
+    return Parts(
+        settings, store, git, registry, notifier, transitions, queue, metrics, sender, poller, runner,
+        reconciler.get(), desk, interactions, recovery, scheduler, fetch_soon, datetime.now(UTC),
+    )  # fmt: skip
+
+
+def git_for(
+    settings: Settings, repo_url: str, environ: Mapping[str, str], credentials: dict[str, str]
+) -> GitSource:
+    return GitSource(
+        repo_url,
+        settings.repo.branch,
+        settings.checkout_dir,
+        env=credentials,
+        inherit=environ,
+        fetch_timeout=settings.repo.fetch_timeout,
+    )
+
+
+def slack_delivery(
+    settings: Settings,
+    client: WebClient | None,
+    store: Store,
+    git: GitSource,
+    registry: StackRegistry,
+    metrics: Metrics,
+    notifier: MultiNotifier,
+) -> OutboxSender | None:
+    """When Slack is configured: a notifier that fills the outbox, and the sender that empties it."""
+    if client is None:
+        return None
+    slack = settings.slack
+    # Rendering and commit lookups happen in the sender: a status change only enqueues a record.
+    renderer = RunRenderer(
+        store,
+        commit_info=partial(commit_info, git),
+        stack_for=lambda name: registry.current().get(name),
+        mention=slack.mention,
+    )
+    sender = OutboxSender(store, client, renderer=renderer, on_failed=metrics.slack_delivery_failed)
+    notifier.add(SlackNotifier(store, slack.channel_for, on_enqueue=sender.wake))
+    return sender
+
+
+def commit_info(git: GitSource, sha: str) -> CommitInfo:
+    revision = git.revision(sha)
+    return CommitInfo(sha=revision.sha, subject=revision.subject, author=revision.author)
+
+
+def runner_for(settings: Settings, binary: str, environ: Mapping[str, str], store: Store) -> TerraformRunner:
+    terraform = settings.terraform
+    return TerraformRunner(
+        RunnerSettings(
+            binary=binary,
+            cli_config=terraform.cli_config,
+            plugin_cache_dir=settings.plugin_cache_dir,
+            lock_timeout=terraform.lock_timeout,
+            stop_grace=terraform.stop_grace,
+            passthrough=tuple(terraform.env_passthrough),
+            inherit=dict(environ),
+        ),
+        on_group=partial(record_group, store),
+    )
+
+
+def reconciler_for(
+    settings: Settings,
+    checked: Checked,
+    store: Store,
+    git: GitSource,
+    runner: TerraformRunner,
+    transitions: Transitions,
+    registry: StackRegistry,
+    queue: RunQueue,
+    run_metrics: RunMetrics,
+    confirm_head: Callable[[], str | None],
+) -> Reconciler:
+    return Reconciler(
+        store=store,
+        git=git,
+        runner=runner,
+        transitions=transitions,
+        stacks=registry.current,
+        settings=ReconcileSettings(
+            runs_dir=settings.runs_dir,
+            stacks_dir=settings.stacks_dir,
+            timeout=settings.terraform.timeout,
+            redact_patterns=settings.compiled_redact_patterns,
+            held_secrets=checked.held_secrets,
+        ),
+        on_stale_plan=partial(replan, store, queue),
+        on_finished=run_metrics.run_finished,
+        confirm_head=confirm_head,  # the worker fetches before it applies
+    )
+
+
+def desk_for(
+    settings: Settings,
+    checked: Checked,
+    store: Store,
+    transitions: Transitions,
+    registry: StackRegistry,
+    reconciler: Reconciler,
+    queue: RunQueue,
+    confirm_head: Callable[[], str | None],
+) -> ApprovalDesk:
+    client = checked.slack_client
+    return ApprovalDesk(
+        store=store,
+        transitions=transitions,
+        stacks=registry.current,
+        binding=reconciler,
+        directory=SlackDirectory(client, ttl=settings.slack.usergroup_cache) if client is not None else None,
+        start_apply=lambda run: queue.resume([run]),
+        replan=partial(replan, store, queue),
+        confirm_head=confirm_head,
+    )
+
+
+def housekeeping(desk: ApprovalDesk, recovery: Recovery) -> None:
+    """The scheduler's housekeeping job: expire approval requests, retry a recovery left undone."""
+    desk.expire_due()
+    recovery.retry()  # another process held the data directory at start; try again

@@ -1,0 +1,167 @@
+"""The run queue: every trigger becomes a run here.
+
+A bounded pool runs at most `max_parallel` runs, never two on one stack; a newer commit supersedes
+queued runs of its stack; a drift check is not queued twice. The queue knows the reconciler only
+as an `Executor` (declared here, where it is used), so whatever runs a run can stand behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from tfops import proc
+from tfops.errors import TfopsError
+from tfops.models import Run, RunKind, RunStatus, Trigger
+from tfops.store import Store
+
+log = logging.getLogger(__name__)
+
+# Runs that have not started work yet and that a newer commit makes pointless.
+_WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
+
+
+class Executor(Protocol):
+    """Takes a run to its terminal status (the reconciler's `execute`); `cancel` asks it to stop."""
+
+    def __call__(self, run_id: int, cancel: proc.Cancel) -> object: ...
+
+
+class Superseding(Protocol):
+    """The one status change the queue makes itself (the reconciler's `Transitions` make it)."""
+
+    def mark_superseded(
+        self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
+    ) -> Run: ...
+
+
+def _same_kind_waiting(open_runs: Iterable[Run], kind: RunKind) -> Run | None:
+    """A waiting run that a new drift check or plan would only repeat."""
+    if kind not in (RunKind.DRIFT, RunKind.PLAN):
+        return None
+    for run in open_runs:
+        if run.kind is kind and run.status is RunStatus.QUEUED:
+            return run
+        if kind is RunKind.DRIFT and run.kind is kind and run.status is RunStatus.AWAITING_APPROVAL:
+            return run
+    return None
+
+
+class RunQueue:
+    def __init__(
+        self,
+        store: Store,
+        transitions: Superseding,
+        execute: Executor,
+        max_parallel: int,
+    ) -> None:
+        self.store = store
+        self.transitions = transitions
+        self.execute = execute
+        self.max_parallel = max_parallel
+        self._cond = threading.Condition()
+        self._pending: list[tuple[int, str]] = []  # (run id, stack), oldest first
+        self._busy: dict[str, tuple[int, proc.Cancel]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
+        self._accepting = True
+
+    # -- intake ---------------------------------------------------------------
+
+    def submit(self, stack: str, kind: RunKind, trigger: Trigger, commit_sha: str) -> Run | None:
+        """Queue a run; returns None when it was not needed (coalesced) or we are stopping."""
+        with self._cond:
+            if not self._accepting:
+                log.info("not queuing %s for %s: shutting down", kind.value, stack)
+                return None
+            open_runs = self.store.open_runs(stack)
+            waiting = [run for run in open_runs if run.status in _WAITING]
+            same = _same_kind_waiting(open_runs, kind)
+            if same is not None:
+                # A drift check or plan already waits for a worker (or a drift plan for approvers):
+                # it will report the same thing. Repeated API calls cannot pile runs up either.
+                log.debug("%s for %s coalesced into run %s", kind.value, stack, same.id)
+                return None
+            if kind is RunKind.DEPLOY:
+                self._supersede(waiting, commit_sha)
+            run = self.store.create_run(
+                stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
+            )
+            self._pending.append((run.id, stack))
+            self._dispatch_locked()
+            return run
+
+    def resume(self, runs: Iterable[Run]) -> None:
+        """Queue existing runs: queued ones a previous daemon never started, approved ones to apply."""
+        with self._cond:
+            if not self._accepting:
+                return  # they stay queued/approved in the store for the next start
+            for run in sorted(runs, key=lambda r: r.id):
+                self._pending.append((run.id, run.stack))
+            self._dispatch_locked()
+
+    def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
+        """A newer commit of the stack makes queued plans and plans awaiting approval pointless."""
+        for run in waiting:
+            if run.kind in (RunKind.DEPLOY, RunKind.DRIFT):
+                try:
+                    self.transitions.mark_superseded(
+                        run, f"superseded by commit {commit_sha[:10]}", allowed_from=_WAITING
+                    )
+                except TfopsError:
+                    continue  # it started meanwhile; the newer run waits for it
+                self._pending = [entry for entry in self._pending if entry[0] != run.id]
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _dispatch_locked(self) -> None:
+        for entry in list(self._pending):
+            if len(self._busy) >= self.max_parallel:
+                return
+            run_id, stack = entry
+            if stack in self._busy:
+                continue  # one run per stack: it waits for the current one
+            self._pending.remove(entry)
+            cancel = proc.Cancel()
+            self._busy[stack] = (run_id, cancel)
+            self._pool.submit(self._work, run_id, stack, cancel)
+
+    def _work(self, run_id: int, stack: str, cancel: proc.Cancel) -> None:
+        try:
+            self.execute(run_id, cancel)
+        except Exception:
+            log.exception("run %s: unexpected error escaped the reconciler", run_id)
+        finally:
+            with self._cond:
+                self._busy.pop(stack, None)
+                if self._accepting:
+                    self._dispatch_locked()
+                self._cond.notify_all()
+
+    # -- observation and shutdown ------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def running(self) -> dict[str, int]:
+        with self._cond:
+            return {stack: run_id for stack, (run_id, _) in self._busy.items()}
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout=timeout)
+
+    def shutdown(self, *, wait: float | None = None) -> None:
+        """Stop taking work and interrupt what runs: one SIGINT to each Terraform."""
+        with self._cond:
+            self._accepting = False
+            self._pending.clear()  # they stay `queued` in the store and resume next start
+            for _, cancel in self._busy.values():
+                cancel.cancel()
+            self._cond.wait_for(lambda: not self._busy, timeout=wait)
+        self._pool.shutdown(wait=False, cancel_futures=True)
