@@ -1,9 +1,8 @@
 """One run, from queued to exactly one terminal status.
 
-`Transitions` is the only place where a run's status changes. Each method is
-named after an outcome, persists it first (the store refuses to move a terminal
-run), and only then tells the notifier. `Reconciler.execute` walks a run through
-plan → decide → apply and maps every failure to one of those outcomes.
+`Reconciler.execute` walks a run through plan → decide → apply and maps every failure to one of
+the outcomes named in `Transitions` (tfops.transitions), the only place where a run's status
+changes.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,105 +26,25 @@ from tfops.errors import (
     TfopsError,
 )
 from tfops.logs import run_context
-from tfops.models import PLAN_KEPT_STATUSES, DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
-from tfops.notify import Notifier, RunNotice
+from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.policy import Action, decide, drift_report, drift_state_after_plan
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
 from tfops.terraform.runner import Deadline, TerraformRunner, Workspace, sha256_file
+from tfops.transitions import PLAN_FILE, Transitions, drop_plan_unless_kept
+
+__all__ = [
+    "PLAN_FILE",
+    "GitViews",
+    "ReconcileSettings",
+    "Reconciler",
+    "RunTiming",
+    "Transitions",
+    "drop_plan_unless_kept",
+]
 
 log = logging.getLogger(__name__)
-
-_QUEUED = {RunStatus.QUEUED}
-_PLANNING = {RunStatus.PLANNING}
-_APPLYING = {RunStatus.APPLYING}
-_AWAITING = {RunStatus.AWAITING_APPROVAL}
-_READY_TO_APPLY = {RunStatus.PLANNING, RunStatus.APPROVED}
-
-PLAN_FILE = "plan.tfplan"
-
-
-class Transitions:
-    """Named status changes: persist, then announce.
-
-    `runs_dir`: where runs keep their saved plans; a plan is deleted as soon as its run reaches a
-    status in which it can no longer be applied (it holds secrets in clear).
-    """
-
-    def __init__(self, store: Store, notifier: Notifier, runs_dir: Path | None = None) -> None:
-        self.store = store
-        self.notifier = notifier
-        self.runs_dir = runs_dir
-
-    def mark_planning(self, run: Run, *, log_path: Path) -> Run:
-        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", log_path=str(log_path))
-
-    def mark_no_changes(self, run: Run, summary: PlanSummary, reason: str) -> Run:
-        return self._move(run, RunStatus.NO_CHANGES, _PLANNING, reason, summary=summary)
-
-    def mark_planned(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(run, RunStatus.PLANNED, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256)
-
-    def mark_applying(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(
-            run, RunStatus.APPLYING, _READY_TO_APPLY, reason, summary=summary, plan_sha256=plan_sha256
-        )
-
-    def mark_awaiting_approval(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(
-            run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
-        )
-
-    def mark_approved(self, run: Run, by: str) -> Run:
-        return self._move(run, RunStatus.APPROVED, _AWAITING, f"approved by {by}", decided_by=by)
-
-    def mark_rejected(self, run: Run, by: str) -> Run:
-        return self._move(run, RunStatus.REJECTED, _AWAITING, f"rejected by {by}", decided_by=by)
-
-    def mark_expired(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.EXPIRED, _AWAITING, reason)
-
-    def note_decision(self, run: Run, message: str) -> None:
-        """A decision that does not move the run yet (one approval of two): announce it only."""
-        self.notifier.run_changed(RunNotice(run=run, message=message))
-
-    def mark_applied(self, run: Run) -> Run:
-        return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", exit_code=0)
-
-    def mark_failed(self, run: Run, error: str, *, exit_code: int | None = None) -> Run:
-        return self._move(
-            run, RunStatus.FAILED, None, error.splitlines()[0], error=error, exit_code=exit_code
-        )
-
-    def mark_timed_out(self, run: Run, error: str) -> Run:
-        return self._move(run, RunStatus.TIMED_OUT, None, error, error=error)
-
-    def mark_interrupted(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
-
-    def mark_superseded(
-        self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
-    ) -> Run:
-        return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason)
-
-    def _move(
-        self,
-        run: Run,
-        to: RunStatus,
-        allowed_from: AbstractSet[RunStatus] | None,
-        message: str,
-        *,
-        summary: PlanSummary | None = None,
-        **fields,
-    ) -> Run:
-        if summary is not None:
-            fields["summary"] = summary_to_dict(summary)
-        updated = self.store.transition(run.id, to, allowed_from=allowed_from, message=message, **fields)
-        if self.runs_dir is not None and updated.status.is_terminal:
-            drop_plan_unless_kept(self.runs_dir / str(run.id), updated)
-        self.notifier.run_changed(RunNotice(run=updated, message=message, summary=summary))
-        return updated
 
 
 @dataclass(frozen=True)
@@ -468,10 +386,3 @@ class Reconciler:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def drop_plan_unless_kept(run_dir: Path, run: Run) -> None:
-    """A saved plan holds secrets in clear; keep it only while it may still be applied."""
-    if run.status in PLAN_KEPT_STATUSES:
-        return
-    (run_dir / PLAN_FILE).unlink(missing_ok=True)
