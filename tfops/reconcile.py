@@ -1,9 +1,8 @@
 """One run, from queued to exactly one terminal status.
 
-`Transitions` is the only place where a run's status changes. Each method is
-named after an outcome, persists it first (the store refuses to move a terminal
-run), and only then tells the notifier. `Reconciler.execute` walks a run through
-plan → decide → apply and maps every failure to one of those outcomes.
+`Reconciler.execute` walks a run through plan → decide → apply and maps every failure to one of
+the outcomes named in `Transitions` (tfops.transitions), the only place where a run's status
+changes.
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tfops import proc
 from tfops.errors import (
@@ -28,105 +26,26 @@ from tfops.errors import (
     TfopsError,
 )
 from tfops.logs import run_context
-from tfops.models import PLAN_KEPT_STATUSES, DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
-from tfops.notify import Notifier, RunNotice
+from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
 from tfops.policy import Action, decide, drift_report, drift_state_after_plan
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
-from tfops.terraform.runner import Deadline, TerraformRunner, Workspace, sha256_file
+from tfops.terraform.runner import Deadline, PlanResult, TerraformRunner, Workspace, sha256_file
+from tfops.transitions import PLAN_FILE, Transitions, drop_plan_unless_kept
+
+__all__ = [
+    "PLAN_FILE",
+    "GitViews",
+    "ReconcileSettings",
+    "Reconciler",
+    "RunTiming",
+    "RunWork",
+    "Transitions",
+    "drop_plan_unless_kept",
+]
 
 log = logging.getLogger(__name__)
-
-_QUEUED = {RunStatus.QUEUED}
-_PLANNING = {RunStatus.PLANNING}
-_APPLYING = {RunStatus.APPLYING}
-_AWAITING = {RunStatus.AWAITING_APPROVAL}
-_READY_TO_APPLY = {RunStatus.PLANNING, RunStatus.APPROVED}
-
-PLAN_FILE = "plan.tfplan"
-
-
-class Transitions:
-    """Named status changes: persist, then announce.
-
-    `runs_dir`: where runs keep their saved plans; a plan is deleted as soon as its run reaches a
-    status in which it can no longer be applied (it holds secrets in clear).
-    """
-
-    def __init__(self, store: Store, notifier: Notifier, runs_dir: Path | None = None) -> None:
-        self.store = store
-        self.notifier = notifier
-        self.runs_dir = runs_dir
-
-    def mark_planning(self, run: Run, *, log_path: Path) -> Run:
-        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", log_path=str(log_path))
-
-    def mark_no_changes(self, run: Run, summary: PlanSummary, reason: str) -> Run:
-        return self._move(run, RunStatus.NO_CHANGES, _PLANNING, reason, summary=summary)
-
-    def mark_planned(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(run, RunStatus.PLANNED, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256)
-
-    def mark_applying(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(
-            run, RunStatus.APPLYING, _READY_TO_APPLY, reason, summary=summary, plan_sha256=plan_sha256
-        )
-
-    def mark_awaiting_approval(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(
-            run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
-        )
-
-    def mark_approved(self, run: Run, by: str) -> Run:
-        return self._move(run, RunStatus.APPROVED, _AWAITING, f"approved by {by}", decided_by=by)
-
-    def mark_rejected(self, run: Run, by: str) -> Run:
-        return self._move(run, RunStatus.REJECTED, _AWAITING, f"rejected by {by}", decided_by=by)
-
-    def mark_expired(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.EXPIRED, _AWAITING, reason)
-
-    def note_decision(self, run: Run, message: str) -> None:
-        """A decision that does not move the run yet (one approval of two): announce it only."""
-        self.notifier.run_changed(RunNotice(run=run, message=message))
-
-    def mark_applied(self, run: Run) -> Run:
-        return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", exit_code=0)
-
-    def mark_failed(self, run: Run, error: str, *, exit_code: int | None = None) -> Run:
-        return self._move(
-            run, RunStatus.FAILED, None, error.splitlines()[0], error=error, exit_code=exit_code
-        )
-
-    def mark_timed_out(self, run: Run, error: str) -> Run:
-        return self._move(run, RunStatus.TIMED_OUT, None, error, error=error)
-
-    def mark_interrupted(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
-
-    def mark_superseded(
-        self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
-    ) -> Run:
-        return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason)
-
-    def _move(
-        self,
-        run: Run,
-        to: RunStatus,
-        allowed_from: AbstractSet[RunStatus] | None,
-        message: str,
-        *,
-        summary: PlanSummary | None = None,
-        **fields,
-    ) -> Run:
-        if summary is not None:
-            fields["summary"] = summary_to_dict(summary)
-        updated = self.store.transition(run.id, to, allowed_from=allowed_from, message=message, **fields)
-        if self.runs_dir is not None and updated.status.is_terminal:
-            drop_plan_unless_kept(self.runs_dir / str(run.id), updated)
-        self.notifier.run_changed(RunNotice(run=updated, message=message, summary=summary))
-        return updated
 
 
 @dataclass(frozen=True)
@@ -158,6 +77,38 @@ class ReconcileSettings:
     redact_patterns: Sequence = ()
     # The secrets tfops holds itself (tfops.secrets): scrubbed from every run from its first line.
     held_secrets: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, eq=False)
+class RunWork:
+    """What one execution of a run works with, from taking the run to the status it ends in.
+
+    `run` is the run as it was taken: its id, stack, kind, commit and approved plan stay the same
+    while it works, so each step returns the run as it moved on instead of changing this value.
+    `secrets` grows as the plan's secrets are learned; `redact` scrubs them from then on.
+    """
+
+    run: Run
+    stack: Stack
+    run_dir: Path
+    cancel: proc.Cancel | None
+    secrets: set[str]
+    patterns: Sequence
+
+    @property
+    def commit_sha(self) -> str:
+        """The commit the run works on (a run is only ever queued for one)."""
+        assert self.run.commit_sha is not None
+        return self.run.commit_sha
+
+    def redact(self, text: str) -> str:
+        return scrub(text, self.secrets, self.patterns)
+
+    def summarize(self, shown: Mapping[str, Any]) -> PlanSummary:
+        """The plan's summary; its secrets are learned first, so that from now on the log and
+        errors are scrubbed of them."""
+        self.secrets.update(secrets_in(shown))
+        return summarize(shown, patterns=self.patterns, secrets=self.secrets)
 
 
 class Reconciler:
@@ -237,103 +188,35 @@ class Reconciler:
         except RunCancelled:
             return self._current(run)  # never started: it stays queued (or approved) for the next daemon
 
-    def _apply_approved(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
-        """Apply exactly the plan people approved, after checking it is still the one they saw."""
-        if run.status is not RunStatus.APPROVED:
-            return run  # another process applied it meanwhile
-        run_dir = self.settings.runs_dir / str(run.id)
-        secrets: set[str] = set(self.settings.held_secrets)
-        redact = self._redactor(secrets)
-        try:
-            return self._finish_approved(run, stack, run_dir, cancel, secrets, redact)
-        finally:
-            drop_plan_unless_kept(run_dir, self._current(run))
-
-    def _finish_approved(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
-        def check_then_apply() -> Run:
-            # The head as it is now, not as the last poll (or a previous process) saw it.
-            unconfirmed = self.confirm_head()
-            if unconfirmed is not None:
-                return self._supersede_stale(run, unconfirmed)
-            stale = self.stale_binding(run, stack)
-            if stale is not None:
-                return self._supersede_stale(run, stale)
-            return self._apply_saved_plan(run, stack, run_dir, cancel, secrets, redact)
-
-        return self._guarded(run, check_then_apply, redact)
-
-    def stale_binding(self, run: Run, stack: Stack) -> str | None:
-        """Why the run's saved plan may no longer be applied, or None while it still may.
-
-        The plan must be the file that was shown (same SHA-256), and the branch head must still
-        carry the code it was made from: no commit since then touches the stack.
-        """
-        plan_path = self.settings.runs_dir / str(run.id) / PLAN_FILE
-        if not run.plan_sha256 or not run.commit_sha:
-            return "the run has no recorded plan to apply"
-        if not plan_path.is_file():
-            return "the saved plan file is gone"
-        if sha256_file(plan_path) != run.plan_sha256:
-            return "the saved plan file no longer matches the plan that was shown"
-        state = self.store.get_stack(stack.name)
-        head = state.head_sha if state else None
-        if head is None or head == run.commit_sha:
-            return None
-        if not self.git.is_on_branch(run.commit_sha):
-            return f"commit {run.commit_sha[:10]} is no longer on the branch (force-push)"
-        with self.git.view(head) as tree:
-            if not self._same_code(stack, run.commit_sha, head, tree):
-                return f"the branch moved on to {head[:10]}, which changes this stack"
-        return None
-
-    def _supersede_stale(self, run: Run, why: str) -> Run:
-        done = self.transitions.mark_superseded(self._current(run), f"{why}; planning again")
-        if self.on_stale_plan is not None:
-            self.on_stale_plan(done)
-        return done
-
-    def _apply_saved_plan(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
-        deadline = Deadline(self.settings.timeout)
-        with self.git.view(run.commit_sha) as tree:
-            ws = self._workspace(stack, tree, run_dir, run.id)
-            self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
-            # Learn the plan's secrets first, so that the apply's output is scrubbed of them.
-            shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
-            secrets.update(secrets_in(shown))
-            summary = summarize(shown, patterns=self.settings.redact_patterns, secrets=secrets)
-            run = self.transitions.mark_applying(
-                run, summary, run.plan_sha256, f"applying the plan approved by {run.decided_by}"
-            )
-            self.runner.apply(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
-            done = self.transitions.mark_applied(run)
-            self._after_success(done)
-            return done
-
     def _execute_locked(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
-        run_dir = self.settings.runs_dir / str(run.id)
-        ws_log = run_dir / "run.log"
         try:
-            run = self.transitions.mark_planning(run, log_path=ws_log)
+            run = self.transitions.mark_planning(run, log_path=self._run_dir(run) / "run.log")
         except InvalidTransition:
             return self._current(run)  # taken or superseded meanwhile
-        secrets: set[str] = set(self.settings.held_secrets)
-        redact = self._redactor(secrets)
+        return self._conclude(self._take(run, stack, cancel), self._plan_and_decide)
+
+    def _apply_approved(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
+        if run.status is not RunStatus.APPROVED:
+            return run  # another process applied it meanwhile
+        return self._conclude(self._take(run, stack, cancel), self._check_then_apply)
+
+    def _take(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> RunWork:
+        secrets = set(self.settings.held_secrets)
+        return RunWork(run, stack, self._run_dir(run), cancel, secrets, self.settings.redact_patterns)
+
+    def _conclude(self, work: RunWork, step: Callable[[RunWork], Run]) -> Run:
+        """The one way a run's work ends, planned or approved: in exactly one status, and without
+        its saved plan unless that status may still apply it."""
         try:
-            run = self._finish(run, stack, run_dir, cancel, secrets, redact)
+            return self._guarded(work, step)
         finally:
-            drop_plan_unless_kept(run_dir, self._current(run))
-        return run
+            drop_plan_unless_kept(work.run_dir, self._current(work.run))
 
-    def _finish(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
-        def plan() -> Run:
-            return self._plan_and_decide(run, stack, run_dir, cancel, secrets, redact)
-
-        return self._guarded(run, plan, redact)
-
-    def _guarded(self, run: Run, work: Callable[[], Run], redact: Callable[[str], str]) -> Run:
+    def _guarded(self, work: RunWork, step: Callable[[RunWork], Run]) -> Run:
         """Do the run's work; map every way it can fail to exactly one terminal status."""
+        run, redact = work.run, work.redact
         try:
-            return work()
+            return step(work)
         except RunCancelled as exc:
             return self.transitions.mark_interrupted(run, redact(str(exc)))
         except RunTimedOut as exc:
@@ -357,20 +240,75 @@ class Reconciler:
         except InvalidTransition:
             return self._current(run)  # it had ended already
 
-    def _plan_and_decide(self, run, stack, run_dir, cancel, secrets, redact) -> Run:
+    def _check_then_apply(self, work: RunWork) -> Run:
+        """Apply exactly the plan people approved, after checking it is still the one they saw."""
+        # The head as it is now, not as the last poll (or a previous process) saw it.
+        unconfirmed = self.confirm_head()
+        if unconfirmed is not None:
+            return self._supersede_stale(work.run, unconfirmed)
+        stale = self.stale_binding(work.run, work.stack)
+        if stale is not None:
+            return self._supersede_stale(work.run, stale)
+        return self._apply_saved_plan(work)
+
+    def stale_binding(self, run: Run, stack: Stack) -> str | None:
+        """Why the run's saved plan may no longer be applied, or None while it still may.
+
+        The plan must be the file that was shown (same SHA-256), and the branch head must still
+        carry the code it was made from: no commit since then touches the stack.
+        """
+        plan_path = self._run_dir(run) / PLAN_FILE
+        if not run.plan_sha256 or not run.commit_sha:
+            return "the run has no recorded plan to apply"
+        if not plan_path.is_file():
+            return "the saved plan file is gone"
+        if sha256_file(plan_path) != run.plan_sha256:
+            return "the saved plan file no longer matches the plan that was shown"
+        state = self.store.get_stack(stack.name)
+        head = state.head_sha if state else None
+        if head is None or head == run.commit_sha:
+            return None
+        if not self.git.is_on_branch(run.commit_sha):
+            return f"commit {run.commit_sha[:10]} is no longer on the branch (force-push)"
+        with self.git.view(head) as tree:
+            if not self._same_code(stack, run.commit_sha, head, tree):
+                return f"the branch moved on to {head[:10]}, which changes this stack"
+        return None
+
+    def _supersede_stale(self, run: Run, why: str) -> Run:
+        done = self.transitions.mark_superseded(self._current(run), f"{why}; planning again")
+        if self.on_stale_plan is not None:
+            self.on_stale_plan(done)
+        return done
+
+    def _apply_saved_plan(self, work: RunWork) -> Run:
+        run, cancel, redact = work.run, work.cancel, work.redact
+        assert run.plan_sha256 is not None  # stale_binding found the plan it names
         deadline = Deadline(self.settings.timeout)
-        with self.git.view(run.commit_sha) as tree:
-            ws = self._workspace(stack, tree, run_dir, run.id)
-            if not ws.source_dir.is_dir():
-                raise TfopsError(
-                    f"stack directory {stack.path!r} does not exist at commit {run.commit_sha[:10]}"
-                )
-            started = time.monotonic()
+        with self.git.view(work.commit_sha) as tree:
+            ws = self._workspace(work, tree)
             self.runner.prepare(ws, deadline=deadline, cancel=cancel, redact=redact)
-            plan = self.runner.plan(ws, deadline=deadline, cancel=cancel, redact=redact)
-            summary = self._summarize(ws, plan, deadline, cancel, secrets, redact)
-            code_applied = self._code_applied(stack, run.commit_sha, tree)
-            decision = decide(stack, run.kind, summary, commit_sha=run.commit_sha, code_applied=code_applied)
+            # Learn the plan's secrets first, so that the apply's output is scrubbed of them.
+            shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
+            summary = work.summarize(shown)
+            applying = self.transitions.mark_applying(
+                run, summary, run.plan_sha256, f"applying the plan approved by {run.decided_by}"
+            )
+            return self._apply(work, ws, ws.plan_path, deadline, applying)
+
+    def _plan_and_decide(self, work: RunWork) -> Run:
+        run, stack, commit_sha = work.run, work.stack, work.commit_sha
+        deadline = Deadline(self.settings.timeout)
+        with self.git.view(commit_sha) as tree:
+            ws = self._workspace(work, tree)
+            if not ws.source_dir.is_dir():
+                raise TfopsError(f"stack directory {stack.path!r} does not exist at commit {commit_sha[:10]}")
+            started = time.monotonic()
+            self.runner.prepare(ws, deadline=deadline, cancel=work.cancel, redact=work.redact)
+            plan = self.runner.plan(ws, deadline=deadline, cancel=work.cancel, redact=work.redact)
+            summary = self._summarize(work, ws, plan, deadline)
+            code_applied = self._code_applied(stack, commit_sha, tree)
+            decision = decide(stack, run.kind, summary, commit_sha=commit_sha, code_applied=code_applied)
             summary = self._record_drift(run, summary, code_applied)
             if decision.action is Action.NOTHING:
                 done = self.transitions.mark_no_changes(run, summary, decision.reason)
@@ -382,20 +320,28 @@ class Reconciler:
                 return self.transitions.mark_awaiting_approval(
                     run, summary, plan.plan_sha256, decision.reason
                 )
-            run = self.transitions.mark_applying(run, summary, plan.plan_sha256, decision.reason)
-            self.runner.apply(ws, plan.plan_path, deadline=deadline, cancel=cancel, redact=redact)
-            done = self.transitions.mark_applied(run)
-            self._after_success(done)
+            applying = self.transitions.mark_applying(run, summary, plan.plan_sha256, decision.reason)
+            done = self._apply(work, ws, plan.plan_path, deadline, applying)
             log.debug("run %s took %.2fs", run.id, time.monotonic() - started)
             return done
 
-    def _workspace(self, stack: Stack, tree: Path, run_dir: Path, run_id: int) -> Workspace:
+    def _apply(self, work: RunWork, ws: Workspace, plan_path: Path, deadline: Deadline, applying: Run) -> Run:
+        """Apply the plan the run was moved to `applying` for; the stack's record follows."""
+        self.runner.apply(ws, plan_path, deadline=deadline, cancel=work.cancel, redact=work.redact)
+        done = self.transitions.mark_applied(applying)
+        self._after_success(done)
+        return done
+
+    def _run_dir(self, run: Run) -> Path:
+        return self.settings.runs_dir / str(run.id)
+
+    def _workspace(self, work: RunWork, tree: Path) -> Workspace:
         return Workspace(
-            stack=stack,
-            source_dir=tree / stack.path,
-            state_dir=self.settings.stacks_dir / stack.name,
-            run_dir=run_dir,
-            run_id=run_id,  # its Terraform's process group is recorded with the run
+            stack=work.stack,
+            source_dir=tree / work.stack.path,
+            state_dir=self.settings.stacks_dir / work.stack.name,
+            run_dir=work.run_dir,
+            run_id=work.run.id,  # its Terraform's process group is recorded with the run
         )
 
     def _code_applied(self, stack: Stack, commit_sha: str, tree: Path) -> bool:
@@ -413,12 +359,13 @@ class Reconciler:
         changed = self.git.changed_paths(old_sha, new_sha)
         return changed is not None and not affected_stacks([stack], changed, ModuleAwareDetector(tree))
 
-    def _summarize(self, ws, plan, deadline, cancel, secrets, redact) -> PlanSummary:
+    def _summarize(self, work: RunWork, ws: Workspace, plan: PlanResult, deadline: Deadline) -> PlanSummary:
         if plan.certainly_empty:
             return PlanSummary(terraform_version="", format_version="")
-        shown = self.runner.show_json(ws, plan.plan_path, deadline=deadline, cancel=cancel, redact=redact)
-        secrets.update(secrets_in(shown))  # from now on the log and errors are scrubbed of them
-        return summarize(shown, patterns=self.settings.redact_patterns, secrets=secrets)
+        shown = self.runner.show_json(
+            ws, plan.plan_path, deadline=deadline, cancel=work.cancel, redact=work.redact
+        )
+        return work.summarize(shown)
 
     def _record_drift(self, run: Run, summary: PlanSummary, code_applied: bool) -> PlanSummary:
         """Record a drift run's finding on its stack; returns what the run reports: the drift, and
@@ -441,14 +388,6 @@ class Reconciler:
     def _current(self, run: Run) -> Run:
         return self.store.get_run(run.id) or run
 
-    def _redactor(self, secrets: set[str]) -> Callable[[str], str]:
-        patterns = self.settings.redact_patterns
-
-        def redact(text: str) -> str:
-            return scrub(text, secrets, patterns)
-
-        return redact
-
     @contextmanager
     def _stack_lock(self, stack: Stack, cancel: proc.Cancel | None) -> Iterator[None]:
         """One run per stack at a time, across processes (daemon and one-shot CLI)."""
@@ -468,10 +407,3 @@ class Reconciler:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def drop_plan_unless_kept(run_dir: Path, run: Run) -> None:
-    """A saved plan holds secrets in clear; keep it only while it may still be applied."""
-    if run.status in PLAN_KEPT_STATUSES:
-        return
-    (run_dir / PLAN_FILE).unlink(missing_ok=True)

@@ -1,0 +1,112 @@
+"""Named status changes of a run: the only place where a run's status changes.
+
+Each method is named after an outcome, persists it first (the store refuses to move a terminal
+run), and only then tells the notifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+from pathlib import Path
+
+from tfops.models import PLAN_KEPT_STATUSES, PlanSummary, Run, RunStatus
+from tfops.notify import Notifier, RunNotice
+from tfops.store import Store
+from tfops.terraform.plan import summary_to_dict
+
+_QUEUED = {RunStatus.QUEUED}
+_PLANNING = {RunStatus.PLANNING}
+_APPLYING = {RunStatus.APPLYING}
+_AWAITING = {RunStatus.AWAITING_APPROVAL}
+_READY_TO_APPLY = {RunStatus.PLANNING, RunStatus.APPROVED}
+
+PLAN_FILE = "plan.tfplan"
+
+
+class Transitions:
+    """Named status changes: persist, then announce.
+
+    `runs_dir`: where runs keep their saved plans; a plan is deleted as soon as its run reaches a
+    status in which it can no longer be applied (it holds secrets in clear).
+    """
+
+    def __init__(self, store: Store, notifier: Notifier, runs_dir: Path | None = None) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.runs_dir = runs_dir
+
+    def mark_planning(self, run: Run, *, log_path: Path) -> Run:
+        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", log_path=str(log_path))
+
+    def mark_no_changes(self, run: Run, summary: PlanSummary, reason: str) -> Run:
+        return self._move(run, RunStatus.NO_CHANGES, _PLANNING, reason, summary=summary)
+
+    def mark_planned(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+        return self._move(run, RunStatus.PLANNED, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256)
+
+    def mark_applying(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+        return self._move(
+            run, RunStatus.APPLYING, _READY_TO_APPLY, reason, summary=summary, plan_sha256=plan_sha256
+        )
+
+    def mark_awaiting_approval(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+        return self._move(
+            run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
+        )
+
+    def mark_approved(self, run: Run, by: str) -> Run:
+        return self._move(run, RunStatus.APPROVED, _AWAITING, f"approved by {by}", decided_by=by)
+
+    def mark_rejected(self, run: Run, by: str) -> Run:
+        return self._move(run, RunStatus.REJECTED, _AWAITING, f"rejected by {by}", decided_by=by)
+
+    def mark_expired(self, run: Run, reason: str) -> Run:
+        return self._move(run, RunStatus.EXPIRED, _AWAITING, reason)
+
+    def note_decision(self, run: Run, message: str) -> None:
+        """A decision that does not move the run yet (one approval of two): announce it only."""
+        self.notifier.run_changed(RunNotice(run=run, message=message))
+
+    def mark_applied(self, run: Run) -> Run:
+        return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", exit_code=0)
+
+    def mark_failed(self, run: Run, error: str, *, exit_code: int | None = None) -> Run:
+        return self._move(
+            run, RunStatus.FAILED, None, error.splitlines()[0], error=error, exit_code=exit_code
+        )
+
+    def mark_timed_out(self, run: Run, error: str) -> Run:
+        return self._move(run, RunStatus.TIMED_OUT, None, error, error=error)
+
+    def mark_interrupted(self, run: Run, reason: str) -> Run:
+        return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
+
+    def mark_superseded(
+        self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
+    ) -> Run:
+        return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason)
+
+    def _move(
+        self,
+        run: Run,
+        to: RunStatus,
+        allowed_from: AbstractSet[RunStatus] | None,
+        message: str,
+        *,
+        summary: PlanSummary | None = None,
+        **fields,
+    ) -> Run:
+        if summary is not None:
+            fields["summary"] = summary_to_dict(summary)
+        updated = self.store.transition(run.id, to, allowed_from=allowed_from, message=message, **fields)
+        if self.runs_dir is not None and updated.status.is_terminal:
+            drop_plan_unless_kept(self.runs_dir / str(run.id), updated)
+        self.notifier.run_changed(RunNotice(run=updated, message=message, summary=summary))
+        return updated
+
+
+def drop_plan_unless_kept(run_dir: Path, run: Run) -> None:
+    """A saved plan holds secrets in clear; keep it only while it may still be applied."""
+    if run.status in PLAN_KEPT_STATUSES:
+        return
+    (run_dir / PLAN_FILE).unlink(missing_ok=True)
