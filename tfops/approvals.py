@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from tfops.models import DecisionKind, DecisionOutcome, DecisionSource, Run, RunStatus, Stack
+from tfops.models import DecisionKind, DecisionOutcome, DecisionSource, Run, RunReason, RunStatus, Stack
 from tfops.reconcile import Transitions
 from tfops.store import InvalidTransition, Store
 from tfops.store.store import Decision, utc_now
@@ -346,7 +346,9 @@ class ApprovalDesk:
         if verdict is Verdict.EXPIRE:
             return self.transitions.mark_expired(run, reason)
         if verdict is Verdict.SUPERSEDE:
-            done = self.transitions.mark_superseded(run, f"{reason}; planning again")
+            done = self.transitions.mark_superseded(
+                run, f"{reason}; planning again", why=RunReason.STALE_PLAN
+            )
             self.replan(done)
             return done
         if verdict is Verdict.COUNT:

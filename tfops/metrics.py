@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from tfops.models import TERMINAL_STATUSES, DriftState, RunKind, RunStatus
+from tfops.models import TERMINAL_STATUSES, DriftState, RunKind, RunReason, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,12 @@ class Metrics:
         reg = self.registry
         self._runs = Counter(
             "tfops_runs", "Runs finished, by kind and final status.", ["kind", "status"], registry=reg
+        )
+        self._run_reasons = Counter(
+            "tfops_run_reasons",
+            "Runs finished, by final status and why (tfops.models.RunReason).",
+            ["status", "reason"],
+            registry=reg,
         )
         self._run_duration = Histogram(
             "tfops_run_duration_seconds",
@@ -166,11 +172,14 @@ class Metrics:
         duration: float | None,
         terraform_seconds: float | None,
         tfops_seconds: float | None,
+        reason: str | None = None,
     ) -> None:
         """A run reached `status`; the durations that are known are observed, None ones skipped."""
         kind_label = self._labels.pick("kind", kind, _RUN_KINDS)
         status_label = self._labels.pick("status", status, _RUN_STATUSES)
         self._runs.labels(kind=kind_label, status=status_label).inc()
+        reason_label = self._labels.pick("reason", reason or NO_REASON, _RUN_REASONS)
+        self._run_reasons.labels(status=status_label, reason=reason_label).inc()
         _observe(self._run_duration.labels(kind=kind_label), duration)
         _observe(self._terraform_time.labels(kind=kind_label), terraform_seconds)
         _observe(self._tfops_time.labels(kind=kind_label), tfops_seconds)
@@ -369,6 +378,8 @@ class _LabelGuard:
 
 _RUN_KINDS = frozenset(kind.value for kind in RunKind)
 _RUN_STATUSES = frozenset(status.value for status in RunStatus)
+NO_REASON = "none"  # a run moved by a version that recorded no reason
+_RUN_REASONS = frozenset({NO_REASON, *(reason.value for reason in RunReason)})
 
 
 def _observe(target: Histogram, seconds: float | None) -> None:

@@ -89,6 +89,38 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType
 PLAN_KEPT_STATUSES = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED})
 
 
+class RunReason(StrEnum):
+    """Why a run is in its status: a small fixed set that metrics and Slack can group by.
+
+    The status says where a run is; the reason says why, in one word a dashboard can count
+    (tofu-controller's `*Reason` constants). The event's message carries the detail text.
+    New values are added at the end; a value this version does not know reads as None.
+    """
+
+    STARTED = "started"  # a worker took it: planning
+    NO_CHANGES = "no_changes"  # the plan changes nothing
+    CODE_PENDING = "code_pending"  # a drift plan of code not deployed yet: its deploy decides
+    PLAN_REQUESTED = "plan_requested"  # a person asked for a plan; plans never apply by themselves
+    PLAN_ERRORED = "plan_errored"  # Terraform marked the plan as errored
+    POLICY_APPLY = "policy_apply"  # on_merge: apply / on_drift: remediate
+    POLICY_ASK = "policy_ask"  # on_merge / on_drift: ask
+    # on_merge: plan / on_drift: notify or ignore: the plan is recorded, nothing applied
+    POLICY_RECORD = "policy_record"
+    APPROVED = "approved"  # approvers approved: the approved plan is (being) applied
+    REJECTED = "rejected"
+    APPROVAL_EXPIRED = "approval_expired"  # nobody decided in time, or the stack is gone
+    APPLIED = "applied"
+    NEWER_COMMIT = "newer_commit"  # superseded: a newer commit of the stack is queued
+    STALE_PLAN = "stale_plan"  # superseded: the saved plan no longer matches the branch or the state
+    TERRAFORM_FAILED = "terraform_failed"  # a Terraform command exited non-zero
+    ERROR = "error"  # another classified error (git, the plan's format, the stack's files)
+    INTERNAL_ERROR = "internal_error"  # a bug in tfops
+    STACK_REMOVED = "stack_removed"  # the stack is no longer configured
+    TIMEOUT = "timeout"  # terraform.timeout ran out
+    STOPPED = "stopped"  # the daemon stopped while the run was working
+    DAEMON_RESTARTED = "daemon_restarted"  # the previous daemon died mid-run; found at start-up
+
+
 class DriftState(StrEnum):
     IN_SYNC = "in_sync"
     DRIFTED = "drifted"  # something changed outside Terraform (`resource_drift`)
@@ -234,6 +266,7 @@ class Run:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     decided_by: str | None = None
+    reason: RunReason | None = None  # why it is in its status (None: before 0004, or unknown)
 
 
 @dataclass

@@ -43,6 +43,7 @@ class RunMetrics:
             duration=timing.wall,
             terraform_seconds=timing.terraform,
             tfops_seconds=timing.tfops,
+            reason=run.reason.value if run.reason is not None else None,
         )
         if run.kind is RunKind.DEPLOY and run.status is RunStatus.APPLIED and run.finished_at:
             first_seen = self._first_seen(run)

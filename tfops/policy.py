@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tfops.models import DriftState, OnDrift, OnMerge, PlanSummary, RunKind, Stack
+from tfops.models import DriftState, OnDrift, OnMerge, PlanSummary, RunKind, RunReason, Stack
 
 
 class Action(StrEnum):
@@ -24,7 +24,8 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    reason: str
+    reason: str  # the detail, for people
+    why: RunReason  # the same in one word, for metrics and grouping
 
 
 def decide(
@@ -38,11 +39,17 @@ def decide(
     """`code_applied`: the stack's code at `commit_sha` is the code it was last deployed with
     (no change between the two commits affects the stack)."""
     if summary.errored:
-        return Decision(Action.RECORD, "Terraform marked the plan as errored; nothing is applied")
+        return Decision(
+            Action.RECORD, "Terraform marked the plan as errored; nothing is applied", RunReason.PLAN_ERRORED
+        )
     if not summary.has_changes:
-        return Decision(Action.NOTHING, "the plan has no changes")
+        return Decision(Action.NOTHING, "the plan has no changes", RunReason.NO_CHANGES)
     if kind is RunKind.PLAN:
-        return Decision(Action.RECORD, "a plan was asked for; plans are never applied by themselves")
+        return Decision(
+            Action.RECORD,
+            "a plan was asked for; plans are never applied by themselves",
+            RunReason.PLAN_REQUESTED,
+        )
     if kind is RunKind.DEPLOY:
         return _decide_deploy(stack)
     if kind is RunKind.DRIFT:
@@ -52,19 +59,27 @@ def decide(
 
 def _decide_deploy(stack: Stack) -> Decision:
     if stack.on_merge is OnMerge.APPLY:
-        return Decision(Action.APPLY, "on_merge: apply")
+        return Decision(Action.APPLY, "on_merge: apply", RunReason.POLICY_APPLY)
     if stack.on_merge is OnMerge.ASK:
-        return Decision(Action.ASK, f"on_merge: ask; {_quorum(stack)} to apply this plan")
-    return Decision(Action.RECORD, "on_merge: plan; the plan is recorded and nothing is applied")
+        return Decision(
+            Action.ASK, f"on_merge: ask; {_quorum(stack)} to apply this plan", RunReason.POLICY_ASK
+        )
+    return Decision(
+        Action.RECORD, "on_merge: plan; the plan is recorded and nothing is applied", RunReason.POLICY_RECORD
+    )
 
 
 def _decide_drift(stack: Stack, summary: PlanSummary, *, commit_sha: str, code_applied: bool) -> Decision:
     # Changes without drift on a stack whose code is not deployed are that code: pending, not
     # drift. Its deploy run (awaiting approval, or planned) is where it is shown and decided.
     if not code_applied and not summary.has_drift:
-        return Decision(Action.NOTHING, _pending(commit_sha))
+        return Decision(Action.NOTHING, _pending(commit_sha), RunReason.CODE_PENDING)
     if stack.on_drift not in (OnDrift.REMEDIATE, OnDrift.ASK):
-        return Decision(Action.RECORD, f"on_drift: {stack.on_drift.value}; drift is recorded, not reverted")
+        return Decision(
+            Action.RECORD,
+            f"on_drift: {stack.on_drift.value}; drift is recorded, not reverted",
+            RunReason.POLICY_RECORD,
+        )
     # A drift plan of code that was never deployed would also apply that code:
     # remediation must not become a back door around on_merge.
     if not code_applied:
@@ -72,10 +87,13 @@ def _decide_drift(stack: Stack, summary: PlanSummary, *, commit_sha: str, code_a
             Action.RECORD,
             f"on_drift: {stack.on_drift.value}, but the stack's code at {commit_sha[:10]} "
             "is not deployed yet; reverting drift would also apply new code, so it waits for the deploy",
+            RunReason.CODE_PENDING,
         )
     if stack.on_drift is OnDrift.ASK:
-        return Decision(Action.ASK, f"on_drift: ask; {_quorum(stack)} to revert the drift")
-    return Decision(Action.APPLY, "on_drift: remediate")
+        return Decision(
+            Action.ASK, f"on_drift: ask; {_quorum(stack)} to revert the drift", RunReason.POLICY_ASK
+        )
+    return Decision(Action.APPLY, "on_drift: remediate", RunReason.POLICY_APPLY)
 
 
 def _quorum(stack: Stack) -> str:

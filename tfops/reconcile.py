@@ -23,10 +23,11 @@ from tfops.errors import (
     RunCancelled,
     RunTimedOut,
     StalePlanError,
+    TerraformError,
     TfopsError,
 )
 from tfops.logs import run_context
-from tfops.models import DriftState, PlanSummary, Run, RunKind, RunStatus, Stack
+from tfops.models import DriftState, PlanSummary, Run, RunKind, RunReason, RunStatus, Stack
 from tfops.policy import Action, decide, drift_report, drift_state_after_plan
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
@@ -179,7 +180,9 @@ class Reconciler:
             return run  # superseded or taken meanwhile: nothing to do
         stack = self.stacks().get(run.stack)
         if stack is None:
-            return self.transitions.mark_failed(run, f"stack {run.stack!r} is no longer configured")
+            return self.transitions.mark_failed(
+                run, f"stack {run.stack!r} is no longer configured", why=RunReason.STACK_REMOVED
+            )
         try:
             with run_context(run.id, run.stack), self._stack_lock(stack, cancel):
                 if run.status is RunStatus.APPROVED:
@@ -225,8 +228,9 @@ class Reconciler:
             return self._supersede_stale(run, redact(exc.args[0]))
         except TfopsError as exc:
             current = self._current(run)
+            why = RunReason.TERRAFORM_FAILED if isinstance(exc, TerraformError) else RunReason.ERROR
             return self.transitions.mark_failed(
-                current, redact(str(exc)), exit_code=getattr(exc, "exit_code", None)
+                current, redact(str(exc)), exit_code=getattr(exc, "exit_code", None), why=why
             )
         except Exception as exc:  # noqa: BLE001 - a bug in tfops must still end the run
             # The exception's own text may quote plan data: log it redacted, with the frames
@@ -236,7 +240,7 @@ class Reconciler:
             message = redact(f"internal error: {exc!r}")
         # Outside the handler: a failure here must not carry the unredacted exception along.
         try:
-            return self.transitions.mark_failed(self._current(run), message)
+            return self.transitions.mark_failed(self._current(run), message, why=RunReason.INTERNAL_ERROR)
         except InvalidTransition:
             return self._current(run)  # it had ended already
 
@@ -276,7 +280,9 @@ class Reconciler:
         return None
 
     def _supersede_stale(self, run: Run, why: str) -> Run:
-        done = self.transitions.mark_superseded(self._current(run), f"{why}; planning again")
+        done = self.transitions.mark_superseded(
+            self._current(run), f"{why}; planning again", why=RunReason.STALE_PLAN
+        )
         if self.on_stale_plan is not None:
             self.on_stale_plan(done)
         return done
@@ -292,7 +298,11 @@ class Reconciler:
             shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
             summary = work.summarize(shown)
             applying = self.transitions.mark_applying(
-                run, summary, run.plan_sha256, f"applying the plan approved by {run.decided_by}"
+                run,
+                summary,
+                run.plan_sha256,
+                f"applying the plan approved by {run.decided_by}",
+                why=RunReason.APPROVED,
             )
             return self._apply(work, ws, ws.plan_path, deadline, applying)
 
@@ -311,16 +321,20 @@ class Reconciler:
             decision = decide(stack, run.kind, summary, commit_sha=commit_sha, code_applied=code_applied)
             summary = self._record_drift(run, summary, code_applied)
             if decision.action is Action.NOTHING:
-                done = self.transitions.mark_no_changes(run, summary, decision.reason)
+                done = self.transitions.mark_no_changes(run, summary, decision.reason, why=decision.why)
                 self._after_success(done)
                 return done
             if decision.action is Action.RECORD:
-                return self.transitions.mark_planned(run, summary, plan.plan_sha256, decision.reason)
+                return self.transitions.mark_planned(
+                    run, summary, plan.plan_sha256, decision.reason, why=decision.why
+                )
             if decision.action is Action.ASK:
                 return self.transitions.mark_awaiting_approval(
-                    run, summary, plan.plan_sha256, decision.reason
+                    run, summary, plan.plan_sha256, decision.reason, why=decision.why
                 )
-            applying = self.transitions.mark_applying(run, summary, plan.plan_sha256, decision.reason)
+            applying = self.transitions.mark_applying(
+                run, summary, plan.plan_sha256, decision.reason, why=decision.why
+            )
             done = self._apply(work, ws, plan.plan_path, deadline, applying)
             log.debug("run %s took %.2fs", run.id, time.monotonic() - started)
             return done

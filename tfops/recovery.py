@@ -17,7 +17,7 @@ from typing import Protocol, TextIO
 
 from tfops import orphans
 from tfops.config import Settings
-from tfops.models import IN_FLIGHT_STATUSES, Run, RunStatus
+from tfops.models import IN_FLIGHT_STATUSES, Run, RunReason, RunStatus
 from tfops.reconcile import Transitions
 from tfops.store import Store
 from tfops.terraform.runner import tf_data_dir
@@ -68,7 +68,9 @@ class Recovery:
         for run in cut_off:
             log.warning("run %s (%s) was cut off while %s", run.id, run.stack, run.status.value)
             note = notes.get(run.id)
-            self.transitions.mark_interrupted(run, f"{CRASH_REASON}; {note}" if note else CRASH_REASON)
+            self.transitions.mark_interrupted(
+                run, f"{CRASH_REASON}; {note}" if note else CRASH_REASON, why=RunReason.DAEMON_RESTARTED
+            )
         pending = self.store.runs_with_status({RunStatus.QUEUED, RunStatus.APPROVED})
         if pending:
             self.registry.refresh()

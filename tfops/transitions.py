@@ -1,7 +1,8 @@
 """Named status changes of a run: the only place where a run's status changes.
 
 Each method is named after an outcome, persists it first (the store refuses to move a terminal
-run), and only then tells the notifier.
+run), and only then tells the notifier. Each records why, in one word (`RunReason`, here `Why`):
+the default is the usual reason for that outcome, and callers that know better say so.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from tfops.models import PLAN_KEPT_STATUSES, PlanSummary, Run, RunStatus
+from tfops.models import RunReason as Why
 from tfops.notify import Notifier, RunNotice
 from tfops.store import Store
 from tfops.terraform.plan import summary_to_dict
@@ -36,55 +38,73 @@ class Transitions:
         self.runs_dir = runs_dir
 
     def mark_planning(self, run: Run, *, log_path: Path) -> Run:
-        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", log_path=str(log_path))
+        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", Why.STARTED, log_path=str(log_path))
 
-    def mark_no_changes(self, run: Run, summary: PlanSummary, reason: str) -> Run:
-        return self._move(run, RunStatus.NO_CHANGES, _PLANNING, reason, summary=summary)
+    def mark_no_changes(
+        self, run: Run, summary: PlanSummary, reason: str, *, why: Why = Why.NO_CHANGES
+    ) -> Run:
+        return self._move(run, RunStatus.NO_CHANGES, _PLANNING, reason, why, summary=summary)
 
-    def mark_planned(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
-        return self._move(run, RunStatus.PLANNED, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256)
-
-    def mark_applying(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+    def mark_planned(
+        self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str, *, why: Why = Why.POLICY_RECORD
+    ) -> Run:
         return self._move(
-            run, RunStatus.APPLYING, _READY_TO_APPLY, reason, summary=summary, plan_sha256=plan_sha256
+            run, RunStatus.PLANNED, _PLANNING, reason, why, summary=summary, plan_sha256=plan_sha256
         )
 
-    def mark_awaiting_approval(self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str) -> Run:
+    def mark_applying(
+        self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str, *, why: Why = Why.POLICY_APPLY
+    ) -> Run:
         return self._move(
-            run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, summary=summary, plan_sha256=plan_sha256
+            run, RunStatus.APPLYING, _READY_TO_APPLY, reason, why, summary=summary, plan_sha256=plan_sha256
+        )
+
+    def mark_awaiting_approval(
+        self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str, *, why: Why = Why.POLICY_ASK
+    ) -> Run:
+        return self._move(
+            run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, why, summary=summary, plan_sha256=plan_sha256
         )
 
     def mark_approved(self, run: Run, by: str) -> Run:
-        return self._move(run, RunStatus.APPROVED, _AWAITING, f"approved by {by}", decided_by=by)
+        return self._move(
+            run, RunStatus.APPROVED, _AWAITING, f"approved by {by}", Why.APPROVED, decided_by=by
+        )
 
     def mark_rejected(self, run: Run, by: str) -> Run:
-        return self._move(run, RunStatus.REJECTED, _AWAITING, f"rejected by {by}", decided_by=by)
+        return self._move(
+            run, RunStatus.REJECTED, _AWAITING, f"rejected by {by}", Why.REJECTED, decided_by=by
+        )
 
     def mark_expired(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.EXPIRED, _AWAITING, reason)
+        return self._move(run, RunStatus.EXPIRED, _AWAITING, reason, Why.APPROVAL_EXPIRED)
 
     def note_decision(self, run: Run, message: str) -> None:
         """A decision that does not move the run yet (one approval of two): announce it only."""
         self.notifier.run_changed(RunNotice(run=run, message=message))
 
     def mark_applied(self, run: Run) -> Run:
-        return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", exit_code=0)
+        return self._move(run, RunStatus.APPLIED, _APPLYING, "applied", Why.APPLIED, exit_code=0)
 
-    def mark_failed(self, run: Run, error: str, *, exit_code: int | None = None) -> Run:
-        return self._move(
-            run, RunStatus.FAILED, None, error.splitlines()[0], error=error, exit_code=exit_code
-        )
+    def mark_failed(self, run: Run, error: str, *, exit_code: int | None = None, why: Why = Why.ERROR) -> Run:
+        first_line = error.splitlines()[0]
+        return self._move(run, RunStatus.FAILED, None, first_line, why, error=error, exit_code=exit_code)
 
     def mark_timed_out(self, run: Run, error: str) -> Run:
-        return self._move(run, RunStatus.TIMED_OUT, None, error, error=error)
+        return self._move(run, RunStatus.TIMED_OUT, None, error, Why.TIMEOUT, error=error)
 
-    def mark_interrupted(self, run: Run, reason: str) -> Run:
-        return self._move(run, RunStatus.INTERRUPTED, None, reason, error=reason)
+    def mark_interrupted(self, run: Run, reason: str, *, why: Why = Why.STOPPED) -> Run:
+        return self._move(run, RunStatus.INTERRUPTED, None, reason, why, error=reason)
 
     def mark_superseded(
-        self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
+        self,
+        run: Run,
+        reason: str,
+        *,
+        allowed_from: AbstractSet[RunStatus] | None = None,
+        why: Why = Why.NEWER_COMMIT,
     ) -> Run:
-        return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason)
+        return self._move(run, RunStatus.SUPERSEDED, allowed_from, reason, why)
 
     def _move(
         self,
@@ -92,13 +112,16 @@ class Transitions:
         to: RunStatus,
         allowed_from: AbstractSet[RunStatus] | None,
         message: str,
+        why: Why,
         *,
         summary: PlanSummary | None = None,
         **fields,
     ) -> Run:
         if summary is not None:
             fields["summary"] = summary_to_dict(summary)
-        updated = self.store.transition(run.id, to, allowed_from=allowed_from, message=message, **fields)
+        updated = self.store.transition(
+            run.id, to, allowed_from=allowed_from, message=message, reason=why, **fields
+        )
         if self.runs_dir is not None and updated.status.is_terminal:
             drop_plan_unless_kept(self.runs_dir / str(run.id), updated)
         self.notifier.run_changed(RunNotice(run=updated, message=message, summary=summary))

@@ -28,6 +28,7 @@ def run_record(run: Run, scrub: Scrub = unchanged) -> dict[str, Any]:
         "stack": run.stack,
         "kind": run.kind.value,
         "status": run.status.value,
+        "reason": run.reason.value if run.reason is not None else None,
         "commit_sha": run.commit_sha,
         "trigger": run.trigger.to_dict() | {"note": scrub(run.trigger.note)},
         "plan_sha256": run.plan_sha256,

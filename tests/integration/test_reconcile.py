@@ -16,7 +16,7 @@ from harness import (
     write_config,
 )
 
-from tfops.models import DriftState, RunKind, RunStatus
+from tfops.models import DriftState, RunKind, RunReason, RunStatus
 
 pytestmark = pytest.mark.terraform
 
@@ -112,6 +112,23 @@ def test_broken_hcl_fails_with_terraforms_error_and_applies_nothing(remote, demo
     assert "main.tf line" in run.error  # Terraform's own words reach the record
     assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
     assert app.store.get_stack("app").applied_sha != bad_sha
+
+
+def test_every_status_change_says_why_in_one_word(remote, demo_cloud, app_factory):
+    remote.commit_and_push("app", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
+    app = app_factory()
+    (applied,) = [run for run in app.reconcile_once().runs if run.kind is RunKind.DEPLOY]
+    broken = demo_stack(demo_cloud, {"app-web": "v2"}) + '\nresource "demo_object" "oops" {\n  name = \n}\n'
+    remote.commit_and_push("broken", {"stacks/app/main.tf": broken})
+    (failed,) = [run for run in app.reconcile_once().runs if run.kind is RunKind.DEPLOY]
+
+    assert [(event.to_status, event.reason) for event in app.store.events(applied.id)] == [
+        (RunStatus.QUEUED, None),
+        (RunStatus.PLANNING, RunReason.STARTED),
+        (RunStatus.APPLYING, RunReason.POLICY_APPLY),
+        (RunStatus.APPLIED, RunReason.APPLIED),
+    ]
+    assert (failed.status, failed.reason) == (RunStatus.FAILED, RunReason.TERRAFORM_FAILED)
 
 
 @pytest.mark.parametrize(

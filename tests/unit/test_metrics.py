@@ -492,3 +492,22 @@ def test_metrics_are_served_over_http_in_the_prometheus_text_format(
     assert value(samples, "tfops_run_terraform_seconds_sum", kind="drift") == 85.0
     assert value(samples, "tfops_drifted_stacks") == 1
     assert value(samples, "tfops_slack_outbox_depth") == 4
+
+
+def test_finished_runs_are_also_counted_by_why_they_ended() -> None:
+    metrics = Metrics()
+
+    metrics.run_finished(
+        "deploy", "failed", duration=1.0, terraform_seconds=1.0, tfops_seconds=0.0, reason="terraform_failed"
+    )
+    metrics.run_finished(
+        "deploy", "failed", duration=1.0, terraform_seconds=1.0, tfops_seconds=0.0, reason="timeout"
+    )
+    metrics.run_finished("drift", "applied", duration=1.0, terraform_seconds=1.0, tfops_seconds=0.0)
+
+    samples = scrape(metrics)
+    assert value(samples, "tfops_run_reasons_total", status="failed", reason="terraform_failed") == 1
+    assert value(samples, "tfops_run_reasons_total", status="failed", reason="timeout") == 1
+    assert (
+        value(samples, "tfops_run_reasons_total", status="applied", reason="none") == 1
+    )  # no reason recorded

@@ -17,12 +17,14 @@ from tfops.models import (
     TERMINAL_STATUSES,
     Run,
     RunKind,
+    RunReason,
     RunStatus,
     Trigger,
     TriggerSource,
 )
 from tfops.notify.blocks import STATUS_EMOJI, render_run
 from tfops.notify.slack import error_tail
+from tfops.store.schema import STATUS_LENGTH
 
 SHA = "c" * 40
 PAGE = "<!subteam^S0ONCALL>"
@@ -74,3 +76,8 @@ def test_every_status_can_be_reached_from_the_queue():
             reached.add(target)
             frontier.append(target)
     assert reached == set(RunStatus), "a status nothing leads to is dead code"
+
+
+def test_every_reason_fits_the_stores_column_and_reads_back_as_itself():
+    assert max(len(reason.value) for reason in RunReason) <= STATUS_LENGTH
+    assert {RunReason(reason.value) for reason in RunReason} == set(RunReason)

@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, inspect
 
 from tfops.errors import IllegalTransition, TerminalError
-from tfops.models import DriftState, RunKind, RunStatus, Trigger, TriggerSource
+from tfops.models import DriftState, RunKind, RunReason, RunStatus, Trigger, TriggerSource
 from tfops.store import InvalidTransition, RunNotFound, StackNotFound, Store
 from tfops.store.schema import metadata
 from tfops.store.schema import runs as runs_table
@@ -364,3 +364,31 @@ def test_meta_round_trips_json(store):
     store.set_meta("last_fetch", {"head": SHA_B, "ok": True})
 
     assert store.get_meta("last_fetch") == {"head": SHA_B, "ok": True}
+
+
+def test_a_status_change_keeps_why_in_one_word_on_the_run_and_its_event(store):
+    run = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A)
+    store.transition(run.id, RunStatus.PLANNING, message="planning", reason=RunReason.STARTED)
+
+    failed = store.transition(
+        run.id, RunStatus.FAILED, message="terraform apply exited 1", reason=RunReason.TERRAFORM_FAILED
+    )
+
+    assert failed.reason is RunReason.TERRAFORM_FAILED
+    assert store.get_run(run.id).reason is RunReason.TERRAFORM_FAILED
+    assert [(event.to_status, event.reason, event.message) for event in store.events(run.id)] == [
+        (RunStatus.QUEUED, None, ""),
+        (RunStatus.PLANNING, RunReason.STARTED, "planning"),
+        (RunStatus.FAILED, RunReason.TERRAFORM_FAILED, "terraform apply exited 1"),
+    ]
+
+
+def test_a_reason_written_by_a_newer_version_reads_as_none_instead_of_failing(store):
+    run = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A)
+    with store.engine.begin() as connection:
+        connection.execute(
+            runs_table.update().where(runs_table.c.id == run.id).values(reason="from_the_future")
+        )
+
+    assert store.get_run(run.id).reason is None
+    assert store.list_runs(stack="network")[0].status is RunStatus.QUEUED

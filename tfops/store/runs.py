@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.sql import Select
 
 from tfops.errors import IllegalTransition, TerminalError
-from tfops.models import ALLOWED_TRANSITIONS, Run, RunKind, RunStatus, Trigger
+from tfops.models import ALLOWED_TRANSITIONS, Run, RunKind, RunReason, RunStatus, Trigger
 from tfops.store import schema
 from tfops.store.engine import StoreBase, existing, from_row, new_id, utc_now
 from tfops.store.stacks import StackNotFound, stack_exists
@@ -47,6 +47,7 @@ class RunEvent:
     from_status: RunStatus | None
     to_status: RunStatus
     message: str
+    reason: RunReason | None = None
 
 
 class InvalidTransition(TerminalError):
@@ -138,9 +139,12 @@ class RunsMixin(StoreBase):
         *,
         allowed_from: Collection[RunStatus] | None = None,
         message: str = "",
+        reason: RunReason | None = None,
         **fields: Any,
     ) -> Run:
         """Move a run to ``to``, set ``fields`` and append an event, all in one transaction.
+
+        ``reason`` (why, in one word) is kept on the run and its event; ``message`` is the detail.
 
         Raises InvalidTransition when the run is terminal already or its status is not in
         ``allowed_from``; TypeError for a field that is not settable. ``finished_at`` is set
@@ -156,7 +160,12 @@ class RunsMixin(StoreBase):
         with self._writing() as connection:
             current = _status(require_run(connection, run_id, for_update=True).status)
             _check_transition(run_id, current, to, allowed)
-            values = {**_automatic_timestamps(current, to, now, fields), **fields, "status": to.value}
+            values = {
+                **_automatic_timestamps(current, to, now, fields),
+                **fields,
+                "status": to.value,
+                "reason": None if reason is None else RunReason(reason).value,
+            }
             result = connection.execute(
                 update(schema.runs)
                 .where(schema.runs.c.id == run_id, schema.runs.c.status == current.value)
@@ -165,7 +174,7 @@ class RunsMixin(StoreBase):
             if result.rowcount != 1:
                 # Only reachable on a database without row locks: someone else moved it first.
                 raise InvalidTransition(f"run {run_id} changed status concurrently; not moved to {to}")
-            _append_event(connection, run_id, now, current, to, message)
+            _append_event(connection, run_id, now, current, to, message, reason)
             return _run_from_row(existing(select_run(connection, run_id), f"run {run_id}"))
 
     def set_run_process_group(self, run_id: int, pgid: int | None, leader: str | None) -> None:
@@ -199,6 +208,7 @@ class RunsMixin(StoreBase):
                 row,
                 from_status=_status(row.from_status) if row.from_status else None,
                 to_status=_status(row.to_status),
+                reason=_reason(row.reason),
             )
             for row in rows
         ]
@@ -260,6 +270,7 @@ def _append_event(
     from_status: RunStatus | None,
     to_status: RunStatus,
     message: str,
+    reason: RunReason | None = None,
 ) -> None:
     connection.execute(
         insert(schema.run_events).values(
@@ -268,6 +279,7 @@ def _append_event(
             from_status=from_status.value if from_status else None,
             to_status=to_status.value,
             message=message,
+            reason=None if reason is None else RunReason(reason).value,
         )
     )
 
@@ -287,7 +299,20 @@ def _kind(value: str) -> RunKind:
     return _LEGACY_KINDS.get(value) or RunKind(value)
 
 
+def _reason(value: str | None) -> RunReason | None:
+    """A reason this version does not know (written by a newer one) reads as none."""
+    try:
+        return RunReason(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _run_from_row(row: Row) -> Run:
     return from_row(
-        Run, row, kind=_kind(row.kind), status=_status(row.status), trigger=Trigger.from_dict(row.trigger)
+        Run,
+        row,
+        kind=_kind(row.kind),
+        status=_status(row.status),
+        trigger=Trigger.from_dict(row.trigger),
+        reason=_reason(row.reason),
     )

@@ -134,6 +134,8 @@ runs = _table_keyed_by_id(
     # (boot id and start time): after a crash the next start ends what is left of it (0003).
     Column("pgid", Integer, nullable=True),
     Column("pgid_leader", String(NAME_LENGTH), nullable=True),
+    # Why the run is in its status (models.RunReason); NULL for runs moved before 0004.
+    Column("reason", String(STATUS_LENGTH), nullable=True),
     Index(None, "stack", "id"),
     Index(None, "status"),
 )
@@ -145,6 +147,7 @@ run_events = _table_keyed_by_id(
     Column("from_status", String(STATUS_LENGTH), nullable=True),
     Column("to_status", String(STATUS_LENGTH), nullable=False),
     Column("message", Text, nullable=False),
+    Column("reason", String(STATUS_LENGTH), nullable=True),  # models.RunReason; the message is the detail
     Index(None, "run_id", "id"),
 )
 

@@ -62,6 +62,7 @@ class RunView(BaseModel):
     stack: str
     kind: str
     status: str
+    reason: str | None = Field(description="why the run is in its status, in one word (RunReason)")
     commit_sha: str | None
     plan_sha256: str | None
     trigger: TriggerView
@@ -76,6 +77,7 @@ class EventView(BaseModel):
     at: datetime
     from_status: str | None
     to_status: str
+    reason: str | None = Field(description="why, in one word (RunReason); the message is the detail")
     message: str
 
 
@@ -159,6 +161,7 @@ def run_detail(
                 at=event.at,
                 from_status=event.from_status.value if event.from_status else None,
                 to_status=event.to_status.value,
+                reason=event.reason.value if event.reason is not None else None,
                 message=scrub(event.message),
             )
             for event in events
