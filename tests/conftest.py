@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tfops import proc
 from tfops.demo.mirror import build_mirror, terraform_binary, write_cli_config
+
+# Run in the background from a script (`pytest … &`), the suite starts with SIGINT ignored, and
+# every child it starts would inherit that: the tests that stop a process gently would see it
+# ignore SIGINT. The CLI does the same in `main`.
+proc.restore_sigint()
 
 EXTRA_TERRAFORM_ENV = "TFOPS_TEST_TERRAFORM"
 _PIP_TERRAFORM = "tf1.0.3"

@@ -14,7 +14,7 @@ from typing import Any, get_args
 import click
 from rich.markup import escape
 
-from tfops import __version__
+from tfops import __version__, proc
 from tfops.cli_render import (
     err,
     out,
@@ -381,6 +381,7 @@ def _has_drift(run: Run) -> bool:
 
 
 def main() -> None:
+    proc.restore_sigint()  # before any child: started in the background, SIGINT may be ignored
     try:
         cli(standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -457,3 +459,27 @@ def test_default_terraform_passthrough_covers_the_clouds_and_terraform_inputs():
         "TF_LOG*",
         "TF_TOKEN_*",
     }
+
+
+_REPORTS_SIGINT = (
+    "import signal, subprocess, sys\n"
+    "{restore}"
+    "child = 'import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)'\n"
+    "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout.strip())\n"
+)
+
+
+@pytest.mark.parametrize(("restore", "child_ignores"), [(False, "True"), (True, "False")])
+def test_a_tfops_started_with_sigint_ignored_starts_children_that_can_be_interrupted(restore, child_ignores):
+    script = _REPORTS_SIGINT.format(
+        restore="from tfops import proc; proc.restore_sigint()\n" if restore else ""
+    )
+
+    def ignore_sigint() -> None:  # what a non-interactive shell does to `cmd &`
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, preexec_fn=ignore_sigint
+    )
+
+    assert shown.stdout.strip() == child_ignores, shown.stderr

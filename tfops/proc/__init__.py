@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from tfops.proc.env import DEFAULT_TERRAFORM_PASSTHROUGH, build_env, terraform_env
-from tfops.proc.group import footer, wait_for_end
+from tfops.proc.group import footer, restore_sigint, wait_for_end
 from tfops.proc.output import Output, join_readers, start_readers
 from tfops.proc.result import Cancel, Outcome, ProcResult, describe_exit
 
@@ -45,6 +45,7 @@ __all__ = [
     "ProcResult",
     "build_env",
     "describe_exit",
+    "restore_sigint",
     "run",
     "terraform_env",
 ]

@@ -23,6 +23,18 @@ _FIRST_POLL_INTERVAL = 0.001
 _POLL_INTERVAL = 0.05
 
 
+def restore_sigint() -> None:
+    """Let children be stopped with SIGINT even when tfops was started with SIGINT ignored.
+
+    A non-interactive shell starts background jobs (`tfops serve &` in a script) with SIGINT
+    ignored, and an ignored signal stays ignored across exec: every Git, shell or provider child
+    would then shrug off the gentle stop and wait for SIGKILL. A handler, unlike SIG_IGN, is reset
+    to the default at exec, so Python's own is installed. Call it from the main thread.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @dataclass(frozen=True)
 class Ending:
     interrupted: Outcome | None  # TIMED_OUT or CANCELLED, whichever came first
