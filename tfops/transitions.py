@@ -15,14 +15,13 @@ from tfops.models import RunReason as Why
 from tfops.notify import Notifier, RunNotice
 from tfops.store import Store
 from tfops.terraform.plan import summary_to_dict
+from tfops.terraform.runner import PLAN_FILE
 
 _QUEUED = {RunStatus.QUEUED}
 _PLANNING = {RunStatus.PLANNING}
 _APPLYING = {RunStatus.APPLYING}
 _AWAITING = {RunStatus.AWAITING_APPROVAL}
 _READY_TO_APPLY = {RunStatus.PLANNING, RunStatus.APPROVED}
-
-PLAN_FILE = "plan.tfplan"
 
 
 class Transitions:

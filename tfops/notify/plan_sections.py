@@ -4,12 +4,12 @@ sections within Slack's limits; the whole plan as a file when they had to cut it
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tfops.models import PlanSummary, ResourceChange, Run, RunKind
+from tfops.naming import safe_stack_name
 from tfops.notify.mrkdwn import (
     MAX_BLOCKS,
     MAX_TOTAL_TEXT,
@@ -269,7 +269,7 @@ def shortened_note() -> dict[str, Any]:
 
 def plan_file(run: Run, summary: PlanSummary) -> tuple[str, str]:
     """(filename, content): the whole plan as text, attached in the thread."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", run.stack)[:STACK_CHARS] or "stack"
+    name = safe_stack_name(run.stack)[:STACK_CHARS] or "stack"
     heading = f"tfops run #{run.id} · stack {run.stack} · {run.kind.value}"
     if run.commit_sha:
         heading += f" · commit {run.commit_sha}"

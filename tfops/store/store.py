@@ -18,8 +18,6 @@ their events, and the guarantee that a run ends in exactly one terminal status),
 
 from __future__ import annotations
 
-# The enums moved to tfops.models; they stay importable from here for code written before.
-from tfops.models import DecisionKind, DecisionOutcome, DecisionSource, OutboxKind, OutboxStatus
 from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
 from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
 from tfops.store.outbox import (
@@ -42,15 +40,10 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "AuditEntry",
     "Decision",
-    "DecisionKind",
-    "DecisionOutcome",
-    "DecisionSource",
     "InvalidTransition",
     "OutboxItem",
     "OutboxItemNotFound",
     "OutboxItemNotPending",
-    "OutboxKind",
-    "OutboxStatus",
     "RunEvent",
     "RunNotFound",
     "SlackMessage",

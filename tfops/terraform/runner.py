@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BACKEND_FILE = "_tfops_backend.tf"
 LOCK_FILE = ".terraform.lock.hcl"
+PLAN_FILE = "plan.tfplan"  # in the run's directory: the saved plan an apply reads
 # Beside a lock file tfops put into a view (the repository commits none): views are shared
 # by the runs of a commit, so "the commit's own lock file" must be told apart from our copy.
 LOCK_COPY_MARK = ".terraform.lock.hcl.tfops-copy"
@@ -72,7 +73,7 @@ class Workspace:
 
     @property
     def plan_path(self) -> Path:
-        return self.run_dir / "plan.tfplan"
+        return self.run_dir / PLAN_FILE
 
     @property
     def log_path(self) -> Path:
