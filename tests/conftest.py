@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import motoserver
 import pytest
 
 from tfops import proc
@@ -92,3 +93,17 @@ def demo_cloud(tmp_path: Path) -> Path:
     cloud = tmp_path / "demo-cloud"
     cloud.mkdir()
     return cloud
+
+
+@pytest.fixture(scope="session")
+def _moto_server():
+    server, endpoint = motoserver.start()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def aws(_moto_server):
+    """An empty AWS account on loopback (moto): `aws.url` is the endpoint for boto3 and Terraform."""
+    _moto_server.reset()
+    return _moto_server

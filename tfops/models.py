@@ -151,6 +151,26 @@ class TriggerSource(StrEnum):
 
 
 @dataclass(frozen=True)
+class StackAws:
+    """The AWS identities a stack's Terraform runs with: roles from tfops' config, never the repo.
+
+    tfops assumes `plan_role` for plan, drift and show and `apply_role` for the apply of a saved
+    plan, from its own identity, and gives Terraform only that process's temporary credentials.
+    A stack without roles (None) inherits the daemon's environment as before.
+    """
+
+    plan_role: str | None = None
+    apply_role: str | None = None
+    external_id_env: str | None = None  # the environment variable holding the external id
+    session_duration: float = 3600.0  # seconds
+    attribution: bool = False  # look up who caused a drift in CloudTrail
+
+    @property
+    def has_roles(self) -> bool:
+        return self.plan_role is not None or self.apply_role is not None
+
+
+@dataclass(frozen=True)
 class Stack:
     """A Terraform root module in the repository, with its policy."""
 
@@ -165,6 +185,11 @@ class Stack:
     approvers: tuple[str, ...] = ()  # Slack user ids (U…/W…) and user group ids (S…)
     approvals_required: int = 1  # distinct people
     approval_ttl: float = 86400.0  # seconds a plan may wait for approval before it expires
+    aws: StackAws = StackAws()
+    # Terraform variables read from AWS at each run: (environment name, "ssm:/path" or
+    # "secretsmanager:name#key"), sorted pairs. Their values join the run's redaction.
+    secrets: tuple[tuple[str, str], ...] = ()
+    backend_config: tuple[str, ...] = ()  # files relative to the stack, passed to init as -backend-config
 
 
 @dataclass(frozen=True)
