@@ -24,7 +24,7 @@ Discovery rules (they are part of the user-facing contract, see config/tfops.exa
   ``[A-Za-z0-9_.-]`` in a directory name become ``_``. Stacks whose names still collide
   are all refused: which one wins must not be a guess.
 - A stack directory (or a directory on the way to it), a file directly in it (``main.tf``,
-  ``terraform.tfvars``, ...) or one of its var files that is a symlink resolving outside
+  ``terraform.tfvars``, ...) or one of its var or backend config files that is a symlink resolving outside
   the repository refuses the stack: tfops must never run Terraform on code that is not in Git.
 
 A refused stack is left out with a typed reason (:class:`RefusedStack`); the others are
@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tfops.config import StackDefaults, StackEntry
+from tfops.config.aws import merge_stack_aws
 from tfops.errors import StackPathError
-from tfops.models import OnDrift, OnMerge, Stack
+from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ _REFUSAL_HINTS = {
     Refusal.NO_TERRAFORM: "point the entry at the folder that holds the stack's *.tf files",
     Refusal.RESERVED_DIRECTORY: ".git and .terraform folders are never stacks: point the entry elsewhere",
     Refusal.INVALID_NAME: "give the stack a `name` of letters, digits, '_', '.' and '-'",
-    Refusal.VAR_FILE_OUTSIDE: "var files are relative to the stack folder and must stay in the repository",
+    Refusal.VAR_FILE_OUTSIDE: (
+        "var files and backend config files are relative to the stack folder and must stay in the repository"
+    ),
     Refusal.NAME_CLASH: "give the stacks distinct names with explicit entries (`path` and `name`)",
 }
 
@@ -215,19 +218,36 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
         approvers=tuple(defaults.approvers if entry.approvers is None else entry.approvers),
         approvals_required=entry.approvals_required or defaults.approvals_required,
         approval_ttl=entry.approval_ttl or defaults.approval_ttl,
+        aws=_stack_aws(entry, defaults),
+        secrets=tuple(sorted({**defaults.secrets, **entry.secrets}.items())),
+        backend_config=tuple(entry.backend_config),
+    )
+
+
+def _stack_aws(entry: StackEntry, defaults: StackDefaults) -> StackAws:
+    """The stack's `aws:` keys over `defaults.aws` (which already holds `aws.attribution` when unset)."""
+    merged = merge_stack_aws(defaults.aws, entry.aws)
+    return StackAws(
+        plan_role=merged.plan_role,
+        apply_role=merged.apply_role,
+        external_id_env=merged.external_id_env,
+        session_duration=merged.session_duration,
+        attribution=bool(merged.attribution),
     )
 
 
 def _check_var_files(root: Path, stack: Stack) -> None:
-    # Var files may be shared from a parent directory, but must stay in Git (principle 1).
-    for var_file in stack.var_files:
+    # Var files and backend config files may be shared from a parent directory, but must stay
+    # in Git (principle 1).
+    files = [("var file", name) for name in stack.var_files]
+    files += [("backend config file", name) for name in stack.backend_config]
+    for kind, name in files:
         try:
-            relative = validate_stack_path(posixpath.join(stack.path, var_file))
+            relative = validate_stack_path(posixpath.join(stack.path, name))
         except StackPathError:
-            detail = f"var file {var_file!r} is outside the repository"
-            raise _Refused(Refusal.VAR_FILE_OUTSIDE, detail) from None
+            raise _Refused(Refusal.VAR_FILE_OUTSIDE, f"{kind} {name!r} is outside the repository") from None
         if not _inside(root, root / relative):
-            detail = f"var file {var_file!r} is a symlink that resolves outside the repository"
+            detail = f"{kind} {name!r} is a symlink that resolves outside the repository"
             raise _Refused(Refusal.VAR_FILE_OUTSIDE, detail)
 
 
@@ -361,7 +381,7 @@ class ChangeDetector(Protocol):
 
 
 class PathPrefixDetector:
-    """A stack is affected by a change inside its directory or to one of its var files.
+    """A stack is affected by a change inside its directory or to one of its var or backend config files.
 
     ``stacks/app`` is affected by ``stacks/app/main.tf`` but not by
     ``stacks/application/main.tf``; a stack at the repository root (``.``) by every change.
@@ -381,8 +401,12 @@ def _normalise_changed(path: str) -> str:
 def _touches(stack: Stack, changed: str) -> bool:
     if stack.path == "." or changed == stack.path or changed.startswith(stack.path + "/"):
         return True
-    # A var file shared from outside the stack directory is part of the stack's input too.
-    return any(posixpath.normpath(posixpath.join(stack.path, name)) == changed for name in stack.var_files)
+    # A var file or backend config file shared from outside the stack directory is part of the
+    # stack's input too.
+    return any(
+        posixpath.normpath(posixpath.join(stack.path, name)) == changed
+        for name in (*stack.var_files, *stack.backend_config)
+    )
 
 
 _LOCAL_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.\.?/[^"]*)"', re.MULTILINE)

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tfops.config.api import ApiSettings
+from tfops.config.aws import AwsSettings, inherit_attribution
 from tfops.config.fields import ConfigPath, RegexPattern, lowercase
 from tfops.config.http import HttpSettings
 from tfops.config.repo import RepoSettings
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)  # before `defaults`: its validator reads it
     redact_patterns: tuple[RegexPattern, ...] = Field(default=(), repr=False)  # may hold literal secrets
     defaults: StackDefaults = Field(default_factory=StackDefaults)
     stacks: tuple[StackEntry, ...] = ()
@@ -80,6 +82,17 @@ class Settings(BaseSettings):
         # load_settings gathers the file and the environment itself (it needs to know
         # which value came from where to report errors); constructors get no hidden inputs.
         return (init_settings,)
+
+    @field_validator("defaults")
+    @classmethod
+    def _inherit_aws_attribution(cls, defaults: StackDefaults, info: ValidationInfo) -> StackDefaults:
+        # Stacks are built from `defaults` alone: fold the global switch in once, here.
+        aws = info.data.get("aws")
+        return (
+            defaults
+            if aws is None
+            else defaults.model_copy(update={"aws": inherit_attribution(defaults.aws, aws)})
+        )
 
     @field_validator("stacks")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from tfops.config.aws import SecretsMapping, StackAwsSettings
 from tfops.config.durations import Duration, PositiveDuration
 from tfops.config.fields import EnvMapping, FrozenDict, Section, lowercase
 from tfops.config.slack import SlackApprover
@@ -46,18 +47,25 @@ class StackDefaults(Section):
     approvers: tuple[SlackApprover, ...] = ()  # who may approve `ask` runs from Slack
     approvals_required: Annotated[int, Field(ge=1, le=20)] = 1  # distinct people
     approval_ttl: PositiveDuration = 86400.0  # an unapproved plan expires after this
+    aws: StackAwsSettings = Field(default_factory=StackAwsSettings)  # roles; none: the daemon's identity
+    secrets: SecretsMapping = Field(default_factory=FrozenDict)  # TF_VAR_x: ssm:/… or secretsmanager:…
 
 
-def _var_file(name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise ValueError("must not be empty")
-    if name.startswith(("/", "~")):
-        # Git is the only source of desired state: host-local tfvars would be a second one.
-        raise ValueError(
-            f"var file {name!r} must be relative to the stack directory and kept in the repository"
-        )
-    return os.path.normpath(name).replace(os.sep, "/")
+def _stack_file(kind: str) -> AfterValidator:
+    """A file relative to the stack directory, kept in Git (discovery refuses one leaving the repository)."""
+
+    def check(name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise ValueError("must not be empty")
+        if name.startswith(("/", "~")):
+            # Git is the only source of desired state: a host-local file would be a second one.
+            raise ValueError(
+                f"{kind} {name!r} must be relative to the stack directory and kept in the repository"
+            )
+        return os.path.normpath(name).replace(os.sep, "/")
+
+    return AfterValidator(check)
 
 
 def _workspace(name: str) -> str:
@@ -79,7 +87,11 @@ class StackEntry(Section):
     approvers: tuple[SlackApprover, ...] | None = None  # None: take them from `defaults`
     approvals_required: Annotated[int, Field(ge=1, le=20)] | None = None
     approval_ttl: PositiveDuration | None = None
-    var_files: tuple[Annotated[str, AfterValidator(_var_file)], ...] = ()
+    var_files: tuple[Annotated[str, _stack_file("var file")], ...] = ()
+    # -backend-config files, relative to the stack directory, in this order
+    backend_config: tuple[Annotated[str, _stack_file("backend config file")], ...] = ()
+    aws: StackAwsSettings | None = None  # the keys it writes override defaults.aws
+    secrets: SecretsMapping = Field(default_factory=FrozenDict)  # merged over defaults.secrets
     env: EnvMapping = Field(default_factory=FrozenDict, repr=False)  # values may be secrets
 
     @model_validator(mode="before")

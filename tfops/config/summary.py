@@ -4,8 +4,10 @@ their values."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from tfops.config.aws import AwsSettings, StackAwsSettings, merge_stack_aws
 from tfops.config.durations import format_duration
 from tfops.config.http import HttpSettings
 from tfops.config.settings import Settings
@@ -50,11 +52,52 @@ def describe(settings: Settings) -> str:
         f"http              {_describe_http(settings.http)}",
         f"  webhooks        {_describe_webhooks(settings)}",
         f"  api             {_describe_api(settings)}",
+        f"aws               {_describe_aws(settings.aws)}",
         f"stack defaults    {_describe_policy(settings.defaults)}",
+        *_describe_stack_aws(settings, settings.defaults.aws, settings.defaults.secrets, (), indent="  "),
         f"stacks            {len(settings.stacks)} entr{'y' if len(settings.stacks) == 1 else 'ies'}",
     ]
-    lines.extend(f"  {_describe_entry(entry, settings.defaults)}" for entry in settings.stacks)
+    for entry in settings.stacks:
+        lines.append(f"  {_describe_entry(entry, settings.defaults)}")
+        aws = merge_stack_aws(settings.defaults.aws, entry.aws)
+        secrets = {**settings.defaults.secrets, **entry.secrets}
+        lines.extend(_describe_stack_aws(settings, aws, secrets, entry.backend_config, indent="    "))
     return "\n".join(lines)
+
+
+def _describe_aws(aws: AwsSettings) -> str:
+    region = f"region {aws.region or 'from the default chain (AWS_REGION, profile)'}"
+    endpoint = f"endpoint {aws.endpoint_url or 'AWS public endpoints'}"
+    return f"{region}, {endpoint}, drift attribution {'on' if aws.attribution else 'off'} by default"
+
+
+def _describe_stack_aws(
+    settings: Settings,
+    aws: StackAwsSettings,
+    secrets: Mapping[str, str],
+    backend_config: tuple[str, ...],
+    indent: str,
+) -> list[str]:
+    """A stack's AWS identities, secret references (names and references: never values, which
+    tfops reads only at run time) and backend config files."""
+    own = "daemon's own AWS identity"
+    roles = (
+        f"plan {aws.plan_role or own}, apply {aws.apply_role or own}"
+        if aws.plan_role or aws.apply_role
+        else own
+    )
+    if aws.plan_role or aws.apply_role:
+        roles += f", sessions {format_duration(aws.session_duration)}"
+        if aws.external_id_env:
+            roles += f", external id {_describe_ref(settings, aws.external_id_env, None)}"
+    attribution = "on" if aws.attribution else "off"
+    lines = [f"{indent}aws roles       {roles}; drift attribution {attribution}"]
+    if secrets:
+        refs = ", ".join(f"{name} from {reference}" for name, reference in sorted(secrets.items()))
+        lines.append(f"{indent}secrets         {refs}")
+    if backend_config:
+        lines.append(f"{indent}backend config  {', '.join(backend_config)}")
+    return lines
 
 
 def _describe_secret(settings: Settings, section: str, name: str) -> str:
