@@ -694,3 +694,165 @@ def test_check_config_warns_about_plain_http_off_loopback_and_short_secrets(tmp_
     assert not any("short" in warning for warning in found), "the secret itself is never shown"
     on_loopback = write_config(tmp_path, "http:\n  listen: 127.0.0.1:8080\n")
     assert warnings(load_settings(on_loopback, {})) == []
+
+
+# ----------------------------------------------------------------------- aws: roles, secrets, backend config
+
+PLAN_ROLE = "arn:aws:iam::111111111111:role/tfops-read"
+APPLY_ROLE = "arn:aws:iam::111111111111:role/tfops-apply"
+NETWORK_APPLY = "arn:aws:iam::222222222222:role/network-apply"
+
+
+def test_the_aws_section_sets_region_endpoint_and_attribution_and_the_environment_overrides_it(tmp_path):
+    path = write_config(tmp_path, "aws: {region: eu-west-1, endpoint_url: 'http://127.0.0.1:5000'}\n")
+
+    from_file = load_settings(path, {})
+    overridden = load_settings(path, {"TFOPS_AWS__REGION": "us-gov-west-1", "TFOPS_AWS__ATTRIBUTION": "true"})
+
+    assert (from_file.aws.region, from_file.aws.endpoint_url, from_file.aws.attribution) == (
+        "eu-west-1",
+        "http://127.0.0.1:5000",
+        False,
+    )
+    assert (overridden.aws.region, overridden.aws.attribution) == ("us-gov-west-1", True)
+    assert load_settings(None, {}).aws.region is None  # boto3's default chain decides
+
+
+def test_a_stack_block_overrides_the_default_roles_key_by_key(tmp_path):
+    path = write_config(
+        tmp_path,
+        f"""\
+        defaults:
+          aws: {{plan_role: "{PLAN_ROLE}", apply_role: "{APPLY_ROLE}", session_duration: 2h,
+                 external_id_env: TFOPS_AWS_EXTERNAL_ID}}
+        stacks:
+          - {{path: core/network, aws: {{apply_role: "{NETWORK_APPLY}"}}}}
+        """,
+    )
+
+    settings = load_settings(path, {})
+
+    assert settings.defaults.aws.session_duration == 7200.0
+    assert settings.stacks[0].aws is not None
+    assert settings.stacks[0].aws.model_fields_set == {"apply_role"}  # the rest comes from defaults
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "reason"),
+    [
+        (
+            "defaults: {aws: {plan_role: 'arn:aws:iam::123:role/x'}}",
+            "defaults.aws.plan_role",
+            "'arn:aws:iam::123:role/x' is not an IAM role ARN",
+        ),
+        (
+            "stacks: [{path: a, aws: {apply_role: 'arn:aws:s3:::state-bucket'}}]",
+            "stacks.0.aws.apply_role",
+            "is not an IAM role ARN (arn:aws:iam::<12-digit account id>:role/<name>)",
+        ),
+        ("defaults: {aws: {session_duration: 10m}}", "defaults.aws.session_duration", "from 15m to 12h"),
+        (
+            "stacks: [{path: a, aws: {session_duration: 13h}}]",
+            "stacks.0.aws.session_duration",
+            "from 15m to 12h",
+        ),
+        ("defaults: {aws: {session_duration: soon}}", "defaults.aws.session_duration", "invalid duration"),
+        (
+            "defaults: {aws: {external_id_env: 'my external id'}}",
+            "defaults.aws.external_id_env",
+            "must be the NAME of an environment variable",
+        ),
+        (
+            "stacks: [{path: a, aws: {external_id: abc}}]",
+            "stacks.0.aws.external_id",
+            "inline secrets are not accepted; name the variable holding it with external_id_env",
+        ),
+        ("stacks: [{path: a, aws: {plan_rol: x}}]", "stacks.0.aws.plan_rol", "did you mean 'plan_role'?"),
+        (
+            "stacks: [{path: a, secrets: {TF_VAR_db: 'vault:prod/db'}}]",
+            "stacks.0.secrets.TF_VAR_db",
+            "'vault:prod/db' is not a secret reference; use ssm:/parameter/name or secretsmanager:",
+        ),
+        (
+            "defaults: {secrets: {TF_VAR_db: 'ssm:prod/db'}}",
+            "defaults.secrets.TF_VAR_db",
+            "an SSM parameter name starts with '/'",
+        ),
+        (
+            "stacks: [{path: a, secrets: {TF_VAR_key: 'secretsmanager:prod/api#'}}]",
+            "stacks.0.secrets.TF_VAR_key",
+            "is not a secret reference",
+        ),
+        (
+            "stacks: [{path: a, secrets: {'TF-VAR-db': 'ssm:/prod/db'}}]",
+            "stacks.0.secrets.TF-VAR-db.[key]",  # the key, not its reference, is wrong
+            "'TF-VAR-db' is not an environment variable name",
+        ),
+        (
+            "stacks: [{path: a, backend_config: [/etc/tfops/prod.s3.tfbackend]}]",
+            "stacks.0.backend_config.0",
+            "backend config file '/etc/tfops/prod.s3.tfbackend' must be relative to the stack directory",
+        ),
+        ("stacks: [{path: a, backend_config: ['']}]", "stacks.0.backend_config.0", "must not be empty"),
+        ("aws: {region: Europe}", "aws.region", "'Europe' is not an AWS region name"),
+        ("aws: {endpoint_url: 'ftp://127.0.0.1'}", "aws.endpoint_url", "must be an http:// or https:// URL"),
+        (
+            "aws: {endpoint_url: 'https://AKIA:hunter2@vpce.example'}",
+            "aws.endpoint_url",
+            "must not carry credentials",
+        ),
+        ("aws: {attribution: maybe}", "aws.attribution", "valid boolean"),
+    ],
+)
+def test_each_invalid_aws_value_is_an_error_with_its_file_line_and_reason(tmp_path, yaml_text, field, reason):
+    path = write_config(tmp_path, "# tfops.yaml\n" + yaml_text + "\n")
+
+    message = config_error(path)
+
+    assert f"{path}: {field}: " in message
+    assert reason in message
+    assert "(line 2)" in message
+    assert "hunter2" not in message
+
+
+def test_describe_shows_each_stacks_roles_secret_references_and_backend_config(tmp_path):
+    path = write_config(
+        tmp_path,
+        f"""\
+        aws: {{region: eu-west-1, endpoint_url: "http://127.0.0.1:5000", attribution: true}}
+        defaults:
+          aws: {{plan_role: "{PLAN_ROLE}", external_id_env: TFOPS_AWS_EXTERNAL_ID}}
+          secrets: {{TF_VAR_db_password: "ssm:/prod/db/password"}}
+        stacks:
+          - path: core/network
+            aws: {{apply_role: "{NETWORK_APPLY}", attribution: false}}
+            secrets: {{TF_VAR_api_key: "secretsmanager:prod/api#key"}}
+            backend_config: [backend/prod.s3.tfbackend, backend/lock.tfbackend]
+          - path: plain
+            aws: {{plan_role: null}}
+        """,
+    )
+
+    text = describe(load_settings(path, {"TFOPS_AWS_EXTERNAL_ID": "ext-1d-value"}))
+
+    assert "aws               region eu-west-1, endpoint http://127.0.0.1:5000, drift attribution on" in text
+    network = text[text.index("network: core/network") : text.index("plain: plain")]
+    assert f"plan {PLAN_ROLE}, apply {NETWORK_APPLY}, sessions 1h" in network
+    assert "external id from $TFOPS_AWS_EXTERNAL_ID (set); drift attribution off" in network
+    assert "TF_VAR_api_key from secretsmanager:prod/api#key" in network
+    assert "TF_VAR_db_password from ssm:/prod/db/password" in network
+    assert "backend config  backend/prod.s3.tfbackend, backend/lock.tfbackend" in network
+    plain = text[text.index("plain: plain") :]
+    assert "aws roles       daemon's own AWS identity; drift attribution on" in plain
+    assert "ext-1d-value" not in text
+
+
+def test_the_example_config_shows_a_stack_with_its_own_apply_role_secrets_and_backend_config(tmp_path):
+    settings = load_settings(EXAMPLE_CONFIG, {"TFOPS_DATA_DIR": str(tmp_path)})
+
+    network = settings.stacks[1]
+    assert settings.aws.region is None and settings.aws.attribution is False
+    assert settings.defaults.aws.session_duration == 3600.0 and settings.defaults.secrets == {}
+    assert network.aws is not None and network.aws.apply_role == NETWORK_APPLY
+    assert network.secrets == {"TF_VAR_api_key": "secretsmanager:prod/api#key"}
+    assert network.backend_config == ("backend/prod.s3.tfbackend",)

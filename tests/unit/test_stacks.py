@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tfops.config import StackDefaults, StackEntry
+from tfops.config import Settings, StackDefaults, StackEntry
 from tfops.errors import ConfigError, StackPathError
-from tfops.models import OnDrift, OnMerge, Stack
+from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.stacks import (
     PathPrefixDetector,
     Refusal,
@@ -309,3 +309,134 @@ def test_the_path_prefix_detector_is_the_default_detector():
 def test_stack_env_is_the_entry_env_as_a_dict():
     stack = Stack(name="a", path="a", env=(("TF_VAR_region", "eu-west-1"), ("TF_VAR_size", "2")))
     assert stack_env(stack) == {"TF_VAR_region": "eu-west-1", "TF_VAR_size": "2"}
+
+
+# ----------------------------------------------------------------------- AWS roles, secrets, backend config
+
+PLAN_ROLE = "arn:aws:iam::111111111111:role/tfops-read"
+APPLY_ROLE = "arn:aws:iam::111111111111:role/tfops-apply"
+NETWORK_APPLY = "arn:aws:iam::222222222222:role/network-apply"
+
+
+def stacks_from(repo: Path, **config) -> dict[str, Stack]:
+    """The stacks the given tfops.yaml sections (as Settings takes them) give at `repo`, by name."""
+    settings = Settings(**config)
+    return {stack.name: stack for stack in discover_stacks(repo, settings.stacks, settings.defaults)}
+
+
+def test_a_stack_giving_only_its_apply_role_keeps_the_default_plan_role_and_session(repo):
+    defaults = {
+        "aws": {
+            "plan_role": PLAN_ROLE,
+            "apply_role": APPLY_ROLE,
+            "external_id_env": "TFOPS_AWS_EXTERNAL_ID",
+            "session_duration": "2h",
+        }
+    }
+    entries = [{"path": "core/network", "aws": {"apply_role": NETWORK_APPLY}}, {"path": "stacks/app"}]
+
+    stacks = stacks_from(repo, defaults=defaults, stacks=entries)
+
+    assert stacks["network"].aws == StackAws(
+        plan_role=PLAN_ROLE,
+        apply_role=NETWORK_APPLY,
+        external_id_env="TFOPS_AWS_EXTERNAL_ID",
+        session_duration=7200.0,
+        attribution=False,
+    )
+    assert stacks["app"].aws == StackAws(PLAN_ROLE, APPLY_ROLE, "TFOPS_AWS_EXTERNAL_ID", 7200.0, False)
+
+
+def test_a_stack_writing_a_null_role_runs_that_phase_with_the_daemons_own_identity(repo):
+    stacks = stacks_from(
+        repo,
+        defaults={"aws": {"plan_role": PLAN_ROLE, "apply_role": APPLY_ROLE}},
+        stacks=[{"path": "core/network", "aws": {"plan_role": None, "apply_role": None}}],
+    )
+    assert stacks["network"].aws == StackAws()
+    assert not stacks["network"].aws.has_roles
+
+
+def test_a_stack_without_any_aws_configuration_keeps_the_daemons_identity(repo):
+    [app, db] = discover_stacks(repo, [StackEntry(discover="stacks/*")], DEFAULTS)
+    assert app.aws == db.aws == StackAws()
+    assert (app.secrets, app.backend_config) == ((), ())
+
+
+@pytest.mark.parametrize(
+    ("global_switch", "defaults_value", "stack_value", "expected"),
+    [
+        (True, None, None, True),  # aws.attribution reaches every stack through the defaults
+        (True, False, None, False),  # defaults.aws.attribution wins over aws.attribution
+        (False, False, True, True),  # and the stack's own wins over both
+        (True, True, False, False),
+        (True, False, "null", False),  # an explicit null inherits like leaving it out
+        (False, None, None, False),
+    ],
+)
+def test_drift_attribution_is_the_stacks_else_the_defaults_else_the_aws_sections(
+    repo, global_switch, defaults_value, stack_value, expected
+):
+    defaults = {} if defaults_value is None else {"aws": {"attribution": defaults_value}}
+    entry: dict = {"path": "core/network"}
+    if stack_value is not None:
+        entry["aws"] = {"attribution": None if stack_value == "null" else stack_value}
+
+    stacks = stacks_from(repo, aws={"attribution": global_switch}, defaults=defaults, stacks=[entry])
+
+    assert stacks["network"].aws.attribution is expected
+
+
+def test_a_stacks_secrets_merge_over_the_defaults_as_sorted_pairs(repo):
+    stacks = stacks_from(
+        repo,
+        defaults={
+            "secrets": {"TF_VAR_db_password": "ssm:/prod/db/password", "TF_VAR_token": "ssm:/shared/token"}
+        },
+        stacks=[
+            {
+                "path": "core/network",
+                "secrets": {"TF_VAR_token": "secretsmanager:prod/api#token", "A_KEY": "ssm:/a"},
+            },
+            {"path": "stacks/app"},
+        ],
+    )
+
+    assert stacks["network"].secrets == (
+        ("A_KEY", "ssm:/a"),
+        ("TF_VAR_db_password", "ssm:/prod/db/password"),
+        ("TF_VAR_token", "secretsmanager:prod/api#token"),
+    )
+    assert stacks["app"].secrets == (
+        ("TF_VAR_db_password", "ssm:/prod/db/password"),
+        ("TF_VAR_token", "ssm:/shared/token"),
+    )
+
+
+def test_backend_config_files_keep_their_order_and_may_be_shared_from_the_repository(repo):
+    entry = StackEntry(
+        path="core/network", backend_config=("backend/prod.s3.tfbackend", "../../shared/lock.tfbackend")
+    )
+
+    [network] = discover_stacks(repo, [entry], DEFAULTS)
+
+    assert network.backend_config == ("backend/prod.s3.tfbackend", "../../shared/lock.tfbackend")
+    assert affected_stacks([network, APP], ["shared/lock.tfbackend"]) == [network]  # input to init
+
+
+def test_a_backend_config_file_outside_the_repository_refuses_its_stack(tmp_path, repo):
+    escaping = StackEntry(path="core/network", backend_config=("../../../prod.s3.tfbackend",))
+    os.symlink(
+        make_tree(tmp_path / "outside", ["x.tfbackend"]) / "x.tfbackend", repo / "shared" / "host.tfbackend"
+    )
+    linked = StackEntry(path="stacks/app", backend_config=("../../shared/host.tfbackend",))
+
+    refused = discover(repo, [escaping, linked], DEFAULTS).refused
+
+    assert [(item.name, item.reason) for item in refused] == [
+        ("app", Refusal.VAR_FILE_OUTSIDE),
+        ("network", Refusal.VAR_FILE_OUTSIDE),
+    ]
+    assert refused[0].detail.startswith("backend config file '../../shared/host.tfbackend' is a symlink")
+    assert refused[1].detail == "backend config file '../../../prod.s3.tfbackend' is outside the repository"
+    assert "backend config files" in refused[0].hint
