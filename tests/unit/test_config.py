@@ -21,6 +21,7 @@ from tfops.config import (
     load_settings,
     parse_duration,
 )
+from tfops.config.aws import SecretReference, parse_secret_reference
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge
 
@@ -856,3 +857,32 @@ def test_the_example_config_shows_a_stack_with_its_own_apply_role_secrets_and_ba
     assert network.aws is not None and network.aws.apply_role == NETWORK_APPLY
     assert network.secrets == {"TF_VAR_api_key": "secretsmanager:prod/api#key"}
     assert network.backend_config == ("backend/prod.s3.tfbackend",)
+
+
+@pytest.mark.parametrize(
+    ("reference", "parts"),
+    [
+        ("ssm:/prod/db/password", ("ssm", "/prod/db/password", None)),
+        ("ssm:/prod/db/password:3", ("ssm", "/prod/db/password:3", None)),  # GetParameter takes name:version
+        ("secretsmanager:prod/api", ("secretsmanager", "prod/api", None)),
+        ("secretsmanager:prod/api#key", ("secretsmanager", "prod/api", "key")),
+        (
+            "secretsmanager:arn:aws:secretsmanager:eu-west-1:111111111111:secret:prod/api-AbCdEf#db.pass",
+            (
+                "secretsmanager",
+                "arn:aws:secretsmanager:eu-west-1:111111111111:secret:prod/api-AbCdEf",
+                "db.pass",
+            ),
+        ),
+    ],
+)
+def test_a_secret_reference_splits_into_service_name_and_json_key(reference, parts):
+    assert parse_secret_reference(reference) == SecretReference(*parts)
+
+
+@pytest.mark.parametrize(
+    "reference", ["ssm:/", "ssm:/prod/", "ssm:prod/db", "secretsmanager:", "vault:x", "/prod/db"]
+)
+def test_anything_else_is_not_a_secret_reference(reference):
+    with pytest.raises(ValueError, match=r"secret reference|starts with '/'"):
+        parse_secret_reference(reference)

@@ -30,7 +30,7 @@ _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,5
 # Every AWS region name is letters, '-' separated, ending in a number (eu-west-1, us-gov-east-1).
 _REGION = re.compile(r"[a-z]{2,}(-[a-z]+)+-\d+")
 # SSM: a fully qualified name (/a/b), optionally with a :version or :label selector.
-_SSM_REFERENCE = re.compile(r"ssm:(?P<name>/[A-Za-z0-9_.\-/]+)(?::(?P<selector>[A-Za-z0-9_.\-]+))?")
+_SSM_REFERENCE = re.compile(r"ssm:/[A-Za-z0-9_.\-/]*[A-Za-z0-9_.\-](?::[A-Za-z0-9_.\-]+)?")
 # Secrets Manager: a secret name or ARN (ARNs hold ':'), optionally #<JSON key> of its JSON value.
 _SECRETSMANAGER_REFERENCE = re.compile(r"secretsmanager:(?P<name>[A-Za-z0-9/_+=.@:\-]+)(?:#(?P<key>.+))?")
 _REFERENCE_HELP = "use ssm:/parameter/name or secretsmanager:<secret name or ARN>[#<JSON key>]"
@@ -48,8 +48,7 @@ class SecretReference(NamedTuple):
 def parse_secret_reference(reference: str) -> SecretReference:
     """``ssm:/prod/db/password`` or ``secretsmanager:prod/api#key`` → its parts; ValueError if neither."""
     reference = reference.strip()
-    ssm = _SSM_REFERENCE.fullmatch(reference)
-    if ssm:
+    if _SSM_REFERENCE.fullmatch(reference):
         return SecretReference("ssm", reference.removeprefix("ssm:"))
     secretsmanager = _SECRETSMANAGER_REFERENCE.fullmatch(reference)
     if secretsmanager:
