@@ -8,10 +8,11 @@ tfops uses, so the cache is seen from the outside.
 from __future__ import annotations
 
 import json
+import logging
 import string
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -54,7 +55,8 @@ def caller_arn(clients: AwsClients, credentials: TemporaryCredentials | None = N
     return clients.client("sts", credentials).get_caller_identity()["Arn"]
 
 
-def test_terraform_gets_the_roles_own_credentials_named_after_the_run_never_the_daemons(aws):
+def test_terraform_gets_the_roles_own_credentials_named_after_the_run_never_the_daemons(aws, caplog):
+    caplog.set_level(logging.DEBUG)
     clients = clients_for(aws)
     name = session_name("network", 42)
 
@@ -81,7 +83,7 @@ def test_terraform_gets_the_roles_own_credentials_named_after_the_run_never_the_
         credentials.secret_access_key,
         credentials.session_token,
     }
-    for shown in (repr(credentials), str(credentials), f"{credentials}"):
+    for shown in (repr(credentials), str(credentials), f"{credentials}", caplog.text):
         assert not any(value in shown for value in credentials.values())
 
 
@@ -137,26 +139,34 @@ def test_runs_asking_for_the_same_role_at_once_make_one_sts_call(aws):
 
 
 @pytest.fixture
-def enforced_iam(aws) -> Iterator[dict[str, str]]:
-    """tfops' own identity is an IAM user allowed to assume only READ_ROLE, and moto enforces IAM
-    (its `reset-auth`, the server side of INITIAL_NO_AUTH_ACTION_COUNT) until the test ends."""
-    iam = clients_for(aws).client("iam")  # the daemon's identity, before IAM is enforced
-    iam.create_user(UserName="tfops")
-    key = iam.create_access_key(UserName="tfops")["AccessKey"]
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": READ_ROLE}],
-    }
-    iam.put_user_policy(UserName="tfops", PolicyName="assume-read", PolicyDocument=json.dumps(policy))
-    _moto_auth(aws.url, "0")
-    try:
-        yield {
+def iam_user(aws) -> Iterator[Callable[[list[dict]], dict[str, str]]]:
+    """`iam_user(statements)` makes tfops' own identity an IAM user with just those policy
+    statements, and has moto enforce IAM (its `reset-auth`, the server side of
+    INITIAL_NO_AUTH_ACTION_COUNT) until the test ends. Returns that identity's environ."""
+
+    def as_user(statements: list[dict]) -> dict[str, str]:
+        iam = clients_for(aws).client("iam")  # the daemon's identity, before IAM is enforced
+        iam.create_user(UserName="tfops")
+        key = iam.create_access_key(UserName="tfops")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        iam.put_user_policy(UserName="tfops", PolicyName="tfops", PolicyDocument=json.dumps(policy))
+        _moto_auth(aws.url, "0")
+        return {
             "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
             "AWS_DEFAULT_REGION": aws.region,
         }
+
+    try:
+        yield as_user
     finally:
         _moto_auth(aws.url, "inf")
+
+
+@pytest.fixture
+def enforced_iam(iam_user) -> dict[str, str]:
+    """tfops' own identity may assume READ_ROLE and nothing else."""
+    return iam_user([{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": READ_ROLE}])
 
 
 def _moto_auth(url: str, no_auth_actions: str) -> None:
@@ -171,6 +181,7 @@ def _moto_auth(url: str, no_auth_actions: str) -> None:
 
 
 def test_a_role_tfops_may_not_assume_fails_naming_the_role_and_awss_reason(aws, enforced_iam, caplog):
+    caplog.set_level(logging.DEBUG)
     clients = clients_for(aws, enforced_iam)
     assumer = RoleAssumer(clients)
 

@@ -12,6 +12,7 @@ access key, a few at a time) so a run does not pay for a new client on every cal
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -32,6 +33,13 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 MAX_ATTEMPTS = 4
 ROLE_CLIENTS_KEPT = 32  # a role's clients kept: a handful of stacks × services in flight
+
+# botocore's DEBUG records carry whole request and response bodies: AssumeRole's secret key and
+# session token, GetParameter's and GetSecretValue's values. They are written before tfops can
+# add a value to any redaction set, so botocore never logs below INFO, whatever the root level.
+for _name in ("botocore", "boto3"):
+    if logging.getLogger(_name).level < logging.INFO:  # NOTSET (0) too: it would follow the root
+        logging.getLogger(_name).setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)

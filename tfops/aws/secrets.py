@@ -138,10 +138,11 @@ _DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "KM
 def _refusal(reference: SecretReference, refused: ClientError) -> AwsSecretError:
     error = refused.response.get("Error", {})
     code = error.get("Code", "Unknown")
-    said = f"{code}: {error.get('Message', '')}".rstrip(": ")
+    said = " ".join(f"{code}: {error.get('Message', '')}".rstrip(": ").split())
+    status = refused.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code in _MISSING:
         return AwsSecretError(f"secret {reference} does not exist ({said})")
-    if code in _DENIED:
+    if code in _DENIED or status == 403:  # 403: a denial whatever the code (some endpoints send XML)
         return AwsSecretError(
             f"access to secret {reference} denied ({said})",
             hint="allow the identity that reads it (the plan role or tfops' own) to read and decrypt it",
