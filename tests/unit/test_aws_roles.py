@@ -252,3 +252,23 @@ def test_sts_accepts_the_longest_session_name(aws):
 
     assert len(name) == 64
     assert caller_arn(clients, credentials).endswith(f"/tfops-read/{name}")
+
+
+def test_an_unreachable_endpoint_or_no_identity_fails_with_what_went_wrong(tmp_path, monkeypatch):
+    # No instance metadata and no shared files on a test machine: the chain really finds nothing.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent-credentials"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    closed = AwsEndpoint(region="eu-west-1", endpoint_url="http://127.0.0.1:9")
+    keys = {"AWS_ACCESS_KEY_ID": "AKIATFOPSDAEMON00001", "AWS_SECRET_ACCESS_KEY": "never-shown-secret"}
+
+    with pytest.raises(AwsRoleError) as unreachable:
+        RoleAssumer(AwsClients(closed, keys)).credentials(READ_ROLE, session_name="tfops-network-1")
+    nobody = RoleAssumer(AwsClients(closed, {})).check(READ_ROLE)
+
+    assert f"cannot assume {READ_ROLE}: EndpointConnectionError: " in str(unreachable.value)
+    assert "hint: tfops could not ask STS" in str(unreachable.value)
+    assert "never-shown-secret" not in str(unreachable.value)
+    assert nobody == "NoCredentialsError: Unable to locate credentials"

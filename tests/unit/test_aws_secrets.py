@@ -12,6 +12,7 @@ import logging
 import pytest
 from test_aws_roles import READ_ROLE, clients_for, iam_user  # noqa: F401  (iam_user is a fixture)
 
+from tfops.aws.clients import AwsClients, AwsEndpoint
 from tfops.aws.roles import RoleAssumer, session_name
 from tfops.aws.secrets import SecretReader, SecretReference, parse_reference
 from tfops.errors import AwsSecretError, TerminalError
@@ -150,3 +151,18 @@ def test_a_secret_tfops_may_not_read_is_an_access_denial_naming_it(aws, stored, 
 def test_a_reference_reads_back_as_it_was_written(text, reference):
     assert parse_reference(text) == reference
     assert str(reference) == text
+
+
+def test_an_unreachable_endpoint_names_the_reference_and_the_connection_error():
+    closed = AwsClients(
+        AwsEndpoint(region="eu-west-1", endpoint_url="http://127.0.0.1:9"),
+        {"AWS_ACCESS_KEY_ID": "AKIATFOPSDAEMON00001", "AWS_SECRET_ACCESS_KEY": "never-shown-secret"},
+    )
+
+    with pytest.raises(AwsSecretError) as unreachable:
+        SecretReader(closed).read("secretsmanager:prod/api#key")
+
+    assert str(unreachable.value).startswith(
+        "cannot read secret secretsmanager:prod/api#key: EndpointConnectionError"
+    )
+    assert "hint: check the reading identity's credentials" in str(unreachable.value)

@@ -27,6 +27,10 @@ _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 SESSION_PREFIX = "tfops"
 CHECK_SESSION = "tfops-check-config"
 MIN_DURATION = 900  # STS refuses less than 15 minutes
+UNREACHABLE_HINT = (
+    "tfops could not ask STS: check its own AWS identity (instance profile or environment), "
+    "aws.region and aws.endpoint_url, and the network to them"
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -144,7 +148,9 @@ class RoleAssumer:
             # No identity, no endpoint, a parameter STS would refuse: botocore's own messages
             # name the problem and carry no credentials.
             reason = f"{type(failed).__name__}: {' '.join(str(failed).split())}"
-            raise AwsRoleError(f"cannot assume {role_arn}: {reason}", reason=reason) from None
+            raise AwsRoleError(
+                f"cannot assume {role_arn}: {reason}", reason=reason, hint=UNREACHABLE_HINT
+            ) from None
         given = answer["Credentials"]
         return TemporaryCredentials(
             access_key_id=given["AccessKeyId"],

@@ -21,6 +21,10 @@ from tfops.errors import AwsSecretError
 
 Service = Literal["ssm", "secretsmanager"]
 SERVICES: tuple[Service, ...] = ("ssm", "secretsmanager")
+REFERENCE_HINT = "write ssm:/path/to/parameter or secretsmanager:secret-name#json-key"
+UNREACHABLE_HINT = (
+    "check the reading identity's credentials, aws.region and aws.endpoint_url, and the network"
+)
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,13 @@ def parse_reference(text: str) -> SecretReference:
     if not colon or service not in SERVICES:
         raise AwsSecretError(
             f"secret reference {text!r} must start with 'ssm:' or 'secretsmanager:'",
-            hint="write ssm:/path/to/parameter or secretsmanager:secret-name#json-key",
+            hint=REFERENCE_HINT,
         )
     name, hash_, key = rest.partition("#")
     if not name.strip() or (hash_ and not key):
         raise AwsSecretError(
             f"secret reference {text!r} has no {'key after #' if name.strip() else 'name'}",
-            hint="write ssm:/path/to/parameter or secretsmanager:secret-name#json-key",
+            hint=REFERENCE_HINT,
         )
     return SecretReference(service=cast(Service, service), name=name, key=key if hash_ else None)
 
@@ -96,7 +100,8 @@ class SecretReader:
             raise _refusal(reference, refused) from None
         except BotoCoreError as failed:
             raise AwsSecretError(
-                f"cannot read secret {reference}: {type(failed).__name__}: {failed}"
+                f"cannot read secret {reference}: {type(failed).__name__}: {' '.join(str(failed).split())}",
+                hint=UNREACHABLE_HINT,
             ) from None
 
 
