@@ -217,6 +217,8 @@ def test_an_invalid_role_arn_is_refused_before_any_call_with_its_reason(aws):
 
     with pytest.raises(AwsRoleError, match=r"cannot assume tfops-read: ParamValidationError: .*RoleArn"):
         assumer.credentials("tfops-read", session_name="tfops-network-1")
+    with pytest.raises(AwsRoleError, match=r"hint: check the role's trust policy .* and the role ARN"):
+        assumer.credentials("tfops-read", session_name="tfops-network-1")
     assert "ParamValidationError" in (assumer.check("tfops-read") or "")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from tfops.aws.clients import AwsClients
 from tfops.errors import AwsRoleError
@@ -148,8 +148,11 @@ class RoleAssumer:
             # No identity, no endpoint, a parameter STS would refuse: botocore's own messages
             # name the problem and carry no credentials.
             reason = f"{type(failed).__name__}: {' '.join(str(failed).split())}"
+            asked = isinstance(failed, ParamValidationError)  # the request itself is wrong
             raise AwsRoleError(
-                f"cannot assume {role_arn}: {reason}", reason=reason, hint=UNREACHABLE_HINT
+                f"cannot assume {role_arn}: {reason}",
+                reason=reason,
+                hint=None if asked else UNREACHABLE_HINT,
             ) from None
         given = answer["Credentials"]
         return TemporaryCredentials(
