@@ -17,6 +17,8 @@ itself?
     │   │       ├── ProviderError        a provider failed (API error, crash, bad credentials)
     │   │       ├── StalePlanError       the saved plan no longer matches state; re-plan
     │   │       └── InitRequiredError    the working directory needs `terraform init`
+    │   ├── AwsRoleError            a role tfops cannot assume (role ARN, AWS error code)
+    │   ├── AwsSecretError          a secret reference tfops cannot read (never its value)
     │   ├── RunTimedOut             the run passed its wall-clock limit
     │   └── IllegalTransition       a status change the transition table forbids (a bug)
     └── RetryableError              transient; the next attempt may succeed
@@ -106,6 +108,33 @@ class IllegalTransition(TerminalError):
     (a race, where another process moved the run first, is the store's `InvalidTransition`)."""
 
     hint = "this is a bug in tfops: report it with the run's events (`tfops show RUN_ID`)"
+
+
+# --- AWS: roles and secrets (tfops.aws) ---------------------------------------------------------------
+
+
+class AwsRoleError(TerminalError):
+    """STS refused to give tfops a stack's role: "cannot assume arn:…: AccessDenied: …". Names the
+    role and AWS's error code and message; never a credential. The run fails before Terraform."""
+
+    hint = (
+        "check the role's trust policy (it must trust tfops' own identity), the external id, "
+        "and the role ARN; `tfops check-config --aws` assumes every role once"
+    )
+
+    def __init__(self, message: str, *, reason: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason or message  # AWS's "Code: message", for check-config's table
+
+
+class AwsSecretError(TerminalError):
+    """A secret reference (`ssm:/path`, `secretsmanager:id#key`) could not be read or is malformed:
+    missing, the wrong type, a JSON key absent, or access denied. Names the reference, never the value."""
+
+    hint = (
+        "check that the parameter or secret exists in the configured region, that the JSON key is "
+        "there, and that the identity reading it (the plan role or tfops' own) may read and decrypt it"
+    )
 
 
 # --- processes and Terraform -------------------------------------------------------------------------
