@@ -772,7 +772,7 @@ def test_a_stack_block_overrides_the_default_roles_key_by_key(tmp_path):
         (
             "stacks: [{path: a, secrets: {TF_VAR_db: 'vault:prod/db'}}]",
             "stacks.0.secrets.TF_VAR_db",
-            "'vault:prod/db' is not a secret reference; use ssm:/parameter/name or secretsmanager:",
+            "secret reference 'vault:prod/db' must start with 'ssm:' or 'secretsmanager:'",
         ),
         (
             "defaults: {secrets: {TF_VAR_db: 'ssm:prod/db'}}",
@@ -782,7 +782,7 @@ def test_a_stack_block_overrides_the_default_roles_key_by_key(tmp_path):
         (
             "stacks: [{path: a, secrets: {TF_VAR_key: 'secretsmanager:prod/api#'}}]",
             "stacks.0.secrets.TF_VAR_key",
-            "is not a secret reference",
+            "has no key after #",
         ),
         (
             "stacks: [{path: a, secrets: {'TF-VAR-db': 'ssm:/prod/db'}}]",

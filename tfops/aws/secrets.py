@@ -1,7 +1,6 @@
 """Secret values from AWS: SSM parameters and Secrets Manager secrets, read with boto3.
 
-A reference is `ssm:/path/to/parameter` or `secretsmanager:<name or ARN>`, either with `#key` to
-pick one field of a JSON object (neither service allows '#' in a name, so the split is plain).
+References are parsed by tfops.aws.references (the same rules the config checks them with).
 Every error names the reference and AWS's error code, never the value: a value that fails to
 parse is not quoted, and messages from AWS name the resource, not its content.
 """
@@ -10,50 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tfops.aws.clients import AwsClients
+from tfops.aws.references import SecretReference, parse_reference
 from tfops.aws.roles import TemporaryCredentials
 from tfops.errors import AwsSecretError
 
-Service = Literal["ssm", "secretsmanager"]
-SERVICES: tuple[Service, ...] = ("ssm", "secretsmanager")
-REFERENCE_HINT = "write ssm:/path/to/parameter or secretsmanager:secret-name#json-key"
 UNREACHABLE_HINT = (
     "check the reading identity's credentials, aws.region and aws.endpoint_url, and the network"
 )
-
-
-@dataclass(frozen=True)
-class SecretReference:
-    """Where one secret value lives. `str()` gives the reference back as it is written."""
-
-    service: Service
-    name: str  # SSM parameter name, or Secrets Manager secret id (name or ARN)
-    key: str | None = None  # a field of the JSON object the value holds
-
-    def __str__(self) -> str:
-        return f"{self.service}:{self.name}" + (f"#{self.key}" if self.key is not None else "")
-
-
-def parse_reference(text: str) -> SecretReference:
-    """`ssm:/path`, `ssm:/path#key`, `secretsmanager:id`, `secretsmanager:id#key`."""
-    service, colon, rest = text.partition(":")
-    if not colon or service not in SERVICES:
-        raise AwsSecretError(
-            f"secret reference {text!r} must start with 'ssm:' or 'secretsmanager:'",
-            hint=REFERENCE_HINT,
-        )
-    name, hash_, key = rest.partition("#")
-    if not name.strip() or (hash_ and not key):
-        raise AwsSecretError(
-            f"secret reference {text!r} has no {'key after #' if name.strip() else 'name'}",
-            hint=REFERENCE_HINT,
-        )
-    return SecretReference(service=cast(Service, service), name=name, key=key if hash_ else None)
 
 
 class SecretReader:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal, NamedTuple
+from typing import Annotated, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
+from tfops.aws.references import SecretReference, parse_reference
 from tfops.config.durations import parse_duration
 from tfops.config.fields import EnvName, FrozenDict, SecretEnvName, Section
+from tfops.errors import AwsSecretError
 
 # STS AssumeRole accepts DurationSeconds from 15 minutes to 12 hours (the role's own
 # MaxSessionDuration may allow less; STS then refuses, and the run says so).
@@ -29,33 +31,15 @@ DEFAULT_SESSION_SECONDS = 3600.0
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 # Every AWS region name is letters, '-' separated, ending in a number (eu-west-1, us-gov-east-1).
 _REGION = re.compile(r"[a-z]{2,}(-[a-z]+)+-\d+")
-# SSM: a fully qualified name (/a/b), optionally with a :version or :label selector.
-_SSM_REFERENCE = re.compile(r"ssm:/[A-Za-z0-9_.\-/]*[A-Za-z0-9_.\-](?::[A-Za-z0-9_.\-]+)?")
-# Secrets Manager: a secret name or ARN (ARNs hold ':'), optionally #<JSON key> of its JSON value.
-_SECRETSMANAGER_REFERENCE = re.compile(r"secretsmanager:(?P<name>[A-Za-z0-9/_+=.@:\-]+)(?:#(?P<key>.+))?")
-_REFERENCE_HELP = "use ssm:/parameter/name or secretsmanager:<secret name or ARN>[#<JSON key>]"
-
-
-class SecretReference(NamedTuple):
-    """Where one stack secret is in AWS. `name` is what the service's API takes (for SSM with its
-    `:version`/`:label` selector, which GetParameter accepts as part of the name)."""
-
-    service: Literal["ssm", "secretsmanager"]
-    name: str
-    json_key: str | None = None  # Secrets Manager only: the field of the secret's JSON object
 
 
 def parse_secret_reference(reference: str) -> SecretReference:
-    """``ssm:/prod/db/password`` or ``secretsmanager:prod/api#key`` → its parts; ValueError if neither."""
-    reference = reference.strip()
-    if _SSM_REFERENCE.fullmatch(reference):
-        return SecretReference("ssm", reference.removeprefix("ssm:"))
-    secretsmanager = _SECRETSMANAGER_REFERENCE.fullmatch(reference)
-    if secretsmanager:
-        return SecretReference("secretsmanager", secretsmanager["name"], secretsmanager["key"])
-    if reference.startswith("ssm:") and not reference.startswith("ssm:/"):
-        raise ValueError(f"{reference!r}: an SSM parameter name starts with '/' (ssm:/prod/db/password)")
-    raise ValueError(f"{reference!r} is not a secret reference; {_REFERENCE_HELP}")
+    """``ssm:/prod/db/password`` or ``secretsmanager:prod/api#key`` → its parts (the reader's own
+    rules, tfops.aws.references); ValueError with the reason if it is not a reference."""
+    try:
+        return parse_reference(reference.strip())
+    except AwsSecretError as exc:
+        raise ValueError(exc.args[0]) from None
 
 
 def _secret_reference(reference: str) -> str:
