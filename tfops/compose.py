@@ -27,6 +27,10 @@ from slack_sdk import WebClient
 
 from tfops import proc
 from tfops.approvals import ApprovalDesk
+from tfops.aws.clients import AwsClients, AwsEndpoint
+from tfops.aws.roles import RoleAssumer
+from tfops.aws.runs import RunIdentities
+from tfops.aws.secrets import SecretReader
 from tfops.config import Settings
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.logs import hold_secrets
@@ -193,7 +197,17 @@ def wire(
     confirm_head = partial(poller.confirm_head, max_age=2 * settings.repo.poll_interval)
     reconciler.set(
         reconciler_for(
-            settings, checked, store, git, runner, transitions, registry, queue, run_metrics, confirm_head
+            settings,
+            checked,
+            store,
+            git,
+            runner,
+            transitions,
+            registry,
+            queue,
+            run_metrics,
+            confirm_head,
+            environ,
         )
     )
     desk = desk_for(settings, checked, store, transitions, registry, reconciler.get(), queue, confirm_head)
@@ -285,6 +299,7 @@ def reconciler_for(
     queue: RunQueue,
     run_metrics: RunMetrics,
     confirm_head: Callable[[], str | None],
+    environ: Mapping[str, str],
 ) -> Reconciler:
     return Reconciler(
         store=store,
@@ -302,7 +317,15 @@ def reconciler_for(
         on_stale_plan=partial(replan, store, queue),
         on_finished=run_metrics.run_finished,
         confirm_head=confirm_head,  # the worker fetches before it applies
+        cloud=aws_for_runs(settings, environ),
     )
+
+
+def aws_for_runs(settings: Settings, environ: Mapping[str, str]) -> RunIdentities:
+    """tfops' own AWS identity (instance profile or the default chain, from `environ`), assuming
+    each stack's roles and reading its secrets. Nothing is called before a run needs it."""
+    clients = AwsClients(AwsEndpoint(settings.aws.region, settings.aws.endpoint_url), environ)
+    return RunIdentities(RoleAssumer(clients), SecretReader(clients), clients.region, environ)
 
 
 def desk_for(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from tfops import proc
 from tfops.errors import (
@@ -80,6 +80,26 @@ class ReconcileSettings:
     held_secrets: frozenset[str] = frozenset()
 
 
+class PhaseEnv(Protocol):
+    """What a run's Terraform gets from the cloud for one phase, and what must be redacted."""
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+    @property
+    def values(self) -> frozenset[str]: ...
+
+
+class RunCloudAccess(Protocol):
+    def environment(self, phase: Literal["plan", "apply"]) -> PhaseEnv: ...
+
+
+class CloudAccess(Protocol):
+    """The AWS side of runs (tfops.aws.runs.RunIdentities)."""
+
+    def for_run(self, stack: Stack, run_id: int) -> RunCloudAccess: ...
+
+
 @dataclass(frozen=True, eq=False)
 class RunWork:
     """What one execution of a run works with, from taking the run to the status it ends in.
@@ -95,6 +115,7 @@ class RunWork:
     cancel: proc.Cancel | None
     secrets: set[str]
     patterns: Sequence
+    cloud: RunCloudAccess | None = None  # None: the stack needs nothing from AWS
 
     @property
     def commit_sha(self) -> str:
@@ -104,6 +125,15 @@ class RunWork:
 
     def redact(self, text: str) -> str:
         return scrub(text, self.secrets, self.patterns)
+
+    def cloud_env(self, command: str) -> Mapping[str, str]:
+        """The AWS environment of one Terraform command: `apply` runs with the apply role, every
+        other command with the plan role. What it hands out joins the redaction first."""
+        assert self.cloud is not None
+        phase: Literal["plan", "apply"] = "apply" if command == "apply" else "plan"
+        cloud = self.cloud.environment(phase)
+        self.secrets.update(cloud.values)
+        return cloud.env
 
     def summarize(self, shown: Mapping[str, Any]) -> PlanSummary:
         """The plan's summary; its secrets are learned first, so that from now on the log and
@@ -125,9 +155,11 @@ class Reconciler:
         on_stale_plan: Callable[[Run], None] | None = None,
         on_finished: Callable[[Run, RunTiming], None] | None = None,
         confirm_head: Callable[[], str | None] = lambda: None,
+        cloud: CloudAccess | None = None,
     ) -> None:
         """`confirm_head()`: fetch to learn the branch head now; the reason when it cannot be known."""
         self.on_finished = on_finished
+        self.cloud = cloud
         self.confirm_head = confirm_head
         self._timings: dict[int, RunTiming] = {}
         self._executing: set[int] = set()
@@ -205,7 +237,9 @@ class Reconciler:
 
     def _take(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> RunWork:
         secrets = set(self.settings.held_secrets)
-        return RunWork(run, stack, self._run_dir(run), cancel, secrets, self.settings.redact_patterns)
+        needs_cloud = self.cloud is not None and (stack.aws.has_roles or bool(stack.secrets))
+        cloud = self.cloud.for_run(stack, run.id) if self.cloud is not None and needs_cloud else None
+        return RunWork(run, stack, self._run_dir(run), cancel, secrets, self.settings.redact_patterns, cloud)
 
     def _conclude(self, work: RunWork, step: Callable[[RunWork], Run]) -> Run:
         """The one way a run's work ends, planned or approved: in exactly one status, and without
@@ -350,12 +384,17 @@ class Reconciler:
         return self.settings.runs_dir / str(run.id)
 
     def _workspace(self, work: RunWork, tree: Path) -> Workspace:
+        if work.cloud is not None:
+            # Assume the plan role and read the secrets now: a role that cannot be assumed or a
+            # secret that cannot be read fails the run before any Terraform starts.
+            work.cloud_env("plan")
         return Workspace(
             stack=work.stack,
             source_dir=tree / work.stack.path,
             state_dir=self.settings.stacks_dir / work.stack.name,
             run_dir=work.run_dir,
             run_id=work.run.id,  # its Terraform's process group is recorded with the run
+            cloud_env=work.cloud_env if work.cloud is not None else None,
         )
 
     def _code_applied(self, stack: Stack, commit_sha: str, tree: Path) -> bool:

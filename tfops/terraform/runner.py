@@ -66,6 +66,9 @@ class Workspace:
     state_dir: Path  # persistent per stack
     run_dir: Path  # per run: plan file, log
     run_id: int | None = None  # whose process group `on_group` records
+    # The AWS environment for a Terraform command (its phase's role credentials and the stack's
+    # secrets), or None: the stack needs nothing from AWS and inherits as configured.
+    cloud_env: Callable[[str], Mapping[str, str]] | None = None
 
     @property
     def tf_data_dir(self) -> Path:
@@ -255,7 +258,7 @@ class TerraformRunner:
             result = proc.run(
                 argv,
                 cwd=ws.source_dir,
-                env=self._env(ws),
+                env=self._env(ws, argv[1]),
                 log_path=ws.log_path,
                 timeout=remaining,
                 cancel=cancel,
@@ -279,18 +282,28 @@ class TerraformRunner:
         except Exception:
             log.warning("could not record the process group of run %s", ws.run_id, exc_info=True)
 
-    def _env(self, ws: Workspace) -> dict[str, str]:
+    def _env(self, ws: Workspace, command: str) -> dict[str, str]:
         extra = dict(ws.stack.env)
         if ws.stack.workspace != "default":
             extra["TF_WORKSPACE"] = ws.stack.workspace
-        return proc.terraform_env(
-            inherit=self.settings.inherit,
+        env = proc.terraform_env(
+            inherit=self._inherited(ws),
             cli_config=self.settings.cli_config,
             plugin_cache_dir=self.settings.plugin_cache_dir,
             data_dir=ws.tf_data_dir,
             passthrough=[*proc.DEFAULT_TERRAFORM_PASSTHROUGH, *self.settings.passthrough],
             extra=extra,
         )
+        if ws.cloud_env is not None:
+            env.update(ws.cloud_env(command))
+        return env
+
+    def _inherited(self, ws: Workspace) -> Mapping[str, str]:
+        """The daemon's environment a stack may inherit: none of its own AWS identity when the
+        stack has roles (only the phase's temporary credentials reach that Terraform)."""
+        if not ws.stack.aws.has_roles:
+            return self.settings.inherit
+        return {name: value for name, value in self.settings.inherit.items() if not name.startswith("AWS_")}
 
     def _place_local_state(self, ws: Workspace) -> None:
         """Keep local state outside the per-run view; leave declared backends alone."""
