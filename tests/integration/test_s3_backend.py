@@ -12,7 +12,7 @@ import pytest
 from harness import cloud_object, demo_stack, edit_cloud_object, make_app, one_stack_repo
 from s3state import S3State, resources_in
 
-from tfops.errors import StateLockError
+from tfops.errors import StateLockError, TerraformError
 from tfops.models import RunKind, RunReason, RunStatus, Stack
 from tfops.terraform.runner import BackendConfigError, Deadline, RunnerSettings, TerraformRunner, Workspace
 
@@ -157,6 +157,21 @@ def test_a_held_lock_is_a_state_lock_error_after_the_lock_timeout(
     assert caught.value.lock_id == lock_id
     assert caught.value.args[0].startswith(f"the state is locked by {HOLDER} (plan, since ")
     assert "-lock-timeout=2s" in caught.value.argv
+
+
+def test_without_aws_keys_in_its_environment_terraform_cannot_reach_the_backend(
+    tmp_path, terraform_bin, tf_cli_config, tf_env, partial_backend_stack, s3
+):
+    keyless = TerraformRunner(
+        RunnerSettings(binary=str(terraform_bin), cli_config=tf_cli_config, inherit=tf_env)
+    )
+    ws = workspace(tmp_path, partial_backend_stack, "backend/prod.s3.tfbackend")
+
+    with pytest.raises(TerraformError) as caught:
+        keyless.prepare(ws, deadline=Deadline(60), cancel=None, redact=None)
+
+    assert "no valid credential sources for S3 Backend" in caught.value.args[0]
+    assert s3.state() is None
 
 
 @pytest.mark.parametrize(
