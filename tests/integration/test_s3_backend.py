@@ -58,8 +58,10 @@ def test_a_stack_on_s3_applies_to_the_bucket_and_its_drift_is_reverted(app_with_
     assert [entry["address"] for entry in run.summary["drift"]] == ["demo_object.app-web"]
     assert run.status is RunStatus.APPLIED, run.error
     assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
+    # Terraform 1.11 does not write a state equal to the last one; the lineage proves it is
+    # still the same state in the same place.
     reverted = s3.state()
-    assert reverted["serial"] > applied["serial"]
+    assert reverted["lineage"] == applied["lineage"]
     assert resources_in(reverted)["demo_object.app-web"]["content"] == "v1"
 
 
@@ -170,7 +172,7 @@ def test_without_aws_keys_in_its_environment_terraform_cannot_reach_the_backend(
     with pytest.raises(TerraformError) as caught:
         keyless.prepare(ws, deadline=Deadline(60), cancel=None, redact=None)
 
-    assert "no valid credential sources for S3 Backend" in caught.value.args[0]
+    assert "no valid credential sources" in caught.value.args[0].lower()
     assert s3.state() is None
 
 
