@@ -146,6 +146,22 @@ def test_backend_config_files_reach_init_and_an_edited_one_runs_init_again(
     assert ws.log_path.read_text().count("Initializing the backend") == 2
 
 
+def test_a_moved_state_key_fails_init_and_tfops_never_migrates_the_state(
+    tmp_path, runner, partial_backend_stack, s3
+):
+    ws = workspace(tmp_path, partial_backend_stack, "backend/prod.s3.tfbackend")
+    run_plan_and_apply(runner, ws)
+    backend_file = partial_backend_stack / "backend" / "prod.s3.tfbackend"
+    backend_file.write_text(backend_file.read_text().replace(s3.key, "moved/terraform.tfstate"))
+
+    with pytest.raises(TerraformError) as caught:
+        run_plan_and_apply(runner, ws)
+
+    assert "Backend configuration changed" in caught.value.args[0]
+    assert resources_in(s3.state())["demo_object.app-web"]["content"] == "v1"
+    assert S3State(s3.aws, key="moved/terraform.tfstate").state() is None
+
+
 def test_a_held_lock_is_a_state_lock_error_after_the_lock_timeout(
     tmp_path, runner, partial_backend_stack, s3
 ):
