@@ -26,6 +26,8 @@ from tfops.errors import (
 _ERROR_TITLE = re.compile(r"^\s*(?:│\s*)?Error: (.+)$", re.MULTILINE)
 _LOCK_INFO = "Lock Info:"
 _LOCK_ID = re.compile(r"^\s*(?:│\s*)?ID:\s+(\S+)", re.MULTILINE)
+# The other fields of the "Lock Info:" block: who holds the lock, for what, since when.
+_LOCK_FIELD = re.compile(r"^\s*(?:│\s*)?(Who|Operation|Created):[ \t]*(\S.*?)\s*$", re.MULTILINE)
 
 _STALE = (
     "Saved plan is stale",
@@ -119,6 +121,22 @@ def lock_id_in(output: str) -> str | None:
     return match.group(1) if match else None
 
 
+def lock_holder_in(output: str) -> str | None:
+    """Who holds the lock, for which operation and since when, from the "Lock Info:" block:
+    "alice@laptop (apply, since 2026-11-28 10:42:00 +0000 UTC)"."""
+    start = output.find(_LOCK_INFO)
+    if start < 0:
+        return None
+    fields = dict(_LOCK_FIELD.findall(output, start))
+    who = fields.get("Who")
+    if not who:
+        return None
+    details = [fields.get("Operation", "").removeprefix("OperationType").lower()]
+    if fields.get("Created"):
+        details.append(f"since {fields['Created']}")
+    return f"{who} ({', '.join(filter(None, details))})" if any(details) else who
+
+
 def subcommand(argv: Sequence[str]) -> str | None:
     """`plan` for ["terraform", "-chdir=x", "plan", ...]: the first word after global options."""
     return next((arg for arg in list(argv)[1:] if not arg.startswith("-")), None)
@@ -126,10 +144,11 @@ def subcommand(argv: Sequence[str]) -> str | None:
 
 def _lock_error(facts: _Facts, title: str) -> StateLockError:
     lock_id = lock_id_in(facts.output)
+    holder = lock_holder_in(facts.output) or "another process"
     if lock_id is None:
-        return facts.error(StateLockError, f"the state is locked by another process: {title}")
+        return facts.error(StateLockError, f"the state is locked by {holder}: {title}")
     return StateLockError(
-        f"the state is locked by another process (lock ID {lock_id}): {title}",
+        f"the state is locked by {holder}, lock ID {lock_id}: {title}",
         lock_id=lock_id,
         hint=StateLockError.hint.replace("LOCK_ID", lock_id),
         argv=facts.argv,

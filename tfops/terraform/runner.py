@@ -13,6 +13,10 @@ Layout of one stack's persistent data (outside the per-run view of the commit):
         terraform.tfstate      local state, for stacks without a backend block
         lock.hcl               the dependency lock file init produced (when the repo has none)
         init.fingerprint       what `init` last ran for; equal → init is skipped
+
+A stack's `backend_config` files (committed in Git, inside the stack directory) go to
+`init` as `-backend-config=<path relative to the stack>`; their content is part of the
+init fingerprint, so editing one re-runs init.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
+import posixpath
 import re
 import shutil
 import threading
@@ -34,7 +40,14 @@ from typing import Any
 from python_terraform import IsFlagged, Terraform
 
 from tfops import orphans, proc
-from tfops.errors import InitRequiredError, PlanFormatError, RunCancelled, RunTimedOut, TerraformError
+from tfops.errors import (
+    ConfigError,
+    InitRequiredError,
+    PlanFormatError,
+    RunCancelled,
+    RunTimedOut,
+    TerraformError,
+)
 from tfops.models import Stack
 from tfops.terraform.diagnostics import classify
 
@@ -49,6 +62,15 @@ LOCK_COPY_MARK = ".terraform.lock.hcl.tfops-copy"
 _BACKEND_BLOCK = re.compile(r'^\s*backend\s+"', re.MULTILINE)
 _LOCAL_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"local"', re.MULTILINE)
 _DRIFT_NOTE = re.compile(r"outside of (?:Terraform|OpenTofu)")
+
+
+class BackendConfigError(ConfigError):
+    """A stack's `backend_config` entry tfops will not pass to `terraform init`."""
+
+    hint = (
+        "backend_config files are paths relative to the stack directory, committed in Git, "
+        "inside that directory, and without '=' (Terraform would read it as key=value)"
+    )
 
 
 def tf_data_dir(state_dir: Path) -> Path:
@@ -157,8 +179,14 @@ class TerraformRunner:
         self.init(ws, deadline=deadline, cancel=cancel, redact=redact)
         marker.write_text(fingerprint)
 
+    def init_argv(self, ws: Workspace) -> list[str]:
+        """`terraform init`'s command line: one `-backend-config=<file>` element per checked file,
+        relative to the stack directory (Terraform's working directory)."""
+        files = backend_config_files(ws.stack.name, ws.stack.backend_config, ws.source_dir)
+        return self._argv("init", input=False, no_color=IsFlagged, backend_config=list(files) or None)
+
     def init(self, ws: Workspace, *, deadline: Deadline, cancel: proc.Cancel | None, redact) -> None:
-        argv = self._argv("init", input=False, no_color=IsFlagged)
+        argv = self.init_argv(ws)
         committed = _committed_lock(ws)
         with self._plugin_cache_lock():
             self._run(ws, argv, deadline=deadline, cancel=cancel, redact=redact)
@@ -356,10 +384,53 @@ class TerraformRunner:
             _read(ws.source_dir / BACKEND_FILE),
             "\n".join(_BACKEND_BLOCK.findall(_top_level_code(ws.source_dir))),
             ws.stack.workspace,
+            *_backend_config_parts(ws),
         ):
             digest.update(part.encode())
             digest.update(b"\0")
         return digest.hexdigest()
+
+
+def backend_config_files(stack: str, entries: Sequence[str], source_dir: Path) -> tuple[str, ...]:
+    """`entries` normalised, each checked to be a file inside `source_dir` (symlinks resolved).
+
+    A value with '=' would be a key=value setting to Terraform, not a file, and a path out
+    of the stack directory could read a file that is not the stack's: both are refused.
+    """
+    root = Path(os.path.realpath(source_dir))
+    checked = []
+    for entry in entries:
+        text = entry.strip() if isinstance(entry, str) else ""
+        normalised = posixpath.normpath(text) if text else ""
+        problem = _backend_config_problem(text, normalised)
+        if problem is None:
+            real = Path(os.path.realpath(root / normalised))
+            if root not in real.parents:
+                problem = "leaves the stack directory"
+            elif not real.is_file():
+                problem = "is not a file in the stack directory at this commit"
+        if problem:
+            raise BackendConfigError(f"stack {stack}: backend_config {entry!r} {problem}")
+        checked.append(normalised)
+    return tuple(checked)
+
+
+def _backend_config_problem(text: str, normalised: str) -> str | None:
+    if not text:
+        return "is empty"
+    if text.startswith(("/", "~")) or "\\" in text:
+        return "is not a relative POSIX path"
+    if "=" in text:
+        return "contains '='"
+    if normalised in (".", "..") or normalised.startswith("../"):
+        return "leaves the stack directory"
+    return None
+
+
+def _backend_config_parts(ws: Workspace) -> list[str]:
+    """Each backend config file's path and content hash (init is called with them)."""
+    files = backend_config_files(ws.stack.name, ws.stack.backend_config, ws.source_dir)
+    return [f"{name}:{sha256_file(ws.source_dir / name)}" for name in files]
 
 
 def _raise_for_outcome(result: proc.ProcResult) -> proc.ProcResult:
