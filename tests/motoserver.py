@@ -32,6 +32,18 @@ class MotoEndpoint:
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    def enforce_iam(self, enforced: bool) -> None:
+        """Have moto check every call against IAM policies (its `reset-auth`, the server side of
+        INITIAL_NO_AUTH_ACTION_COUNT), or stop checking."""
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/reset-auth",
+            method="POST",
+            data=b"0" if enforced else b"inf",
+            headers={"Content-Type": "text/plain"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+
     def reset(self) -> None:
         """Empty every service, as a new account would be."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")

@@ -11,7 +11,6 @@ import json
 import logging
 import string
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -150,7 +149,7 @@ def iam_user(aws) -> Iterator[Callable[[list[dict]], dict[str, str]]]:
         key = iam.create_access_key(UserName="tfops")["AccessKey"]
         policy = {"Version": "2012-10-17", "Statement": statements}
         iam.put_user_policy(UserName="tfops", PolicyName="tfops", PolicyDocument=json.dumps(policy))
-        _moto_auth(aws.url, "0")
+        aws.enforce_iam(True)
         return {
             "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
@@ -160,24 +159,13 @@ def iam_user(aws) -> Iterator[Callable[[list[dict]], dict[str, str]]]:
     try:
         yield as_user
     finally:
-        _moto_auth(aws.url, "inf")
+        aws.enforce_iam(False)
 
 
 @pytest.fixture
 def enforced_iam(iam_user) -> dict[str, str]:
     """tfops' own identity may assume READ_ROLE and nothing else."""
     return iam_user([{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": READ_ROLE}])
-
-
-def _moto_auth(url: str, no_auth_actions: str) -> None:
-    request = urllib.request.Request(
-        f"{url}/moto-api/reset-auth",
-        method="POST",
-        data=no_auth_actions.encode(),
-        headers={"Content-Type": "text/plain"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        answer.read()
 
 
 def test_a_role_tfops_may_not_assume_fails_naming_the_role_and_awss_reason(aws, enforced_iam, caplog):
