@@ -19,6 +19,7 @@ from tfops.cli_render import (
     err,
     out,
     print_refused,
+    print_role_checks,
     print_run_detail,
     print_runs,
     print_status,
@@ -317,11 +318,15 @@ def demo(directory: Path | None, once: bool) -> None:
 
 
 @cli.command("check-config")
+@click.option(
+    "--aws", "check_aws", is_flag=True, help="Also assume every configured AWS role once and report failures."
+)
 @pass_ctx
-def check_config(ctx: Context) -> None:
+def check_config(ctx: Context, check_aws: bool) -> None:
     """Validate the configuration and print what tfops will do with it.
 
     Runs every check `tfops serve` runs before it starts: exit 0 means the daemon will start.
+    With --aws, every role is also assumed once with tfops' own AWS identity.
     """
     from tfops.app import check_startable
     from tfops.config import describe, warnings
@@ -333,6 +338,8 @@ def check_config(ctx: Context) -> None:
     out.print(f"terraform binary: {binary}", markup=False)
     for warning in [*warnings(settings), *refused_in_checkout(settings)]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    if check_aws and not print_role_checks(settings):
+        raise TfopsError("some AWS roles cannot be assumed (above)")
     out.print("[green]configuration OK[/green]")
 
 

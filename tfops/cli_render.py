@@ -6,6 +6,7 @@ notes from webhooks or API token names, Terraform's error output) is printed wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from tfops.models import Run
 from tfops.views import drift_markup, run_record, status_markup
 
 if TYPE_CHECKING:
+    from tfops.config import Settings
     from tfops.store.store import Decision, RunEvent
 
 out = Console(highlight=False, soft_wrap=True)
@@ -143,3 +145,19 @@ def short_time(value: datetime | None) -> str:
     if value is None:
         return "-"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def print_role_checks(settings: Settings) -> bool:
+    """Assume every configured AWS role once; print one line each. True when all could be."""
+    from tfops.aws.check import check_roles  # boto3 only for this option
+
+    checks = check_roles(settings, os.environ)
+    if not checks:
+        out.print("aws roles: none configured (stacks use tfops' own AWS identity)")
+    for check in checks:
+        uses = ", ".join(check.used_by)
+        if check.problem is None:
+            out.print(f"aws role {escape(check.role)} ({escape(uses)}): [green]assumed[/green]")
+        else:
+            out.print(f"aws role {escape(check.role)} ({escape(uses)}): [red]{escape(check.problem)}[/red]")
+    return all(check.problem is None for check in checks)

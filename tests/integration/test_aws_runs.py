@@ -99,6 +99,20 @@ def _static(aws) -> dict[str, str]:
     }
 
 
+def tfops_user(aws, statement: dict) -> dict[str, str]:
+    """tfops' own identity as an IAM user allowed just `statement` (once moto enforces IAM)."""
+    iam = boto3.client("iam", endpoint_url=aws.url, **_static(aws))
+    iam.create_user(UserName="tfops")
+    key = iam.create_access_key(UserName="tfops")["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [statement]}
+    iam.put_user_policy(UserName="tfops", PolicyName="tfops", PolicyDocument=json.dumps(policy))
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        "AWS_DEFAULT_REGION": aws.region,
+    }
+
+
 def test_each_phase_runs_with_its_roles_credentials_and_the_daemons_never_reach_terraform(
     aws, aws_stack, tf_env
 ):
@@ -149,18 +163,10 @@ def test_a_secret_from_ssm_reaches_terraform_and_its_value_is_nowhere_tfops_writ
 
 def test_a_role_tfops_may_not_assume_fails_the_run_before_terraform_starts(aws, aws_stack, tf_env):
     config, shim_dir = aws_stack({"plan_role": READ_ROLE, "apply_role": APPLY_ROLE})
-    iam = boto3.client("iam", endpoint_url=aws.url, **_static(aws))
-    iam.create_user(UserName="tfops")
-    key = iam.create_access_key(UserName="tfops")["AccessKey"]
-    allow_ssm_only = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}],
-    }
-    iam.put_user_policy(UserName="tfops", PolicyName="tfops", PolicyDocument=json.dumps(allow_ssm_only))
-    daemon = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    daemon = tfops_user(aws, {"Effect": "Allow", "Action": "ssm:*", "Resource": "*"})  # no sts
     aws.enforce_iam(True)
     try:
-        app = make_app(config, {**tf_env, **daemon, "AWS_DEFAULT_REGION": aws.region})
+        app = make_app(config, {**tf_env, **daemon})
         try:
             (run,) = [r for r in app.reconcile_once().runs if r.kind is RunKind.DEPLOY]
         finally:
@@ -171,3 +177,21 @@ def test_a_role_tfops_may_not_assume_fails_the_run_before_terraform_starts(aws, 
     assert run.status is RunStatus.FAILED
     assert run.error.startswith(f"cannot assume {READ_ROLE}: AccessDenied")
     assert not (shim_dir / "calls.log").exists(), "no Terraform command started"
+
+
+def test_check_config_aws_assumes_every_role_once_and_names_the_ones_that_fail(aws, aws_stack, tf_env):
+    config, _ = aws_stack({"plan_role": READ_ROLE, "apply_role": APPLY_ROLE})
+    daemon = tfops_user(aws, {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": READ_ROLE})
+    aws.enforce_iam(True)
+    try:
+        checked = tfops_cli(config, "check-config", "--aws", env={**tf_env, **daemon})
+    finally:
+        aws.enforce_iam(False)
+
+    lines = checked.stdout.splitlines()
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"aws role {READ_ROLE} (plan: app): assumed" in lines
+    (refused,) = [line for line in lines if line.startswith(f"aws role {APPLY_ROLE} (apply: app): ")]
+    assert "AccessDenied" in refused
+    assert daemon["AWS_SECRET_ACCESS_KEY"] not in checked.stdout + checked.stderr
+    assert "some AWS roles cannot be assumed" in checked.stderr
