@@ -344,3 +344,12 @@ def test_the_user_agent_says_which_tool_made_the_call():
     assert agent_kind("Terraform/1.9.0 terraform-provider-aws/5.0.0 aws-sdk-go-v2/1.30") == "terraform"
     assert agent_kind("curl/8.0", from_console=True) == "console"
     assert agent_kind("curl/8.0") == "other"
+
+
+def test_only_the_few_most_recent_write_events_are_kept(trail, clock):
+    for hour in range(5):
+        trail.record("sg-0123456789abcdef0", f"Change{hour}", ALICE, time=NOW - timedelta(hours=hour + 1))
+
+    web = attribute([WEB_SG], LAST_IN_SYNC, lookup_for(trail, clock))["aws_security_group.web"]
+
+    assert [e.event_name for e in web.events] == ["Change0", "Change1", "Change2"]

@@ -105,7 +105,7 @@ def _attribute_one(
         try:
             events = lookup.events(name, since)
         except TrailUnavailable as error:
-            # Keep trying the others: a bound spent or a throttle on one may not hold for a cached one.
+            # Keep trying the others: one may still be answered from the cache.
             failure = failure or str(error).split("\n")[0]
             continue
         if events:

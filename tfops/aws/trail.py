@@ -259,6 +259,9 @@ class TrailLookup:
         self._now = now
         self._lock = threading.Lock()
         self.requests = 0  # requests this run has made
+        # Set when CloudTrail refused or could not be reached: denial and throttling hold for the
+        # rest of a run, so the other resources are not asked (and do not deepen a throttle).
+        self.stopped: str | None = None
 
     def window_start(self, since: datetime | None) -> datetime:
         """`since`, but no earlier than CloudTrail keeps events."""
@@ -287,6 +290,8 @@ class TrailLookup:
 
     def _request(self, identifier: str, start: datetime, token: str | None) -> dict[str, Any]:
         with self._lock:
+            if self.stopped:
+                raise TrailUnavailable(self.stopped)
             if self.requests >= self.max_lookups:
                 raise TrailUnavailable(f"lookup bound reached ({self.max_lookups} per run)")
             self.requests += 1
@@ -301,10 +306,15 @@ class TrailLookup:
         try:
             page: dict[str, Any] = self._client.lookup_events(**arguments)
         except ClientError as error:
-            raise TrailUnavailable(_client_error_reason(error)) from error
+            raise self._stop(_client_error_reason(error)) from error
         except BotoCoreError as error:
-            raise TrailUnavailable(f"CloudTrail unreachable: {type(error).__name__}") from error
+            raise self._stop(f"CloudTrail unreachable: {type(error).__name__}") from error
         return page
+
+    def _stop(self, reason: str) -> TrailUnavailable:
+        with self._lock:
+            self.stopped = self.stopped or reason
+        return TrailUnavailable(reason)
 
 
 def _client_error_reason(error: ClientError) -> str:
