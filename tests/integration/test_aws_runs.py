@@ -13,8 +13,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from harness import demo_stack, make_app, one_stack_repo, tfops_cli
+from harness import demo_stack, make_app, one_stack_repo, tfops_cli, wait_for
+from slackfake import FakeSlack
 
+from tfops.app import App
+from tfops.config import load_settings
 from tfops.models import RunKind, RunStatus
 
 pytestmark = pytest.mark.terraform
@@ -195,3 +198,36 @@ def test_check_config_aws_assumes_every_role_once_and_names_the_ones_that_fail(a
     assert "AccessDenied" in refused
     assert daemon["AWS_SECRET_ACCESS_KEY"] not in checked.stdout + checked.stderr
     assert "some AWS roles cannot be assumed" in checked.stderr
+
+
+def test_tfops_reads_its_own_slack_bot_token_from_ssm_and_delivers_with_it(
+    tmp_path, aws, demo_cloud, terraform_bin, tf_cli_config, tf_env
+):
+    slack = FakeSlack().start()
+    try:
+        ssm = boto3.client("ssm", endpoint_url=aws.url, **_static(aws))
+        ssm.put_parameter(Name="/tfops/slack/bot-token", Value=slack.bot_token, Type="SecureString")
+        _, config = one_stack_repo(
+            tmp_path,
+            demo_cloud,
+            terraform_bin=terraform_bin,
+            cli_config=tf_cli_config,
+            slack={
+                "bot_token_ssm": "/tfops/slack/bot-token",
+                "channel": "C0DEPLOYS",
+                "base_url": slack.api_url,
+            },
+            aws={"region": aws.region, "endpoint_url": aws.url},
+        )
+        # tfops reads its own secrets with its own identity: the environment it was started with.
+        settings = load_settings(config, environ=aws.daemon_env())
+        app = App(settings, environ={**tf_env, **aws.daemon_env()})
+        try:
+            app.reconcile_once(timeout=120)
+            wait_for(lambda: app.store.outbox_depth() == 0, timeout=30, what="the outbox to empty")
+        finally:
+            app.close()
+        posts = slack.calls("chat.postMessage")
+        assert posts and all(call.ok for call in posts), "Slack accepted the token read from SSM"
+    finally:
+        slack.stop()

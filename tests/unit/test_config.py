@@ -886,3 +886,20 @@ def test_a_secret_reference_splits_into_service_name_and_json_key(reference, par
 def test_anything_else_is_not_a_secret_reference(reference):
     with pytest.raises(ValueError, match=r"secret reference|starts with '/'"):
         parse_secret_reference(reference)
+
+
+def test_tfops_own_secrets_may_come_from_ssm_or_secrets_manager_and_only_from_one_place(tmp_path):
+    path = write_config(
+        tmp_path,
+        "slack: {bot_token_ssm: /tfops/slack/bot-token, channel: C0DEPLOYS}\n"
+        "webhooks: {github: {secret_secretsmanager: 'tfops/webhooks#github'}}\n",
+    )
+    settings = load_settings(path, {})
+    assert settings.slack.enabled
+    assert "from ssm:/tfops/slack/bot-token" in describe(settings)
+    assert "github secret from secretsmanager:tfops/webhooks#github" in describe(settings)
+
+    both = write_config(tmp_path, "repo: {token_env: A, token_ssm: /tfops/git-token}\n")
+    assert "repo: set repo.token_env or repo.token_ssm, not both" in config_error(both)
+    bad = write_config(tmp_path, "slack: {bot_token_ssm: 'tfops/slack', channel: C0DEPLOYS}\n")
+    assert "an SSM parameter name starts with '/' when it has a path" in config_error(bad)

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, field_validator, model_validator
 
-from tfops.config.fields import ConfigPath, SecretEnvName, Section, exactly_one_source, lowercase
+from tfops.config.fields import (
+    ConfigPath,
+    SecretEnvName,
+    SecretsManagerSecret,
+    Section,
+    SsmParameter,
+    exactly_one_source,
+    lowercase,
+)
 
 _API_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
@@ -24,6 +32,8 @@ class ApiToken(Section):
     name: Annotated[str, AfterValidator(_api_token_name)]
     token_env: SecretEnvName | None = None
     token_file: ConfigPath | None = None
+    token_ssm: SsmParameter | None = None
+    token_secretsmanager: SecretsManagerSecret | None = None
     scope: Annotated[Literal["read", "write"], BeforeValidator(lowercase)] = "read"
 
     @model_validator(mode="after")

@@ -11,6 +11,9 @@ from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
+from tfops.aws.references import parse_reference
+from tfops.errors import AwsSecretError
+
 
 def _anchor_whole(value: Any, anchor: Callable[[Any], Any]) -> Any:
     return anchor(value)
@@ -121,16 +124,52 @@ EnvMapping = Annotated[dict[EnvName, str], BeforeValidator(_scalars_as_text), Af
 SecretEnvName = Annotated[str, AfterValidator(_token_env)]
 
 
+# Where one of tfops' own secrets may be: an environment variable's NAME, a file, an SSM
+# parameter or a Secrets Manager secret (`<name>_env`, `_file`, `_ssm`, `_secretsmanager`).
+SECRET_SOURCES = ("env", "file", "ssm", "secretsmanager")
+
+
+def sources_set(section: BaseModel, name: str) -> list[str]:
+    """The `<name>_<source>` fields of `section` that are set."""
+    fields = (f"{name}_{source}" for source in SECRET_SOURCES)
+    return [field for field in fields if getattr(section, field, None)]
+
+
+def has_source(section: BaseModel, name: str) -> bool:
+    return bool(sources_set(section, name))
+
+
 def at_most_one_source(section: BaseModel, where: str, name: str) -> None:
-    """`<name>_env` and `<name>_file` are two places for one optional secret: not both."""
-    if getattr(section, f"{name}_env") and getattr(section, f"{name}_file"):
-        raise ValueError(f"set {where}.{name}_env or {where}.{name}_file, not both")
+    """The places for one optional secret: one at most."""
+    chosen = sources_set(section, name)
+    if len(chosen) > 1:
+        raise ValueError(f"set {' or '.join(f'{where}.{field}' for field in chosen)}, not both")
 
 
 def exactly_one_source(section: BaseModel, name: str) -> None:
-    """`<name>_env` or `<name>_file` for a secret the section cannot work without."""
-    if bool(getattr(section, f"{name}_env")) == bool(getattr(section, f"{name}_file")):
-        raise ValueError(f"set exactly one of {name}_env (a variable's NAME) or {name}_file")
+    """One place for a secret the section cannot work without."""
+    if len(sources_set(section, name)) != 1:
+        raise ValueError(
+            f"set exactly one of {name}_env (a variable's NAME), {name}_file, {name}_ssm "
+            f"or {name}_secretsmanager"
+        )
+
+
+def _aws_reference(service: str) -> AfterValidator:
+    """An SSM parameter name or a Secrets Manager secret id[#key], checked by the reader's rules."""
+
+    def check(value: str) -> str:
+        try:
+            parse_reference(f"{service}:{value.strip()}")
+        except AwsSecretError as exc:
+            raise ValueError(exc.args[0]) from None
+        return value.strip()
+
+    return AfterValidator(check)
+
+
+SsmParameter = Annotated[str, _aws_reference("ssm")]
+SecretsManagerSecret = Annotated[str, _aws_reference("secretsmanager")]
 
 
 def model_in(annotation: Any) -> type[BaseModel] | None:

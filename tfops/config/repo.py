@@ -14,7 +14,9 @@ from tfops.config.fields import (
     ConfigPath,
     FileRelative,
     SecretEnvName,
+    SecretsManagerSecret,
     Section,
+    SsmParameter,
     absolute_path,
     at_most_one_source,
 )
@@ -95,6 +97,8 @@ class RepoSettings(Section):
     username: Annotated[str, AfterValidator(_username)] | None = None
     token_env: SecretEnvName | None = None
     token_file: ConfigPath | None = None
+    token_ssm: SsmParameter | None = None
+    token_secretsmanager: SecretsManagerSecret | None = None
 
     @model_validator(mode="after")
     def _one_token_source(self) -> RepoSettings:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tfops.config.api import ApiSettings
@@ -23,7 +23,7 @@ from tfops.config.stacks import StackDefaults, StackEntry
 from tfops.config.store import StoreSettings
 from tfops.config.terraform import TerraformSettings
 from tfops.config.webhooks import WebhookSettings
-from tfops.errors import ConfigError
+from tfops.errors import AwsSecretError, ConfigError
 
 ENV_PREFIX = "TFOPS_"
 CONFIG_ENV_VAR = "TFOPS_CONFIG"
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
 
     def repo_token(self) -> str | None:
         """The HTTPS token for the repository, read now from ``repo.token_env`` or ``repo.token_file``."""
-        return self._secret("repo.token", self.repo.token_env, self.repo.token_file)
+        return self._secret("repo.token", self.repo, "token")
 
     def slack_token(self) -> str | None:
         """The Slack bot token from ``slack.bot_token_env`` or ``slack.bot_token_file``; None when off."""
@@ -176,35 +176,54 @@ class Settings(BaseSettings):
         ref = getattr(self.webhooks, source)
         if ref is None:
             return None
-        return self._secret(f"webhooks.{source}.secret", ref.secret_env, ref.secret_file)
+        return self._secret(f"webhooks.{source}.secret", ref, "secret")
 
     def api_tokens(self) -> list[tuple[str, str, Literal["read", "write"]]]:
         """(name, token, scope) for every configured API token, read now."""
         tokens = []
         for index, entry in enumerate(self.api.tokens):
             field = f"api.tokens.{index}.token"
-            token = self._secret(field, entry.token_env, entry.token_file)
+            token = self._secret(field, entry, "token")
             if token is None:
                 raise ConfigError(f"{field}_env: set token_env or token_file for API token {entry.name!r}")
             tokens.append((entry.name, token, entry.scope))
         return tokens
 
-    def _secret(self, field: str, env_name: str | None, file: Path | None) -> str | None:
-        """A secret from the variable NAMED by `<field>_env` or the file `<field>_file`; None when
-        neither is set. ConfigError names the field (never the value) when it is unset or empty."""
+    def _secret(self, field: str, section: BaseModel, name: str) -> str | None:
+        """A secret from the variable NAMED by `<field>_env`, the file `<field>_file`, the SSM
+        parameter `<field>_ssm` or the Secrets Manager secret `<field>_secretsmanager`; None when
+        none is set. ConfigError names the field (never the value) when it cannot be read."""
+        env_name = getattr(section, f"{name}_env")
         if env_name:
             value = (self._environ.get(env_name) or "").strip()
             if not value:
                 raise ConfigError(f"{field}_env: the environment variable {env_name} is not set or empty")
             return value
+        file = getattr(section, f"{name}_file")
         if file:
             return _read_token_file(file, f"{field}_file")
+        for service in ("ssm", "secretsmanager"):
+            reference = getattr(section, f"{name}_{service}", None)
+            if reference:
+                return self._aws_secret(f"{field}_{service}", f"{service}:{reference}")
         return None
 
+    def _aws_secret(self, field: str, reference: str) -> str:
+        """Read with tfops' own AWS identity, now (a rotated value is read at the next use)."""
+        from tfops.aws.clients import AwsClients, AwsEndpoint  # boto3 only when a secret is in AWS
+        from tfops.aws.secrets import SecretReader
+
+        clients = AwsClients(AwsEndpoint(self.aws.region, self.aws.endpoint_url), self._environ)
+        try:
+            value = SecretReader(clients).read(reference).strip()
+        except AwsSecretError as exc:
+            raise ConfigError(f"{field}: {exc.args[0]}", hint=exc.hint) from None
+        if not value:
+            raise ConfigError(f"{field}: {reference} is empty")
+        return value
+
     def _slack_secret(self, name: str) -> str | None:
-        return self._secret(
-            f"slack.{name}", getattr(self.slack, f"{name}_env"), getattr(self.slack, f"{name}_file")
-        )
+        return self._secret(f"slack.{name}", self.slack, name)
 
 
 def _read_token_file(path: Path, field: str) -> str:

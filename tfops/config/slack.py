@@ -14,8 +14,11 @@ from tfops.config.fields import (
     ConfigPath,
     FrozenDict,
     SecretEnvName,
+    SecretsManagerSecret,
     Section,
+    SsmParameter,
     at_most_one_source,
+    has_source,
     lowercase,
 )
 
@@ -76,6 +79,8 @@ class SlackSettings(Section):
 
     bot_token_env: SecretEnvName | None = None
     bot_token_file: ConfigPath | None = None
+    bot_token_ssm: SsmParameter | None = None
+    bot_token_secretsmanager: SecretsManagerSecret | None = None
     channel: SlackChannel | None = None  # the default channel for every stack
     channels: Annotated[dict[str, SlackChannel], AfterValidator(FrozenDict)] = Field(
         default_factory=FrozenDict
@@ -87,20 +92,24 @@ class SlackSettings(Section):
     mode: Annotated[Literal["socket", "http"], BeforeValidator(lowercase)] = "socket"
     app_token_env: SecretEnvName | None = None  # Socket Mode (xapp-…)
     app_token_file: ConfigPath | None = None
+    app_token_ssm: SsmParameter | None = None
+    app_token_secretsmanager: SecretsManagerSecret | None = None
     signing_secret_env: SecretEnvName | None = None  # HTTP mode
     signing_secret_file: ConfigPath | None = None
+    signing_secret_ssm: SsmParameter | None = None
+    signing_secret_secretsmanager: SecretsManagerSecret | None = None
     usergroup_cache: PositiveDuration = 300.0  # how long approver group members are trusted
 
     @property
     def enabled(self) -> bool:
-        return bool(self.bot_token_env or self.bot_token_file)
+        return has_source(self, "bot_token")
 
     @property
     def interactive(self) -> bool:
         """Whether button clicks can reach tfops (the other transport's settings are ignored)."""
         if self.mode == "http":
-            return bool(self.signing_secret_env or self.signing_secret_file)
-        return bool(self.app_token_env or self.app_token_file)
+            return has_source(self, "signing_secret")
+        return has_source(self, "app_token")
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SlackSettings:

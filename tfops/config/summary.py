@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tfops.config.aws import AwsSettings, StackAwsSettings, merge_stack_aws
 from tfops.config.durations import format_duration
+from tfops.config.fields import has_source
 from tfops.config.http import HttpSettings
 from tfops.config.settings import Settings
 from tfops.config.stacks import StackDefaults, StackEntry
@@ -102,7 +104,7 @@ def _describe_stack_aws(
 
 def _describe_secret(settings: Settings, section: str, name: str) -> str:
     holder = getattr(settings, section)
-    return _describe_ref(settings, getattr(holder, f"{name}_env"), getattr(holder, f"{name}_file"))
+    return _describe_source(settings, holder, name)
 
 
 def _describe_slack(settings: Settings) -> list[str]:
@@ -137,8 +139,7 @@ def _describe_webhooks(settings: Settings) -> str:
         return "off (no webhook secret configured)"
     refs = {source: getattr(settings.webhooks, source) for source in sources}
     return "; ".join(
-        f"{source} secret {_describe_ref(settings, ref.secret_env, ref.secret_file)}"
-        for source, ref in refs.items()
+        f"{source} secret {_describe_source(settings, ref, 'secret')}" for source, ref in refs.items()
     )
 
 
@@ -146,9 +147,17 @@ def _describe_api(settings: Settings) -> str:
     if not settings.api.tokens:
         return "off (no token configured)"
     return "; ".join(
-        f"{t.name} ({t.scope}) {_describe_ref(settings, t.token_env, t.token_file)}"
-        for t in settings.api.tokens
+        f"{t.name} ({t.scope}) {_describe_source(settings, t, 'token')}" for t in settings.api.tokens
     )
+
+
+def _describe_source(settings: Settings, section: Any, name: str) -> str:
+    """Where one of tfops' own secrets comes from; an AWS one is read only by the checks."""
+    for service in ("ssm", "secretsmanager"):
+        reference = getattr(section, f"{name}_{service}", None)
+        if reference:
+            return f"from {service}:{reference}"
+    return _describe_ref(settings, getattr(section, f"{name}_env"), getattr(section, f"{name}_file"))
 
 
 def _describe_ref(settings: Settings, env_name: str | None, file: Path | None) -> str:
@@ -166,8 +175,8 @@ def _describe_credentials(settings: Settings) -> str:
         parts.append(f"ssh key {repo.ssh_key_file}" + ("" if repo.ssh_key_file.is_file() else " (MISSING)"))
     if repo.username:
         parts.append(f"user {repo.username}")
-    if repo.token_env or repo.token_file:
-        parts.append(f"token {_describe_ref(settings, repo.token_env, repo.token_file)}")
+    if has_source(repo, "token"):
+        parts.append(f"token {_describe_source(settings, repo, 'token')}")
     return ", ".join(parts) or "none configured (ssh agent and git defaults)"
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from tfops.config.durations import Duration
-from tfops.config.fields import ConfigPath, SecretEnvName, Section, exactly_one_source
+from tfops.config.fields import (
+    ConfigPath,
+    SecretEnvName,
+    SecretsManagerSecret,
+    Section,
+    SsmParameter,
+    exactly_one_source,
+)
 
 
 class SecretRef(Section):
@@ -13,6 +20,8 @@ class SecretRef(Section):
 
     secret_env: SecretEnvName | None = None
     secret_file: ConfigPath | None = None
+    secret_ssm: SsmParameter | None = None
+    secret_secretsmanager: SecretsManagerSecret | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
