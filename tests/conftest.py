@@ -2,7 +2,8 @@
 
 - ``terraform_bin``: the Terraform under test. Always the pip-installed 1.0.3 (id ``tf1.0.3``);
   also the binary named by ``TFOPS_TEST_TERRAFORM`` when set (id ``tf-extra``).
-- ``tf_mirror`` / ``tf_cli_config``: a provider mirror and a CLI config that installs only from it.
+- ``tf_mirror`` / ``tf_cli_config``: a provider mirror and a CLI config that installs only from it;
+  it serves the demo provider and the AWS-backed test provider ``tfops-test/awsssm`` (tests/awsstack.py).
 - ``tf_env``: a fresh, minimal environment for Terraform processes (never the machine's own
   ``TF_CLI_CONFIG_FILE``); add ``TFOPS_DEMO_CLOUD`` or pass ``root`` in the stack's provider block.
 - ``demo_cloud``: an empty folder per test, to be the demo provider's "cloud".
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import awsstack
 import motoserver
 import pytest
 
@@ -56,7 +58,7 @@ def terraform_bin(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="session")
 def tf_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_mirror(tmp_path_factory.mktemp("tf-mirror"))
+    return awsstack.add_to_mirror(build_mirror(tmp_path_factory.mktemp("tf-mirror")))
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +67,7 @@ def tf_cli_config(tmp_path_factory: pytest.TempPathFactory, tf_mirror: Path) -> 
     plugin_cache = config_dir / "plugin-cache"
     # The cache has the mirror's layout; filling it up front means parallel `terraform init`s
     # only read it (Terraform's cache is not safe against concurrent first installs).
-    build_mirror(plugin_cache)
+    awsstack.add_to_mirror(build_mirror(plugin_cache))
     return write_cli_config(config_dir / "terraform.tfrc", tf_mirror, plugin_cache_dir=plugin_cache)
 
 
@@ -107,3 +109,9 @@ def aws(_moto_server):
     """An empty AWS account on loopback (moto): `aws.url` is the endpoint for boto3 and Terraform."""
     _moto_server.reset()
     return _moto_server
+
+
+@pytest.fixture
+def aws_record(tmp_path: Path) -> Path:
+    """Where the awsssm test provider records its operations (see tests/awsstack.py)."""
+    return tmp_path / "awsssm-record.jsonl"
