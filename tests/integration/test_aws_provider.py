@@ -61,3 +61,37 @@ def test_a_parameter_is_applied_with_the_daemons_identity_and_drift_in_aws_is_re
     assert access_keys(aws_record, "read") == {aws.access_key_id}, (
         "the drift check read with the daemon's key"
     )
+
+
+def test_with_roles_the_provider_sees_the_plan_roles_keys_when_planning_and_the_apply_roles_when_applying(
+    tmp_path, aws, aws_record, terraform_bin, tf_cli_config, tf_env
+):
+    code = ssm_stack({PARAMETER: "hello"}, endpoint_url=aws.url, record_file=aws_record)
+    roles = {
+        "plan_role": "arn:aws:iam::123456789012:role/tfops-read",
+        "apply_role": "arn:aws:iam::123456789012:role/tfops-apply",
+    }
+    stack = {"name": "app", "path": "stacks/app", "on_merge": "apply", "drift_interval": 0, "aws": roles}
+    _, config = one_stack_repo(
+        tmp_path,
+        tmp_path,
+        terraform_bin=terraform_bin,
+        cli_config=tf_cli_config,
+        code=code,
+        stacks=[stack],
+        aws={"region": aws.region, "endpoint_url": aws.url},
+    )
+    app = make_app(config, {**tf_env, **aws.daemon_env()})
+    try:
+        deploys = [run for run in app.reconcile_once().runs if run.kind is RunKind.DEPLOY]
+    finally:
+        app.close()
+
+    assert [run.status for run in deploys] == [RunStatus.APPLIED], [run.error for run in deploys]
+    record = read_record(aws_record)
+    assert aws.access_key_id not in {entry["access_key_id"] for entry in record}, "never the daemon's key"
+    assert all(entry["session_token"] for entry in record), "only temporary credentials"
+    (applying,) = {entry["pid"] for entry in record if entry["op"] == "create"}
+    apply_keys = {entry["access_key_id"] for entry in record if entry["pid"] == applying}
+    plan_keys = {entry["access_key_id"] for entry in record if entry["pid"] != applying}
+    assert len(apply_keys) == 1 and plan_keys and apply_keys.isdisjoint(plan_keys)
