@@ -17,7 +17,8 @@ Every problem found is reported at once, one per line, as
 ``<file>: <dotted.field.path>: <reason>`` (``environment TFOPS_X`` instead of the file
 for values from the environment). Messages never show the value of a field that can
 hold a secret. Secrets themselves are never configuration values: ``repo.token_env``
-names an environment variable and ``repo.token_file`` a file, read by
+names an environment variable, ``repo.token_file`` a file, ``repo.token_ssm`` an SSM
+parameter and ``repo.token_secretsmanager`` a Secrets Manager secret, read by
 :meth:`Settings.repo_token` when a fetch needs them.
 
 ``Settings(...)`` validates exactly what it is given; :func:`load_settings` is the one
@@ -25,13 +26,14 @@ place that reads files and the environment.
 
 The modules, from the bottom up: ``durations`` and ``fields`` (what sections are built
 from); one module per section (``repo``, ``terraform``, ``store``, ``slack``, ``http``,
-``webhooks``, ``api``, ``stacks``); ``settings`` (all sections in one object, and the
+``webhooks``, ``api``, ``aws``, ``stacks``); ``settings`` (all sections in one object, and the
 secret readers); ``problems`` (error messages) and ``loading`` (file and environment);
 ``summary`` and ``checks`` (what `check-config` and `serve` say about a loaded config).
 A new section is a new module plus one field in :class:`Settings`.
 """
 
 from tfops.config.api import ApiSettings, ApiToken
+from tfops.config.aws import AwsSettings, StackAwsSettings, merge_stack_aws, parse_secret_reference
 from tfops.config.checks import MIN_SECRET_CHARS, check_serving, check_slack_channel, http_needs, warnings
 from tfops.config.durations import Duration, PositiveDuration, format_duration, parse_duration
 from tfops.config.fields import ConfigPath, EnvMapping, EnvName, EnvNamePattern, FrozenDict, RegexPattern
@@ -62,6 +64,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "ApiSettings",
     "ApiToken",
+    "AwsSettings",
     "ConfigPath",
     "Duration",
     "EnvMapping",
@@ -80,6 +83,7 @@ __all__ = [
     "SlackApprover",
     "SlackChannel",
     "SlackSettings",
+    "StackAwsSettings",
     "StackDefaults",
     "StackEntry",
     "StackName",
@@ -96,6 +100,8 @@ __all__ = [
     "is_local_repo_path",
     "load_settings",
     "mask_url_password",
+    "merge_stack_aws",
     "parse_duration",
+    "parse_secret_reference",
     "warnings",
 ]
