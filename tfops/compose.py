@@ -16,26 +16,23 @@ and before anything runs.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from slack_sdk import WebClient
 
 from tfops import proc
 from tfops.approvals import ApprovalDesk
-from tfops.aws.clients import AwsClients, AwsEndpoint
-from tfops.aws.roles import RoleAssumer
-from tfops.aws.runs import RunIdentities
-from tfops.aws.secrets import SecretReader
 from tfops.config import Settings
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.logs import hold_secrets
 from tfops.metrics import Metrics
-from tfops.models import Run
+from tfops.models import Run, Stack
 from tfops.notify import MultiNotifier, Notifier
 from tfops.notify.blocks import CommitInfo
 from tfops.notify.console import LogNotifier
@@ -55,6 +52,9 @@ from tfops.stacks import discover
 from tfops.store import Store
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
 from tfops.triggers import FetchSoon, fetch_for_webhooks
+
+if TYPE_CHECKING:  # boto3 is imported only when a stack needs AWS (AwsOnFirstUse)
+    from tfops.aws.runs import RunCloud, RunIdentities
 
 _P = TypeVar("_P")
 
@@ -321,11 +321,36 @@ def reconciler_for(
     )
 
 
-def aws_for_runs(settings: Settings, environ: Mapping[str, str]) -> RunIdentities:
+def aws_for_runs(settings: Settings, environ: Mapping[str, str]) -> AwsOnFirstUse:
+    return AwsOnFirstUse(settings, environ)
+
+
+class AwsOnFirstUse:
     """tfops' own AWS identity (instance profile or the default chain, from `environ`), assuming
-    each stack's roles and reading its secrets. Nothing is called before a run needs it."""
-    clients = AwsClients(AwsEndpoint(settings.aws.region, settings.aws.endpoint_url), environ)
-    return RunIdentities(RoleAssumer(clients), SecretReader(clients), clients.region, environ)
+    each stack's roles and reading its secrets. Built, and boto3 imported, when the first stack
+    that needs AWS runs: one-shot commands and estates without AWS pay nothing for it."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._environ = environ
+        self._identities: RunIdentities | None = None
+        self._lock = threading.Lock()
+
+    def for_run(self, stack: Stack, run_id: int) -> RunCloud:
+        with self._lock:
+            if self._identities is None:
+                self._identities = self._build()
+        return self._identities.for_run(stack, run_id)
+
+    def _build(self) -> RunIdentities:
+        from tfops.aws.clients import AwsClients, AwsEndpoint
+        from tfops.aws.roles import RoleAssumer
+        from tfops.aws.runs import RunIdentities
+        from tfops.aws.secrets import SecretReader
+
+        aws = self._settings.aws
+        clients = AwsClients(AwsEndpoint(aws.region, aws.endpoint_url), self._environ)
+        return RunIdentities(RoleAssumer(clients), SecretReader(clients), clients.region, self._environ)
 
 
 def desk_for(

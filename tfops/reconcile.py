@@ -237,8 +237,9 @@ class Reconciler:
 
     def _take(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> RunWork:
         secrets = set(self.settings.held_secrets)
-        needs_cloud = self.cloud is not None and (stack.aws.has_roles or bool(stack.secrets))
-        cloud = self.cloud.for_run(stack, run.id) if self.cloud is not None and needs_cloud else None
+        cloud = None
+        if self.cloud is not None and (stack.aws.has_roles or stack.secrets):
+            cloud = self.cloud.for_run(stack, run.id)
         return RunWork(run, stack, self._run_dir(run), cancel, secrets, self.settings.redact_patterns, cloud)
 
     def _conclude(self, work: RunWork, step: Callable[[RunWork], Run]) -> Run:

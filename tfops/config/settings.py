@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     _config_file: Path | None = PrivateAttr(default=None)
     _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: os.environ)
+    _aws_clients: Any = PrivateAttr(default=None)  # tfops' own AWS clients, made at the first AWS secret
 
     @classmethod
     def settings_customise_sources(
@@ -213,9 +214,10 @@ class Settings(BaseSettings):
         from tfops.aws.clients import AwsClients, AwsEndpoint  # boto3 only when a secret is in AWS
         from tfops.aws.secrets import SecretReader
 
-        clients = AwsClients(AwsEndpoint(self.aws.region, self.aws.endpoint_url), self._environ)
+        if self._aws_clients is None:  # one boto3 session for every read, not one per read
+            self._aws_clients = AwsClients(AwsEndpoint(self.aws.region, self.aws.endpoint_url), self._environ)
         try:
-            value = SecretReader(clients).read(reference).strip()
+            value = SecretReader(self._aws_clients).read(reference).strip()
         except AwsSecretError as exc:
             raise ConfigError(f"{field}: {exc.args[0]}", hint=exc.hint) from None
         if not value:
