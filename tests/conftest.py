@@ -17,8 +17,10 @@ import os
 from pathlib import Path
 
 import awsstack
+import cloudtrailfake
 import motoserver
 import pytest
+from slackfake import FakeSlack
 
 from tfops import proc
 from tfops.demo.mirror import build_mirror, terraform_binary, write_cli_config
@@ -115,3 +117,20 @@ def aws(_moto_server):
 def aws_record(tmp_path: Path) -> Path:
     """Where the awsssm test provider records its operations (see tests/awsstack.py)."""
     return tmp_path / "awsssm-record.jsonl"
+
+
+@pytest.fixture
+def trail():
+    """A CloudTrail `LookupEvents` endpoint on loopback that serves the events a test records."""
+    server, fake = cloudtrailfake.start()
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def slack():
+    """Slack's Web API on loopback, for the real slack-sdk (tests/slackfake)."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()

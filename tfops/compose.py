@@ -344,13 +344,9 @@ class AwsOnFirstUse:
 
     def _build(self) -> RunIdentities:
         from tfops.aws.clients import AwsClients, AwsEndpoint
-        from tfops.aws.roles import RoleAssumer
         from tfops.aws.runs import RunIdentities
-        from tfops.aws.secrets import SecretReader
 
-        aws = self._settings.aws
-        clients = AwsClients(AwsEndpoint(aws.region, aws.endpoint_url), self._environ)
-        return RunIdentities(RoleAssumer(clients), SecretReader(clients), clients.region, self._environ)
+        return RunIdentities(AwsClients(AwsEndpoint.of(self._settings.aws), self._environ), self._environ)
 
 
 def desk_for(

@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from tfops.attribution import ResourceAttribution
+
 
 class RunKind(StrEnum):
     DEPLOY = "deploy"  # a new commit touches the stack
@@ -191,6 +193,11 @@ class Stack:
     secrets: tuple[tuple[str, str], ...] = ()
     backend_config: tuple[str, ...] = ()  # files relative to the stack, passed to init as -backend-config
 
+    @property
+    def needs_aws(self) -> bool:
+        """Does a run of this stack ask AWS for anything: a role, a secret, who caused a drift?"""
+        return self.aws.has_roles or bool(self.secrets) or self.aws.attribution
+
 
 @dataclass(frozen=True)
 class Trigger:
@@ -253,6 +260,15 @@ class PlanSummary:
     # The plan's changes were left out: they would also deploy code that is not deployed yet, which
     # its own deploy run shows. Set on drift runs, whose report is the drift alone.
     pending_code: bool = False
+    # Who changed each drifted resource (CloudTrail), on drift reports of stacks with
+    # `aws.attribution`; None: not looked up.
+    attribution: tuple[ResourceAttribution, ...] | None = None
+
+    def attribution_of(self, address: str) -> ResourceAttribution | None:
+        for found in self.attribution or ():
+            if found.address == address:
+                return found
+        return None
 
     def count(self, action: str) -> int:
         return sum(1 for change in self.changes if change.action == action)
@@ -304,6 +320,7 @@ class StackState:
     applied_sha: str | None = None  # commit of the last successful apply (or no-change deploy)
     drift: DriftState = DriftState.UNKNOWN
     drift_checked_at: datetime | None = None
+    in_sync_at: datetime | None = None  # when it was last seen in sync (a drift check's start, an apply)
     updated_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

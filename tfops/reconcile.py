@@ -14,11 +14,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from tfops import proc
+from tfops.attribution import ResourceAttribution
 from tfops.errors import (
     RunCancelled,
     RunTimedOut,
@@ -93,6 +95,10 @@ class PhaseEnv(Protocol):
 class RunCloudAccess(Protocol):
     def environment(self, phase: Literal["plan", "apply"]) -> PhaseEnv: ...
 
+    def who_changed(
+        self, drifted: Sequence[Mapping[str, Any]], since: datetime | None
+    ) -> tuple[ResourceAttribution, ...]: ...
+
 
 class CloudAccess(Protocol):
     """The AWS side of runs (tfops.aws.runs.RunIdentities)."""
@@ -116,6 +122,9 @@ class RunWork:
     secrets: set[str]
     patterns: Sequence
     cloud: RunCloudAccess | None = None  # None: the stack needs nothing from AWS
+    # The plan's raw `resource_drift` entries (unredacted: never stored or shown), from which
+    # drift attribution takes each resource's AWS identifiers.
+    drift_entries: list[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def commit_sha(self) -> str:
@@ -139,6 +148,7 @@ class RunWork:
         """The plan's summary; its secrets are learned first, so that from now on the log and
         errors are scrubbed of them."""
         self.secrets.update(secrets_in(shown))
+        self.drift_entries[:] = shown.get("resource_drift") or ()
         return summarize(shown, patterns=self.patterns, secrets=self.secrets)
 
 
@@ -238,7 +248,7 @@ class Reconciler:
     def _take(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> RunWork:
         secrets = set(self.settings.held_secrets)
         cloud = None
-        if self.cloud is not None and (stack.aws.has_roles or stack.secrets):
+        if self.cloud is not None and stack.needs_aws:
             cloud = self.cloud.for_run(stack, run.id)
         return RunWork(run, stack, self._run_dir(run), cancel, secrets, self.settings.redact_patterns, cloud)
 
@@ -354,7 +364,7 @@ class Reconciler:
             summary = self._summarize(work, ws, plan, deadline)
             code_applied = self._code_applied(stack, commit_sha, tree)
             decision = decide(stack, run.kind, summary, commit_sha=commit_sha, code_applied=code_applied)
-            summary = self._record_drift(run, summary, code_applied)
+            summary = self._record_drift(work, summary, code_applied)
             if decision.action is Action.NOTHING:
                 done = self.transitions.mark_no_changes(run, summary, decision.reason, why=decision.why)
                 self._after_success(done)
@@ -421,15 +431,39 @@ class Reconciler:
         )
         return work.summarize(shown)
 
-    def _record_drift(self, run: Run, summary: PlanSummary, code_applied: bool) -> PlanSummary:
-        """Record a drift run's finding on its stack; returns what the run reports: the drift, and
-        not code that is merely pending its deploy."""
+    def _record_drift(self, work: RunWork, summary: PlanSummary, code_applied: bool) -> PlanSummary:
+        """Record a drift run's finding on its stack; returns what the run reports: the drift (with
+        who caused it, when asked), and not code that is merely pending its deploy."""
+        run = work.run
         if run.kind is not RunKind.DRIFT:
             return summary
         state = drift_state_after_plan(summary, code_applied=code_applied)
         report = drift_report(summary, code_applied=code_applied)
-        self.store.set_drift(run.stack, state, summary=summary_to_dict(report) if report.has_drift else None)
+        if report.has_drift and work.stack.aws.attribution:
+            report = replace(report, attribution=self._who_changed(work, report))
+        self.store.set_drift(
+            run.stack,
+            state,
+            summary=summary_to_dict(report) if report.has_drift else None,
+            seen_at=run.started_at,
+        )
         return report
+
+    def _who_changed(self, work: RunWork, report: PlanSummary) -> tuple[ResourceAttribution, ...]:
+        """Who wrote to the drifted resources since the stack was last seen in sync. Never fails
+        the run: whatever goes wrong becomes "attribution unavailable: <reason>"."""
+        drifted = {change.address for change in report.drift}
+        entries = [entry for entry in work.drift_entries if entry.get("address") in drifted]
+        state = self.store.get_stack(work.stack.name)
+        since = state.in_sync_at if state is not None else None
+        try:
+            assert work.cloud is not None  # a stack with attribution on needs AWS: _take gave it
+            found = work.cloud.who_changed(entries, since)
+        except Exception as exc:  # noqa: BLE001 - attribution is a nicety; the drift report is not
+            reason = work.redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+            log.warning("run %s: drift attribution unavailable: %s", work.run.id, reason)
+            found = tuple(ResourceAttribution(address, unavailable=reason) for address in sorted(drifted))
+        return tuple(found_item.redacted(work.redact) for found_item in found)
 
     def _after_success(self, run: Run) -> None:
         """The stack's record follows a successful apply or an empty plan."""

@@ -51,6 +51,7 @@ def test_a_parameter_is_applied_with_the_daemons_identity_and_drift_in_aws_is_re
     (run,) = app.one_shot(RunKind.DRIFT, ["app"])
 
     assert run.status is RunStatus.PLANNED
+    assert "attribution" not in run.summary, "attribution is off unless asked: CloudTrail is not asked"
     (drift,) = run.summary["drift"]
     assert drift["address"] == "awsssm_parameter.app_greeting"
     changed = {attr["path"]: (attr["before"], attr["after"]) for attr in drift["attributes"]}

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from harness import Remote, demo_stack, edit_cloud_object, make_app, wait_for, write_config
-from slackfake import MAX_BLOCKS, MAX_BLOCKS_TEXT, MAX_SECTION_TEXT, FakeSlack, blocks_text_length
+from slackfake import MAX_BLOCKS, MAX_BLOCKS_TEXT, MAX_SECTION_TEXT, blocks_text_length
 from test_secrets_and_cli import CANARY, CONSOLE, SECRET_CODE
 
 from tfops.config import load_settings
@@ -31,13 +31,6 @@ from tfops.store import Store
 pytestmark = pytest.mark.terraform
 
 CHANNEL = "C0DEPLOYS"
-
-
-@pytest.fixture
-def slack():
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from harness import Remote, demo_stack, make_app, wait_for, write_config
-from slackfake import MAX_BLOCKS, MAX_BLOCKS_TEXT, MAX_SECTION_TEXT, FakeSlack, blocks_text_length
+from slackfake import MAX_BLOCKS, MAX_BLOCKS_TEXT, MAX_SECTION_TEXT, blocks_text_length
 
 from tfops.demo.mirror import NULL_PROVIDER_SOURCE, NULL_PROVIDER_VERSION, null_provider_binary
 from tfops.models import RunKind, RunStatus
@@ -52,13 +52,6 @@ def fleet(cloud: Path) -> tuple[str, str]:
     if null_provider_binary() is not None:
         return NULL_FLEET, "null_resource.fleet"
     return demo_stack(cloud, {}, extra=DEMO_FLEET), "demo_object.fleet"
-
-
-@pytest.fixture
-def slack():
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

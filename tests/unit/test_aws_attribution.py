@@ -50,14 +50,6 @@ class FakeClock:
 
 
 @pytest.fixture
-def trail():
-    server, fake = cloudtrailfake.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def clock():
     return FakeClock()
 
@@ -176,7 +168,8 @@ def test_a_security_group_opened_in_the_console_is_attributed_to_alice(trail, cl
     )
     assert web.events[1].agent == "cli"
     assert render_line(web) == (
-        f"`aws_security_group.web`: changed by {ALICE} (AuthorizeSecurityGroupIngress, console, 10:42 UTC)"
+        f"`aws_security_group.web`: changed by {ALICE} "
+        "(AuthorizeSecurityGroupIngress, console, 2026-11-28 10:42 UTC)"
     )
     assert trail.requests[0].resource_name == "sg-0123456789abcdef0"
     assert trail.requests[0].start == LAST_IN_SYNC and trail.requests[0].end == NOW

@@ -803,6 +803,16 @@ def test_a_stack_block_overrides_the_default_roles_key_by_key(tmp_path):
             "must not carry credentials",
         ),
         ("aws: {attribution: maybe}", "aws.attribution", "valid boolean"),
+        (
+            "aws: {service_endpoints: {cloudtrial: 'https://vpce.example'}}",
+            "aws.service_endpoints",
+            "unknown service 'cloudtrial'; tfops calls sts, ssm, secretsmanager, cloudtrail",
+        ),
+        (
+            "aws: {service_endpoints: {cloudtrail: 'https://AKIA:hunter2@vpce.example'}}",
+            "aws.service_endpoints",
+            "must not carry credentials",
+        ),
     ],
 )
 def test_each_invalid_aws_value_is_an_error_with_its_file_line_and_reason(tmp_path, yaml_text, field, reason):

@@ -278,6 +278,17 @@ def test_datetimes_come_back_aware_in_utc(store):
     assert store.events(run.id)[0].at.tzinfo is UTC
 
 
+def test_a_stack_remembers_when_it_was_last_seen_in_sync_and_drift_does_not_move_it(store):
+    seen = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    store.set_drift("network", DriftState.IN_SYNC, seen_at=seen)
+    store.set_drift("network", DriftState.DRIFTED, summary={"drift": []})
+
+    state = store.get_stack("network")
+    assert state.in_sync_at == seen and state.drift is DriftState.DRIFTED
+    store.set_drift("network", DriftState.IN_SYNC)
+    assert store.get_stack("network").in_sync_at > seen
+
+
 def test_naive_datetime_is_refused(store):
     run = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A)
 

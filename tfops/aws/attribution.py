@@ -9,11 +9,11 @@ fails, or finds nothing, becomes "attribution unavailable: <reason>".
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tfops.aws.trail import TrailEvent, TrailLookup, TrailUnavailable
+from tfops.attribution import ResourceAttribution, attribution_from_dict, render_line
+from tfops.aws.trail import TrailLookup, TrailUnavailable
 
 __all__ = [
     "ResourceAttribution",
@@ -43,28 +43,6 @@ _TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "aws_vpc": ("id", "arn"),
 }
 _GENERIC_KEYS = ("id", "arn", "name")
-
-
-@dataclass(frozen=True)
-class ResourceAttribution:
-    """Who wrote to one drifted resource: its events (most recent first), or why we cannot say."""
-
-    address: str
-    events: tuple[TrailEvent, ...] = ()
-    unavailable: str | None = None  # the reason, when there is nothing to show
-    identifier: str | None = None  # the identifier CloudTrail answered for
-
-    @property
-    def latest(self) -> TrailEvent | None:
-        return self.events[0] if self.events else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "identifier": self.identifier,
-            "events": [event.to_dict() for event in self.events],
-            "unavailable": self.unavailable,
-        }
 
 
 def identifiers(change: Mapping[str, Any]) -> list[str]:
@@ -114,43 +92,6 @@ def _attribute_one(
         return ResourceAttribution(address, unavailable=failure)
     start = lookup.window_start(since)
     return ResourceAttribution(address, unavailable=f"no write events since {_when(start)}")
-
-
-def render_line(attribution: ResourceAttribution) -> str:
-    """One line for the drift summary, `tfops show` and Slack."""
-    head = f"`{attribution.address}`"
-    event = attribution.latest
-    if event is None:
-        return f"{head}: attribution unavailable: {attribution.unavailable or 'no events'}"
-    who = event.principal_arn
-    if event.by_tfops:
-        who += " (tfops)"
-    return f"{head}: changed by {who} ({event.event_name}, {event.agent}, {event.time:%H:%M} UTC)"
-
-
-def attribution_from_dict(data: Mapping[str, Any]) -> ResourceAttribution:
-    """The inverse of `ResourceAttribution.to_dict`, for the store."""
-    events = tuple(
-        TrailEvent(
-            event_id=str(e.get("event_id", "")),
-            event_name=str(e.get("event_name", "")),
-            time=datetime.fromisoformat(str(e["time"])),
-            principal_arn=str(e.get("principal_arn", "")),
-            session_name=e.get("session_name"),
-            role_arn=e.get("role_arn"),
-            source_ip=str(e.get("source_ip", "")),
-            user_agent=str(e.get("user_agent", "")),
-            agent=str(e.get("agent", "other")),
-            by_tfops=bool(e.get("by_tfops", False)),
-        )
-        for e in data.get("events") or ()
-    )
-    return ResourceAttribution(
-        address=str(data.get("address", "")),
-        events=events,
-        unavailable=data.get("unavailable"),
-        identifier=data.get("identifier"),
-    )
 
 
 def _when(moment: datetime) -> str:

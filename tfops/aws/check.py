@@ -25,7 +25,7 @@ class RoleCheck:
 
 def check_roles(settings: Settings, environ: Mapping[str, str]) -> list[RoleCheck]:
     """Every distinct (role, external id variable) of the configuration, assumed once."""
-    clients = AwsClients(AwsEndpoint(settings.aws.region, settings.aws.endpoint_url), environ)
+    clients = AwsClients(AwsEndpoint.of(settings.aws), environ)
     assumer = RoleAssumer(clients)
     checks = []
     for (role, id_env), used_by in _role_uses(settings).items():

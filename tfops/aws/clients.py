@@ -26,12 +26,17 @@ from botocore.credentials import EnvProvider
 
 if TYPE_CHECKING:
     from tfops.aws.roles import TemporaryCredentials
+    from tfops.config.aws import AwsSettings
 
 # Timeouts short enough that an unreachable endpoint fails a run in seconds, not minutes; the
 # standard retry mode backs off on throttling and 5xx answers by itself.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 MAX_ATTEMPTS = 4
+# CloudTrail's LookupEvents throttles at 2 requests/s; tfops' own token bucket keeps under that,
+# so a throttled answer means another caller shares the limit: retry once, then report the drift
+# unattributed rather than hold the drift run for the backoff of three more attempts.
+SERVICE_ATTEMPTS = {"cloudtrail": 2}
 ROLE_CLIENTS_KEPT = 32  # a role's clients kept: a handful of stacks × services in flight
 
 # botocore's DEBUG records carry whole request and response bodies: AssumeRole's secret key and
@@ -44,11 +49,21 @@ for _name in ("botocore", "boto3"):
 
 @dataclass(frozen=True)
 class AwsEndpoint:
-    """Where tfops' AWS calls go: the region (None: the environment's), and an endpoint URL for
-    every service (None: AWS itself; set for tests, LocalStack or a VPC endpoint)."""
+    """Where tfops' AWS calls go: the region (None: the environment's), an endpoint URL for
+    every service (None: AWS itself; set for tests, LocalStack or a VPC endpoint), and one per
+    service where that differs."""
 
     region: str | None = None
     endpoint_url: str | None = None
+    service_endpoints: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, aws: AwsSettings) -> AwsEndpoint:
+        """The endpoint the config's ``aws:`` section describes."""
+        return cls(aws.region, aws.endpoint_url, tuple(sorted(aws.service_endpoints.items())))
+
+    def url_for(self, service: str) -> str | None:
+        return dict(self.service_endpoints).get(service, self.endpoint_url)
 
 
 class AwsClients:
@@ -94,8 +109,12 @@ class AwsClients:
         return self._session.client(
             service,
             region_name=self.region,
-            endpoint_url=self.endpoint.endpoint_url,
-            config=self._config,
+            endpoint_url=self.endpoint.url_for(service),
+            config=self._config.merge(
+                Config(
+                    retries={"mode": "standard", "max_attempts": SERVICE_ATTEMPTS.get(service, MAX_ATTEMPTS)}
+                )
+            ),
             **keys,
         )
 

@@ -5,19 +5,29 @@ the phase's role from its own identity with a session name that names the run (s
 shows which tfops run did what) and gives Terraform only those temporary credentials; the
 daemon's own `AWS_*` never reach a stack that has roles. Secrets are read once per run, with the
 plan role (or tfops' own identity when the stack has none). Every value handed out is also
-returned for the run's redaction.
+returned for the run's redaction. A drift run of a stack with `aws.attribution` asks CloudTrail,
+with the plan role too, who wrote to its drifted resources.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
+from tfops.attribution import ResourceAttribution
+from tfops.aws.attribution import attribute
+from tfops.aws.clients import AwsClients
 from tfops.aws.roles import RoleAssumer, TemporaryCredentials, session_name
 from tfops.aws.secrets import SecretReader
+from tfops.aws.trail import TrailLookup
 from tfops.models import Stack
+
+# CloudTrail requests one drift run may make (2 a second: at most 10 s of a run); the resources
+# beyond the bound say "attribution unavailable: lookup bound reached".
+LOOKUPS_PER_RUN = 20
 
 Phase = Literal["plan", "apply"]  # plan: init, plan, show and drift; apply: the apply of a saved plan
 
@@ -28,20 +38,14 @@ class CloudEnv:
     values: frozenset[str]  # what the run's redaction must hold from now on
 
 
-def needs_aws(stack: Stack) -> bool:
-    """Does a run of this stack need anything from AWS before Terraform starts?"""
-    return stack.aws.has_roles or bool(stack.secrets)
-
-
 class RunIdentities:
     """Hands each run its AWS environment (one instance for the daemon; thread-safe)."""
 
-    def __init__(
-        self, assumer: RoleAssumer, reader: SecretReader, region: str | None, environ: Mapping[str, str]
-    ) -> None:
-        self._assumer = assumer
-        self._reader = reader
-        self._region = region
+    def __init__(self, clients: AwsClients, environ: Mapping[str, str]) -> None:
+        self._clients = clients
+        self._assumer = RoleAssumer(clients)
+        self._reader = SecretReader(clients)
+        self._region = clients.region
         self._environ = environ  # tfops' own: where external ids are read
 
     def for_run(self, stack: Stack, run_id: int) -> RunCloud:
@@ -64,6 +68,17 @@ class RunIdentities:
     def env(self, credentials: TemporaryCredentials | None) -> dict[str, str]:
         return credentials.env(self._region) if credentials is not None else {}
 
+    def trail(self, stack: Stack, credentials: TemporaryCredentials | None) -> TrailLookup:
+        """A CloudTrail lookup for one run, with the plan role's credentials (or tfops' own).
+        Its cache is scoped to the account the role lives in: identifiers are unique per account."""
+        role = _role_for(stack, "plan")
+        account = role.split(":")[4] if role else "tfops"
+        return TrailLookup(
+            self._clients.client("cloudtrail", credentials),
+            max_lookups=LOOKUPS_PER_RUN,
+            scope=f"{account}:{self._region or ''}",
+        )
+
 
 @dataclass(repr=False)  # no repr: it holds the run's secret values
 class RunCloud:
@@ -82,6 +97,16 @@ class RunCloud:
         env = {**secrets, **self.identities.env(credentials)}  # the role's credentials win
         values = frozenset(secrets.values()) | (credentials.values() if credentials else frozenset())
         return CloudEnv(env=env, values=values)
+
+    def who_changed(
+        self, drifted: Sequence[Mapping[str, Any]], since: datetime | None
+    ) -> tuple[ResourceAttribution, ...]:
+        """Who wrote to each drifted resource (`resource_drift` entries of the plan) since `since`,
+        the moment the stack was last seen in sync. A lookup that fails says why in its entry;
+        only a role that cannot be assumed raises (AwsRoleError)."""
+        credentials = self.identities.credentials(self.stack, self.run_id, "plan")
+        found = attribute(drifted, since, self.identities.trail(self.stack, credentials))
+        return tuple(found.values())
 
     def _read_secrets(self, phase: Phase, credentials: TemporaryCredentials | None) -> dict[str, str]:
         with self._lock:

@@ -14,12 +14,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfops.attribution import TrailEvent
 from tfops.errors import RetryableError
 
 __all__ = [
@@ -47,36 +47,6 @@ class TrailUnavailable(RetryableError):
 
 
 # --- events -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrailEvent:
-    """One write event on a resource, as CloudTrail recorded it."""
-
-    event_id: str
-    event_name: str
-    time: datetime  # UTC
-    principal_arn: str  # userIdentity.arn (for an assumed role: the assumed-role ARN)
-    session_name: str | None  # the role session name when the principal assumed a role
-    role_arn: str | None  # the role that was assumed (sessionIssuer.arn)
-    source_ip: str
-    user_agent: str
-    agent: str  # console | cli | sdk | terraform | other
-    by_tfops: bool  # the session is one of tfops' own (tfops-<stack>-<run id>)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "event_name": self.event_name,
-            "time": self.time.isoformat(),
-            "principal_arn": self.principal_arn,
-            "session_name": self.session_name,
-            "role_arn": self.role_arn,
-            "source_ip": self.source_ip,
-            "user_agent": self.user_agent,
-            "agent": self.agent,
-            "by_tfops": self.by_tfops,
-        }
 
 
 def agent_kind(user_agent: str, *, from_console: bool = False) -> str:

@@ -71,6 +71,18 @@ def _endpoint_url(value: str) -> str:
     return value.strip()
 
 
+# The services tfops itself calls; each may have its own endpoint (a VPC interface endpoint
+# without private DNS, or a test server for one of them).
+AWS_SERVICES = ("sts", "ssm", "secretsmanager", "cloudtrail")
+
+
+def _service_endpoints(value: dict[str, str]) -> FrozenDict:
+    unknown = sorted(set(value) - set(AWS_SERVICES))
+    if unknown:
+        raise ValueError(f"unknown service {unknown[0]!r}; tfops calls {', '.join(AWS_SERVICES)}")
+    return FrozenDict({service: _endpoint_url(url) for service, url in value.items()})
+
+
 def _session_duration(value: object) -> float:
     seconds = parse_duration(value)
     if not MIN_SESSION_SECONDS <= seconds <= MAX_SESSION_SECONDS:
@@ -90,6 +102,8 @@ class AwsSettings(Section):
 
     region: Annotated[str, AfterValidator(_region)] | None = None  # None: boto3's default chain
     endpoint_url: Annotated[str, AfterValidator(_endpoint_url)] | None = None  # every AWS call
+    # One service's calls elsewhere than endpoint_url: {cloudtrail: https://…}.
+    service_endpoints: Annotated[dict[str, str], AfterValidator(_service_endpoints)] = FrozenDict()
     attribution: bool = False  # who caused a drift, from CloudTrail; a stack's aws.attribution wins
 
 

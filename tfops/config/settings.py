@@ -215,7 +215,7 @@ class Settings(BaseSettings):
         from tfops.aws.secrets import SecretReader
 
         if self._aws_clients is None:  # one boto3 session for every read, not one per read
-            self._aws_clients = AwsClients(AwsEndpoint(self.aws.region, self.aws.endpoint_url), self._environ)
+            self._aws_clients = AwsClients(AwsEndpoint.of(self.aws), self._environ)
         try:
             value = SecretReader(self._aws_clients).read(reference).strip()
         except AwsSecretError as exc:

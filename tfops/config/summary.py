@@ -70,6 +70,7 @@ def describe(settings: Settings) -> str:
 def _describe_aws(aws: AwsSettings) -> str:
     region = f"region {aws.region or 'from the default chain (AWS_REGION, profile)'}"
     endpoint = f"endpoint {aws.endpoint_url or 'AWS public endpoints'}"
+    endpoint += "".join(f", {service} at {url}" for service, url in sorted(aws.service_endpoints.items()))
     return f"{region}, {endpoint}, drift attribution {'on' if aws.attribution else 'off'} by default"
 
 

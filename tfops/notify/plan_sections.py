@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tfops.attribution import render_who
 from tfops.models import PlanSummary, ResourceChange, Run, RunKind
 from tfops.naming import safe_stack_name
 from tfops.notify.mrkdwn import (
@@ -35,6 +36,7 @@ OUTPUTS_CHARS = 600
 RESOURCES_PER_GROUP = 20  # then "… and N more": a long group must not hide the ones after it
 DRIFTED_RESOURCES = 10  # drift items carry before → after lines, so fewer of them
 ATTRIBUTES_PER_DRIFT = 5
+WHO_CHARS = 400  # "ingress changed by arn:… (Event, console, date)": an ARN is up to ~300
 PATHS_PER_CHANGE = 3
 OTHER_ACTIONS_NAMED = 3
 
@@ -135,7 +137,7 @@ def _more_line(count: int) -> str:
     return f"… and {count} more"
 
 
-def _item(change: ResourceChange, *, drift: bool) -> tuple[str, bool]:
+def _item(change: ResourceChange, *, drift: bool, summary: PlanSummary) -> tuple[str, bool]:
     """One resource as mrkdwn lines, bounded (see ADDRESS_CHARS …); whether anything was cut."""
     symbol = ACTION_SYMBOLS.get(change.action, "?")
     address, cut = code(f"{symbol} {change.address}", ADDRESS_CHARS)
@@ -147,9 +149,19 @@ def _item(change: ResourceChange, *, drift: bool) -> tuple[str, bool]:
     lines = [address + note]
     if drift:
         attribute_lines, attributes_cut = _attribute_lines(change)
+        attribute_lines += _who_line(change, summary)
     else:
         attribute_lines, attributes_cut = _path_line(change)
     return "\n".join(lines + attribute_lines), cut or attributes_cut
+
+
+def _who_line(change: ResourceChange, summary: PlanSummary) -> list[str]:
+    """Who changed a drifted resource (CloudTrail), when the stack asks; [] otherwise."""
+    found = summary.attribution_of(change.address)
+    if found is None:
+        return []
+    who, _ = escaped(render_who(found, [attribute.path for attribute in change.attributes]), WHO_CHARS)
+    return [f"    :bust_in_silhouette: {who}"]
 
 
 def _attribute_lines(change: ResourceChange) -> tuple[list[str], bool]:
@@ -248,7 +260,7 @@ def resource_sections(
         more = text_size(_more_line(len(group.changes))) + 1
         shown = 0
         for change in group.changes[: group.shown_at_most]:
-            item, item_cut = _item(change, drift=group.drift)
+            item, item_cut = _item(change, drift=group.drift, summary=summary)
             if not packer.fits(item, keep_text=reserved + more):
                 break
             packer.add(item)

@@ -110,6 +110,7 @@ stacks = Table(
     Column("drift", String(STATUS_LENGTH), nullable=False),
     Column("drift_checked_at", UTCDateTime, nullable=True),
     Column("drift_summary", _json(), nullable=True),
+    Column("in_sync_at", UTCDateTime, nullable=True),  # last seen in sync with its code (0005)
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -76,12 +76,22 @@ class StacksMixin(StoreBase):
         """Record the commit the stack's infrastructure now matches."""
         self._update_stack(name, applied_sha=sha)
 
-    def set_drift(self, name: str, state: DriftState, *, summary: dict[str, Any] | None = None) -> None:
-        """Record a drift check's outcome; ``summary`` must already be redacted."""
+    def set_drift(
+        self,
+        name: str,
+        state: DriftState,
+        *,
+        summary: dict[str, Any] | None = None,
+        seen_at: datetime | None = None,
+    ) -> None:
+        """Record a drift check's outcome; ``summary`` must already be redacted. ``seen_at``: when
+        the infrastructure was seen in this state (default now); an in-sync state records it as
+        the moment the stack was last in sync, from which drift attribution looks."""
         now = utc_now()
-        self._update_stack(
-            name, drift=DriftState(state).value, drift_checked_at=now, drift_summary=summary, now=now
-        )
+        values: dict[str, Any] = {"drift": DriftState(state).value, "drift_checked_at": now}
+        if DriftState(state) is DriftState.IN_SYNC:
+            values["in_sync_at"] = seen_at or now
+        self._update_stack(name, drift_summary=summary, now=now, **values)
 
     def _update_stack(self, name: str, *, now: datetime | None = None, **values: Any) -> None:
         with self._writing() as connection:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tfops.attribution import attribution_from_dict, render_line
 from tfops.models import AttributeChange, PlanSummary, ResourceChange
 from tfops.terraform.sensitive import REDACTED, SENSITIVE, UNKNOWN
 
@@ -19,7 +20,7 @@ SUMMARY_VERSION = 1
 
 def summary_to_dict(summary: PlanSummary) -> dict:
     """JSON-safe form for the store, the CLI's --json and Slack; summary_from_dict reverses it."""
-    return {
+    data = {
         "summary_version": SUMMARY_VERSION,
         "terraform_version": summary.terraform_version,
         "format_version": summary.format_version,
@@ -30,6 +31,9 @@ def summary_to_dict(summary: PlanSummary) -> dict:
         "errored": summary.errored,
         "pending_code": summary.pending_code,
     }
+    if summary.attribution is not None:  # only drift reports that looked it up carry the key
+        data["attribution"] = [found.to_dict() for found in summary.attribution]
+    return data
 
 
 def summary_from_dict(data: Mapping[str, Any]) -> PlanSummary:
@@ -41,6 +45,11 @@ def summary_from_dict(data: Mapping[str, Any]) -> PlanSummary:
         output_changes=tuple(data.get("output_changes", ())),
         errored=bool(data.get("errored", False)),
         pending_code=bool(data.get("pending_code", False)),
+        attribution=(
+            tuple(attribution_from_dict(item) for item in data["attribution"])
+            if data.get("attribution") is not None
+            else None
+        ),
     )
 
 
@@ -81,12 +90,25 @@ def render_text(summary: PlanSummary, *, max_resources: int = 50) -> str:
     if summary.drift:
         lines += ["", f"Drift (changed outside Terraform): {_plural(len(summary.drift), 'resource')}"]
         lines += _render_resources(summary.drift, max_resources, drift=True)
+    if summary.attribution is not None and summary.drift:
+        lines += ["", "Who changed it (CloudTrail):"]
+        lines += [f"  {line}" for line in attribution_lines(summary)[: max(max_resources, 0)]]
     if summary.changes:
         lines += ["", "Changes:"]
         lines += _render_resources(summary.changes, max_resources, drift=False)
     if summary.output_changes:
         lines += ["", "Outputs changing: " + ", ".join(summary.output_changes)]
     return "\n".join(lines) + "\n"
+
+
+def attribution_lines(summary: PlanSummary) -> list[str]:
+    """One line per drifted resource: who changed it, or why that is unknown."""
+    lines = []
+    for change in summary.drift:
+        found = summary.attribution_of(change.address)
+        if found is not None:
+            lines.append(render_line(found, [attribute.path for attribute in change.attributes]))
+    return lines
 
 
 PENDING_CODE_NOTE = (
