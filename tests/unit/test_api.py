@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,6 +100,27 @@ def bearer(token: ApiToken | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.token}"} if token else {}
 
 
+ATTRIBUTION = {
+    "address": "demo_object.site",
+    "identifier": "site",
+    "unavailable": None,
+    "events": [
+        {
+            "event_id": "e-1",
+            "event_name": "PutObject",
+            "time": "2026-11-28T10:42:00+00:00",
+            "principal_arn": "arn:aws:iam::111111111111:user/alice",
+            "session_name": None,
+            "role_arn": None,
+            "source_ip": "203.0.113.7",
+            "user_agent": "console.amazonaws.com",
+            "agent": "console",
+            "by_tfops": False,
+        }
+    ],
+}
+
+
 def plan_summary(fixture: str) -> dict:
     return summary_to_dict(summarize(json.loads((PLANS / f"{fixture}.json").read_text())))
 
@@ -111,7 +133,7 @@ def fill_store(store: Store, runs_dir: Path) -> dict[str, Run]:
     store.set_drift("network", DriftState.DRIFTED, summary=plan_summary("drift"))
     poll = Trigger(source=TriggerSource.POLL, actor="poll", note="merge of #12")
 
-    def planned(stack: str, kind: RunKind, fixture: str) -> Run:
+    def planned(stack: str, kind: RunKind, fixture: str, **extra: Any) -> Run:
         run = store.create_run(stack, kind, poll, SHA_NEW)
         log_path = runs_dir / str(run.id) / "plan.log"
         log_path.parent.mkdir(parents=True)
@@ -122,7 +144,7 @@ def fill_store(store: Store, runs_dir: Path) -> dict[str, Run]:
             run.id,
             RunStatus.AWAITING_APPROVAL,
             message="plan saved; waiting for 2 approvals",
-            summary=plan_summary(fixture),
+            summary={**plan_summary(fixture), **extra},
             plan_sha256="f" * 64,
             exit_code=2,
         )
@@ -138,7 +160,7 @@ def fill_store(store: Store, runs_dir: Path) -> dict[str, Run]:
         "f" * 64,
         DecisionOutcome.COUNTED,
     )
-    drift = planned("network", RunKind.DRIFT, "drift")
+    drift = planned("network", RunKind.DRIFT, "drift", attribution=[ATTRIBUTION])
     failed = store.create_run("dns", RunKind.DEPLOY, poll, SHA_NEW)
     failed = store.transition(failed.id, RunStatus.PLANNING, message="planning")
     failed = store.transition(
@@ -273,6 +295,12 @@ def test_run_detail_has_the_redacted_summary_events_and_decisions(world: World) 
         ("alice", "approve", "slack", "counted")
     ]
     assert detail["exit_code"] == 2
+
+
+def test_a_drift_run_says_who_caused_the_drift(world: World) -> None:
+    detail = world.get(f"/api/runs/{world.runs['drift'].id}").json()
+
+    assert detail["summary"]["attribution"] == [ATTRIBUTION]
 
 
 def test_failed_run_detail_carries_its_stored_error(world: World) -> None:
