@@ -76,6 +76,16 @@ class Context:
             self._store.upgrade()
         return self._store
 
+    def reader(self):
+        """The store for a command that only reads it: never migrated behind the daemon's back (a
+        store at another schema revision is an error saying what to do; see docs/decisions.md)."""
+        if self._store is None:
+            from tfops.store import Store
+
+            self._store = Store(self.settings.store_url)
+            self._store.open_for_reading()
+        return self._store
+
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -204,8 +214,8 @@ def drift(ctx: Context, stack: str | None) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Stacks: head and applied commit, drift, last run, next drift check."""
-    rows = status_rows(ctx.store(), ctx.settings)
-    refused = with_refused(ctx.store(), rows)
+    rows = status_rows(ctx.reader(), ctx.settings)
+    refused = with_refused(ctx.reader(), rows)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -219,7 +229,7 @@ def status(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def runs(ctx: Context, stack: str | None, limit: int, as_json: bool) -> None:
     """Recent runs, newest first."""
-    found = ctx.store().list_runs(stack=stack, limit=limit)
+    found = ctx.reader().list_runs(stack=stack, limit=limit)
     if as_json:
         click.echo(json.dumps([run_record(run) for run in found], indent=2, default=str))
         return
@@ -232,7 +242,7 @@ def runs(ctx: Context, stack: str | None, limit: int, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, run_id: int, as_json: bool) -> None:
     """One run: its record, redacted plan summary, events, and log path."""
-    store = ctx.store()
+    store = ctx.reader()
     run = store.get_run(run_id)
     if run is None:
         err.print(f"no run {run_id}")
