@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
@@ -175,6 +174,9 @@ def upsert(connection: Connection, table: Table, key_column: str, /, **values: A
     dialect = connection.dialect.name
     if dialect not in ("sqlite", "postgresql"):
         raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {dialect}")
+    # Imported here: the PostgreSQL dialect alone costs a reading command more than its query.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
     statement = dialect_insert(table).values(**values)
     return statement.on_conflict_do_update(
