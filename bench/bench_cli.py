@@ -4,6 +4,8 @@
    person or a script runs them) against the import floor
    `python -c "import sqlalchemy, yaml, pydantic, click"`, interleaved so that the machine's noise
    falls on all of them alike. The store holds one stack and one run. Target <= 1.3x the floor.
+   With --before PYTHON, the same commands also run with another interpreter whose tfops is the
+   version to compare with (e.g. a checkout of main with its own virtualenv).
 2. `GET /api/stacks` at N stacks (default 1,000; the store seeded through tfops' Store API with
    a few runs per stack) over real HTTP, against the same listing assembled the way it was before
    (one `last_run` query per stack) on a route of the same server, and a bare route there as the
@@ -11,7 +13,7 @@
 
 Medians of several repetitions; these machines are noisy. Usage:
 
-    .venv/bin/python bench/bench_cli.py [--reps 15] [--stacks 1000] [--api-reps 20]
+    .venv/bin/python bench/bench_cli.py [--reps 15] [--stacks 1000] [--api-reps 20] [--before PYTHON]
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--stacks", type=int, default=1000)
     parser.add_argument("--api-reps", type=int, default=20)
+    parser.add_argument("--before", default=None, help="an interpreter whose tfops to compare with")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tfops-bench-cli-"))
     try:
-        startup(root / "startup", args.reps)
+        startup(root / "startup", args.reps, args.before)
         api(root / "api", args.stacks, args.api_reps)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -59,7 +62,7 @@ def main() -> None:
 # --------------------------------------------------------------------------- start-up
 
 
-def startup(root: Path, reps: int) -> None:
+def startup(root: Path, reps: int, before: str | None) -> None:
     root.mkdir(parents=True)
     store = Store(Store.sqlite_url(root / "tfops.db"))
     store.upgrade()
@@ -75,6 +78,13 @@ def startup(root: Path, reps: int) -> None:
         "tfops runs": [*tfops, "runs"],
         "tfops show 1": [*tfops, "show", "1"],
     }
+    if before:
+        old = [before, "-m", "tfops.cli", "--config", str(config)]
+        commands |= {
+            "before: tfops status --json": [*old, "status", "--json"],
+            "before: tfops runs": [*old, "runs"],
+            "before: tfops show 1": [*old, "show", "1"],
+        }
     for command in commands.values():  # warm the file cache and the .pyc files
         subprocess.run(command, check=True, capture_output=True)
     times: dict[str, list[float]] = {name: [] for name in commands}
