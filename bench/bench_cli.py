@@ -86,12 +86,14 @@ def startup(root: Path, reps: int, before: str | None) -> None:
             "before: tfops show 1": [*old, "show", "1"],
         }
     for command in commands.values():  # warm the file cache and the .pyc files
-        subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True, cwd=root)
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(reps):
         for name, command in commands.items():
             started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
+            # From the store's folder: `-m` puts the working directory first on sys.path, and a
+            # tfops checkout there would shadow the one under test.
+            subprocess.run(command, check=True, capture_output=True, cwd=root)
             times[name].append(time.perf_counter() - started)
     floor = statistics.median(next(iter(times.values())))
     print(f"\nstart-up, medians of {reps} (interleaved):")
