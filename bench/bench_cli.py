@@ -63,14 +63,7 @@ def main() -> None:
 
 
 def startup(root: Path, reps: int, before: str | None) -> None:
-    root.mkdir(parents=True)
-    store = Store(Store.sqlite_url(root / "tfops.db"))
-    store.upgrade()
-    store.sync_stacks([("network", "stacks/network")])
-    store.create_run("network", RunKind.DEPLOY, POLL, "a" * 40)
-    store.close()
-    config = root / "tfops.yaml"
-    config.write_text(f"data_dir: {root}\n")
+    config = one_run_store(root / "now")
     tfops = [sys.executable, "-m", "tfops.cli", "--config", str(config)]
     commands = {
         "floor: " + FLOOR: [sys.executable, "-c", FLOOR],
@@ -78,8 +71,8 @@ def startup(root: Path, reps: int, before: str | None) -> None:
         "tfops runs": [*tfops, "runs"],
         "tfops show 1": [*tfops, "show", "1"],
     }
-    if before:
-        old = [before, "-m", "tfops.cli", "--config", str(config)]
+    if before:  # its own store: an older or newer tfops may migrate it (or refuse to read it)
+        old = [before, "-m", "tfops.cli", "--config", str(one_run_store(root / "before"))]
         commands |= {
             "before: tfops status --json": [*old, "status", "--json"],
             "before: tfops runs": [*old, "runs"],
@@ -100,6 +93,19 @@ def startup(root: Path, reps: int, before: str | None) -> None:
     for name, samples in times.items():
         median = statistics.median(samples)
         print(f"  {name:50} {median * 1000:7.1f} ms  {median / floor:.2f}x the floor")
+
+
+def one_run_store(root: Path) -> Path:
+    """A store with one stack and one run (run 1), and a tfops.yaml using it."""
+    root.mkdir(parents=True)
+    store = Store(Store.sqlite_url(root / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([("network", "stacks/network")])
+    store.create_run("network", RunKind.DEPLOY, POLL, "a" * 40)
+    store.close()
+    config = root / "tfops.yaml"
+    config.write_text(f"data_dir: {root}\n")
+    return config
 
 
 # --------------------------------------------------------------------------- GET /api/stacks
