@@ -94,6 +94,8 @@ def test_reading_commands_import_none_of_the_daemons_machinery(config: Path, arg
     modules = imported(result.stderr)
     assert "sqlalchemy" in modules and "click" in modules, "the listing is read"
     assert sorted(modules.intersection(HEAVY)) == []
+    if "--json" in args:
+        assert "rich" not in modules, "JSON needs no console"
 
 
 def test_a_store_at_an_older_schema_is_read_by_no_command_and_left_as_it_is(tmp_path: Path) -> None:
