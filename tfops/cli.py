@@ -1,6 +1,10 @@
 """The `tfops` command.
 
 Exit codes a script can rely on: 0 ok / in sync, 1 error, 2 changes or drift found.
+
+The reading commands (status, runs, show) must answer at once, so this module imports only click
+and tfops' light modules at the top; each command imports what it needs (rich for tables, the
+app, the web server, Git) inside it. tests/unit/test_cli_startup.py keeps it so.
 """
 
 from __future__ import annotations
@@ -12,27 +16,19 @@ from pathlib import Path
 from typing import Any, get_args
 
 import click
-from rich.markup import escape
 
-from tfops import __version__, proc
-from tfops.cli_render import (
-    err,
-    out,
-    print_refused,
-    print_role_checks,
-    print_run_detail,
-    print_runs,
-    print_status,
-    run_detail_record,
-)
-from tfops.cli_status import refused_in_checkout, status_rows, with_refused
+from tfops import __version__
+from tfops.cli_status import status_rows, with_refused
 from tfops.config import LogFormat, LogLevel
 from tfops.errors import TfopsError
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus
-from tfops.views import run_record
+from tfops.views import run_detail_record, run_record
 from tfops.views import status_colour as status_colour  # re-exported: tests read the CLI's colours
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+# Commands that only read the store: they start no child process (see `cli`).
+READING_COMMANDS = frozenset({"status", "runs", "show"})
 
 
 class Context:
@@ -74,6 +70,16 @@ class Context:
 
             self._store = Store(self.settings.store_url)
             self._store.upgrade()
+        return self._store
+
+    def reader(self):
+        """The store for a command that only reads it: never migrated behind the daemon's back (a
+        store at another schema revision is an error saying what to do; see docs/decisions.md)."""
+        if self._store is None:
+            from tfops.store import Store
+
+            self._store = Store(self.settings.store_url)
+            self._store.open_for_reading()
         return self._store
 
 
@@ -139,6 +145,10 @@ class TfopsGroup(click.Group):
 def cli(ctx: click.Context) -> None:
     """GitOps for Terraform: pull a Git repo of stacks, plan on a schedule, detect drift, apply."""
     ctx.ensure_object(Context)
+    if ctx.invoked_subcommand not in READING_COMMANDS:
+        from tfops.proc import restore_sigint
+
+        restore_sigint()  # before any child: started in the background, SIGINT may be ignored
 
 
 @cli.command()
@@ -156,6 +166,8 @@ def reconcile(ctx: Context, timeout: float | None) -> None:
 
     Exit 0 all in sync, 2 drift or changes left pending, 1 errors.
     """
+    from tfops.cli_render import err, print_refused, print_runs
+
     app = ctx.app()
     try:
         result = app.reconcile_once(timeout=timeout)
@@ -204,11 +216,13 @@ def drift(ctx: Context, stack: str | None) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Stacks: head and applied commit, drift, last run, next drift check."""
-    rows = status_rows(ctx.store(), ctx.settings)
-    refused = with_refused(ctx.store(), rows)
+    rows = status_rows(ctx.reader(), ctx.settings)
+    refused = with_refused(ctx.reader(), rows)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    from tfops.cli_render import print_status
+
     print_status(rows, refused)
 
 
@@ -219,10 +233,12 @@ def status(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def runs(ctx: Context, stack: str | None, limit: int, as_json: bool) -> None:
     """Recent runs, newest first."""
-    found = ctx.store().list_runs(stack=stack, limit=limit)
+    found = ctx.reader().list_runs(stack=stack, limit=limit)
     if as_json:
         click.echo(json.dumps([run_record(run) for run in found], indent=2, default=str))
         return
+    from tfops.cli_render import print_runs
+
     print_runs(found)
 
 
@@ -232,10 +248,10 @@ def runs(ctx: Context, stack: str | None, limit: int, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, run_id: int, as_json: bool) -> None:
     """One run: its record, redacted plan summary, events, and log path."""
-    store = ctx.store()
+    store = ctx.reader()
     run = store.get_run(run_id)
     if run is None:
-        err.print(f"no run {run_id}")
+        click.echo(f"no run {run_id}", err=True)
         sys.exit(EXIT_ERROR)
     events = store.events(run_id)
     decisions = store.decisions(run_id)
@@ -243,6 +259,8 @@ def show(ctx: Context, run_id: int, as_json: bool) -> None:
         data = run_detail_record(run, events, decisions)
         click.echo(json.dumps(data, indent=2, default=str))
         return
+    from tfops.cli_render import print_run_detail
+
     print_run_detail(run, events, decisions)
 
 
@@ -270,6 +288,7 @@ def reject(ctx: Context, run_id: int) -> None:
 def _decide(ctx: Context, run_id: int, decision: str) -> None:
     from tfops.app import local_user
     from tfops.approvals import DecisionRequest, Verdict
+    from tfops.cli_render import out, print_run_detail
     from tfops.models import DecisionKind, DecisionSource
 
     app = ctx.app()
@@ -309,6 +328,7 @@ def demo(directory: Path | None, once: bool) -> None:
     provider's "cloud" folder and a Terraform CLI config, then runs `tfops serve` with a live view.
     Running it again on the same DIR resumes. --config is ignored: the demo writes its own.
     """
+    from tfops.cli_render import out
     from tfops.demo.run import interactive
     from tfops.demo.run import once as run_once
 
@@ -328,7 +348,11 @@ def check_config(ctx: Context, check_aws: bool) -> None:
     Runs every check `tfops serve` runs before it starts: exit 0 means the daemon will start.
     With --aws, every role is also assumed once with tfops' own AWS identity.
     """
+    from rich.markup import escape
+
     from tfops.app import check_startable
+    from tfops.cli_render import out, print_role_checks
+    from tfops.cli_status import refused_in_checkout
     from tfops.config import describe, warnings
 
     settings = ctx.settings
@@ -353,13 +377,15 @@ def db() -> None:
 def db_upgrade(ctx: Context) -> None:
     """Apply pending schema migrations (serve does this at start)."""
     ctx.store()
-    out.print("database schema is up to date")
+    click.echo("database schema is up to date")
 
 
 # -- helpers ------------------------------------------------------------------------
 
 
 def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None) -> list[Run]:
+    from tfops.cli_render import err, print_run_detail
+
     app = ctx.app()
     try:
         found = app.one_shot(kind, stacks)
@@ -388,7 +414,6 @@ def _has_drift(run: Run) -> bool:
 
 
 def main() -> None:
-    proc.restore_sigint()  # before any child: started in the background, SIGINT may be ignored
     try:
         cli(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -398,9 +423,13 @@ def main() -> None:
         # Usage errors exit 1, not click's 2: 2 means "changes found" for plan/drift.
         sys.exit(EXIT_ERROR)
     except click.Abort:
-        err.print("aborted")
+        click.echo("aborted", err=True)
         sys.exit(EXIT_ERROR)
     except TfopsError as exc:
+        from rich.markup import escape
+
+        from tfops.cli_render import err
+
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(EXIT_ERROR)
 

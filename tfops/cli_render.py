@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tfops.models import Run
-from tfops.views import drift_markup, run_record, status_markup
+from tfops.views import drift_markup, status_markup
 
 if TYPE_CHECKING:
     from tfops.config import Settings
@@ -107,38 +107,6 @@ def print_run_detail(run: Run, events: Iterable[RunEvent] | None, decisions: Ite
         )
     if run.log_path:
         out.print(f"log: {run.log_path}")
-
-
-def run_detail_record(run: Run, events: Iterable[RunEvent], decisions: Iterable[Decision]) -> dict[str, Any]:
-    """What `tfops show --json` prints: the run's record, its summary, events and decisions."""
-    return run_record(run) | {
-        "summary": run.summary,
-        "events": [_event_dict(event) for event in events],
-        "decisions": [_decision_dict(decision) for decision in decisions],
-    }
-
-
-def _event_dict(event: RunEvent) -> dict[str, Any]:
-    return {
-        "at": event.at,
-        "from": event.from_status.value if event.from_status else None,
-        "to": event.to_status.value,
-        "message": event.message,
-    }
-
-
-def _decision_dict(decision: Decision) -> dict[str, Any]:
-    return {
-        "decision": decision.decision.value,
-        "outcome": decision.outcome.value,
-        "actor_id": decision.actor_id,
-        "actor_name": decision.actor_name,
-        "source": decision.source.value,
-        "at": decision.at,
-        "commit_sha": decision.commit_sha,
-        "plan_sha256": decision.plan_sha256,
-        "reason": decision.reason,
-    }
 
 
 def short_time(value: datetime | None) -> str:

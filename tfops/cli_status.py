@@ -24,14 +24,20 @@ STATUS_KEYS = (
 )
 
 
-def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
-    from tfops.scheduler import HEAD_CODE_APPLIED
+# The meta keys the poller records (tfops.poller): named again here, not imported, since importing
+# the poller would bring in the scheduler, APScheduler and Git for a read-only command. A test
+# checks that the two agree.
+HEAD_CODE_APPLIED = "head_code_applied"
+REFUSED_STACKS_META = "refused_stacks"
 
+
+def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
+    """One row per stack the store knows: a fixed number of queries whatever their number."""
     intervals = _drift_intervals(settings)
     head_code = store.get_meta(HEAD_CODE_APPLIED) or {}
     rows = []
-    for state in store.list_stacks():
-        last = store.last_run(state.name)
+    for overview in store.stack_overview():
+        state, last = overview.state, overview.last_run
         interval = intervals.get(state.name)
         next_check = None
         if interval:
@@ -75,10 +81,10 @@ def _drift_intervals(settings: Settings) -> dict[str, float]:
 
 def _discover_in_checkout(settings: Settings) -> Discovery | None:
     """The stacks (and refusals) in the daemon's checkout, as of its last fetch; None without one."""
-    from tfops.stacks import discover
-
     if not (Path(settings.checkout_dir) / ".git").exists():
         return None
+    from tfops.stacks import discover
+
     return discover(Path(settings.checkout_dir), settings.stacks, settings.defaults)
 
 
@@ -94,8 +100,6 @@ def refused_in_checkout(settings: Settings) -> list[str]:
 def with_refused(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mark the stacks refused at the head the daemon last worked out (recorded by its poller) on
     `rows`, adding a row for each refused stack the store never knew; returns the refusals."""
-    from tfops.scheduler import REFUSED_STACKS_META
-
     recorded = store.get_meta(REFUSED_STACKS_META) or {}
     refused = [{**item, "head_sha": recorded.get("head")} for item in recorded.get("stacks", [])]
     by_name = {row["name"]: row for row in rows}

@@ -5,10 +5,16 @@ its response models from it) and one table of colours (the CLI's tables and the 
 so the places that show a run cannot drift apart.
 """
 
-from collections.abc import Callable
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from tfops.models import FAILURE_STATUSES, DriftState, Run, RunStatus
+
+if TYPE_CHECKING:
+    from tfops.store.decisions import Decision
+    from tfops.store.runs import RunEvent
 
 Scrub = Callable[[str], str]
 
@@ -39,6 +45,39 @@ def run_record(run: Run, scrub: Scrub = unchanged) -> dict[str, Any]:
         "error": scrub(run.error) if run.error is not None else None,
         "log_path": run.log_path,
         "decided_by": run.decided_by,
+    }
+
+
+def run_detail_record(run: Run, events: Iterable[RunEvent], decisions: Iterable[Decision]) -> dict[str, Any]:
+    """What `tfops show --json` prints: the run's record, its summary, events and decisions.
+    Here, not with the tables, so that printing JSON never imports rich."""
+    return run_record(run) | {
+        "summary": run.summary,
+        "events": [_event_dict(event) for event in events],
+        "decisions": [_decision_dict(decision) for decision in decisions],
+    }
+
+
+def _event_dict(event: RunEvent) -> dict[str, Any]:
+    return {
+        "at": event.at,
+        "from": event.from_status.value if event.from_status else None,
+        "to": event.to_status.value,
+        "message": event.message,
+    }
+
+
+def _decision_dict(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision": decision.decision.value,
+        "outcome": decision.outcome.value,
+        "actor_id": decision.actor_id,
+        "actor_name": decision.actor_name,
+        "source": decision.source.value,
+        "at": decision.at,
+        "commit_sha": decision.commit_sha,
+        "plan_sha256": decision.plan_sha256,
+        "reason": decision.reason,
     }
 
 

@@ -17,18 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
+from tfops.store.revision import MIGRATIONS_DIR, check_current, head_revisions, recorded_revisions
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+__all__ = ["MIGRATIONS_DIR", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "utc_now"]
 
 # How long a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -61,13 +60,30 @@ class StoreBase:
         return URL.create("sqlite", database=str(Path(path).absolute())).render_as_string(hide_password=False)
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration; a no-op when it is there already."""
+        """Bring the schema to the newest migration; a no-op when it is there already.
+
+        Alembic is imported only when there is something to migrate (see tfops.store.revision)."""
+        with self._reading() as connection:
+            if recorded_revisions(connection) == head_revisions():
+                return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         # ConfigParser interpolates '%': escape it so any directory name works.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         with self._upgrade_lock, self._writing() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def open_for_reading(self) -> None:
+        """Make sure the schema is the one this tfops reads, without migrating data a running
+        daemon of another version may depend on: a store with no schema yet is created; one at
+        an older or newer revision raises (StoreNeedsMigration, StoreTooNew) with what to do."""
+        with self._reading() as connection:
+            current = check_current(recorded_revisions(connection))
+        if not current:
+            self.upgrade()
 
     def ping(self) -> bool:
         """True when the database answers a trivial query (readiness check)."""
@@ -158,6 +174,9 @@ def upsert(connection: Connection, table: Table, key_column: str, /, **values: A
     dialect = connection.dialect.name
     if dialect not in ("sqlite", "postgresql"):
         raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {dialect}")
+    # Imported here: the PostgreSQL dialect alone costs a reading command more than its query.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
     statement = dialect_insert(table).values(**values)
     return statement.on_conflict_do_update(

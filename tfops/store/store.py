@@ -29,6 +29,7 @@ from tfops.store.outbox import (
     OutboxMixin,
     SlackMessage,
 )
+from tfops.store.overview import OverviewMixin
 from tfops.store.runs import SETTABLE_RUN_FIELDS, InvalidTransition, RunEvent, RunNotFound, RunsMixin
 from tfops.store.stacks import StackNotFound, StacksMixin
 
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 
-class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin):
+class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, OverviewMixin):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 
     Only redacted data may be passed in: summaries, errors and messages are

@@ -194,13 +194,13 @@ def may_write(request: Request, token: Annotated[ApiToken, Depends(authenticated
 
 def list_stacks(api: Api) -> list[StackView]:
     configured = api.stacks()
-    states = {state.name: state for state in api.store.list_stacks()}
-    return [
-        stack_view(
-            name, states.get(name), configured.get(name), api.store.last_run(name), api.next_check(name)
-        )
-        for name in sorted(configured.keys() | states.keys())
-    ]
+    known = {overview.state.name: overview for overview in api.store.stack_overview()}  # fixed queries
+    views = []
+    for name in sorted(configured.keys() | known.keys()):
+        found = known.get(name)
+        state, last = (found.state, found.last_run) if found else (None, None)
+        views.append(stack_view(name, state, configured.get(name), last, api.next_check(name)))
+    return views
 
 
 def list_runs(
