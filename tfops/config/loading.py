@@ -11,8 +11,6 @@ from typing import Annotated, Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import EnvSettingsSource
-from pydantic_settings.exceptions import SettingsError
 
 from tfops.config.fields import FileRelative, model_in
 from tfops.config.problems import Lines, Origins, error_reason, problem_list
@@ -34,7 +32,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.envi
 
     merged = _deep_merge(file_data, env_data)
     merged.setdefault("data_dir", str(default_data_dir(environ)))
-    # BaseSettings.__init__ takes options such as `_env_file`: keep such keys away from it.
+    # Keys such as `_config_file` would reach the model's private attributes: refuse them.
     reserved = [key for key in merged if not isinstance(key, str) or key.startswith("_")]
     problems = [origins.problem((key,), "unknown key") for key in reserved]
     only_stack_paths = not reserved
@@ -181,17 +179,26 @@ def _file_relative(field: FieldInfo) -> FileRelative | None:
     return next((marker for marker in markers if isinstance(marker, FileRelative)), None)
 
 
-class _MappingEnvSource(EnvSettingsSource):
-    """pydantic-settings' environment source, reading a given mapping instead of os.environ."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        super().__init__(Settings)
-        self.env_vars = {name.lower(): value for name, value in environ.items()}
-
-
 def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``TFOPS_*`` variables as nested settings, parsed by pydantic-settings' environment source
+    (``TFOPS_TERRAFORM__MAX_PARALLEL=4``; lists and mappings as JSON). Imported only when such a
+    variable is set: most commands run without one and need not pay for it."""
+    prefix, config_file = ENV_PREFIX.lower(), CONFIG_ENV_VAR.lower()
+    if not any(name.lower().startswith(prefix) and name.lower() != config_file for name in environ):
+        return {}
+    from pydantic_settings import EnvSettingsSource
+    from pydantic_settings.exceptions import SettingsError
+
+    # The source needs only the model's fields; Settings is a plain model (see its docstring).
+    source = EnvSettingsSource(
+        Settings,  # type: ignore[arg-type]
+        case_sensitive=False,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+    )
+    source.env_vars = {name.lower(): value for name, value in environ.items()}
     try:
-        return _MappingEnvSource(environ)()
+        return source()
     except SettingsError as exc:
         field = re.search(r'field "([^"]+)"', str(exc))
         name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else f"{ENV_PREFIX}*"

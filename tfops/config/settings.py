@@ -10,8 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+)
 
 from tfops.config.api import ApiSettings
 from tfops.config.aws import AwsSettings, inherit_attribution
@@ -46,16 +53,18 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
     return Path(home) / ".local" / "state" / "tfops"
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything tfops reads from tfops.yaml and TFOPS_* variables. Immutable once loaded.
 
     A new section is a module holding its model plus one field here: loading, error messages
     and path anchoring find its fields through the model.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False, extra="forbid", frozen=True
-    )
+    # A plain model, not pydantic-settings' BaseSettings: load_settings reads the file and the
+    # environment itself (to say which value came from where), and every command that loads the
+    # config then does not pay for importing pydantic-settings (tfops.config.loading does, only
+    # when a TFOPS_* variable is set).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_dir: ConfigPath = Field(default_factory=lambda: default_data_dir(os.environ))
     log_level: Annotated[LogLevel, BeforeValidator(lowercase)] = "info"
@@ -75,14 +84,6 @@ class Settings(BaseSettings):
     _config_file: Path | None = PrivateAttr(default=None)
     _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: os.environ)
     _aws_clients: Any = PrivateAttr(default=None)  # tfops' own AWS clients, made at the first AWS secret
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-    ):
-        # load_settings gathers the file and the environment itself (it needs to know
-        # which value came from where to report errors); constructors get no hidden inputs.
-        return (init_settings,)
 
     @field_validator("defaults")
     @classmethod
