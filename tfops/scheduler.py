@@ -172,28 +172,39 @@ class Scheduler:
         for job in self._aps.get_jobs():
             if job.id.startswith("drift:") and job.id[6:] not in wanted:
                 job.remove()
+        new = {
+            name: stack
+            for name, stack in wanted.items()
+            if (job := self._aps.get_job(f"drift:{name}")) is None
+            or job.trigger.interval.total_seconds() != stack.drift_interval
+        }
+        if new:
+            self._add_drift_timers(new)
+
+    def _add_drift_timers(self, stacks: Mapping[str, Stack]) -> None:
+        """Each timer's first check resumes from the store (see tfops.drift_timers): two queries."""
         now = self.clock()
-        for name, stack in wanted.items():
-            job_id = f"drift:{name}"
-            existing = self._aps.get_job(job_id)
-            if existing is not None and existing.trigger.interval.total_seconds() == stack.drift_interval:
-                continue
+        states = {state.name: state for state in self.store.list_stacks()}
+        last_drift = self.store.last_drift_runs()
+        for name, stack in stacks.items():
+            first = first_drift_check(
+                states.get(name),
+                last_drift.get(name),
+                interval=stack.drift_interval,
+                jitter=self.jitter,
+                now=now,
+                rng=self.rng,
+            )
             self._aps.add_job(
                 self.check_drift,
                 IntervalTrigger(
                     seconds=stack.drift_interval, jitter=stack.drift_interval * self.jitter, timezone=UTC
                 ),
                 args=[name],
-                id=job_id,
+                id=f"drift:{name}",
                 replace_existing=True,
-                next_run_time=self._first_check(name, stack.drift_interval, now),
+                next_run_time=first,
             )
-
-    def _first_check(self, name: str, interval: float, now: datetime) -> datetime:
-        """Resume from the stack's last check (see tfops.drift_timers); only new timers ask."""
-        state = self.store.get_stack(name)
-        last = self.store.last_run(name, kinds=(RunKind.DRIFT,))
-        return first_drift_check(state, last, interval=interval, jitter=self.jitter, now=now, rng=self.rng)
 
     def check_drift(self, stack_name: str, source: TriggerSource = TriggerSource.DRIFT_TIMER) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack_name, source=source, actor="drift timer")

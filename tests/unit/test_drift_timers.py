@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from tfops.models import DriftState, RunKind, RunStatus, Stack, Trigger, TriggerSource
 from tfops.scheduler import Scheduler, StackRegistry
@@ -191,3 +192,20 @@ def test_the_running_scheduler_fires_due_timers_and_leaves_recent_ones_alone(sto
 
     assert not [stack for stack, _ in intake.submitted if stack in recent]
     assert all(wait > timedelta(minutes=55) for wait in waits), waits
+
+
+def test_placing_the_timers_of_a_large_estate_reads_the_store_a_constant_number_of_times(store, tmp_path):
+    names = [f"s{i:03d}" for i in range(200)]
+    applied_stacks(store, names)
+    for name in names[:100]:
+        store.set_drift(name, DriftState.IN_SYNC)
+    scheduler, _ = scheduler_for(store, tmp_path, dict.fromkeys(names, HOUR))
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    scheduler.sync_drift_timers()
+    scheduler.sync_drift_timers()  # the next poll: every timer exists, nothing to read
+
+    assert all(scheduler.next_drift_check(name) is not None for name in names)
+    queries = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert len(queries) == 2, queries  # the stacks, and the newest drift run of each
