@@ -204,6 +204,9 @@ class Scheduler:
                 id=f"drift:{name}",
                 replace_existing=True,
                 next_run_time=first,
+                # A timer that fires late (a busy start, many due at once) still runs, once; the
+                # default grace of 1 s would skip it for a whole interval.
+                misfire_grace_time=None,
             )
 
     def check_drift(self, stack_name: str, source: TriggerSource = TriggerSource.DRIFT_TIMER) -> Run | None:
