@@ -161,7 +161,7 @@ def report(args, results: list[dict]) -> None:
         f"{med['started'] / max(med['due'], 1):.2f}x due (target <= 1.0), "
         f"{med['beyond_due']:.0f} not due (target 0)"
     )
-    print(f"  syncing {args.stacks} timers from the store      : {med['sync_ms']:.0f} ms")
+    print(f"  placing the {args.stacks} timers from the store   : {med['sync_ms']:.0f} ms")
     print()
     print("samples:", results)
     sys.stdout.flush()
