@@ -187,7 +187,8 @@ def wire(
     def execute(run_id: int, cancel: proc.Cancel) -> Run | None:
         return reconciler.get().execute(run_id, cancel)
 
-    queue = RunQueue(store, transitions, execute, settings.terraform.max_parallel)
+    terraform = settings.terraform
+    queue = RunQueue(store, transitions, execute, terraform.max_parallel, terraform.drift_parallel)
     metrics = Metrics(snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None))
     sender = slack_delivery(settings, checked.slack_client, store, git, registry, metrics, notifier)
     poller = RepoPoller(git=git, store=store, queue=queue, registry=registry, on_fetch=metrics.fetch_done)

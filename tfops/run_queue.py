@@ -1,7 +1,9 @@
 """The run queue: every trigger becomes a run here.
 
 A bounded pool runs at most `max_parallel` runs, never two on one stack; a newer commit supersedes
-queued runs of its stack; a drift check is not queued twice. The queue knows the reconciler only
+queued runs of its stack; a drift check is not queued twice. Deploys, plans and approved applies
+are dispatched before any waiting drift check, and drift checks hold at most `drift_parallel`
+workers at once, so a deploy never waits behind a drift sweep. The queue knows the reconciler only
 as an `Executor` (declared here, where it is used), so whatever runs a run can stand behind it.
 """
 
@@ -12,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tfops import proc
 from tfops.errors import TfopsError
@@ -51,6 +53,23 @@ def _same_kind_waiting(open_runs: Iterable[Run], kind: RunKind) -> Run | None:
     return None
 
 
+class _Entry(NamedTuple):
+    run_id: int
+    stack: str
+    drift: bool  # a drift check waiting for a worker: it yields to every other kind of run
+
+
+class _Busy(NamedTuple):
+    run_id: int
+    cancel: proc.Cancel
+    drift: bool
+
+
+def _is_drift_check(run: Run) -> bool:
+    # An approved drift remediation is an apply a person asked for: it goes with the deploys.
+    return run.kind is RunKind.DRIFT and run.status is RunStatus.QUEUED
+
+
 class RunQueue:
     def __init__(
         self,
@@ -58,14 +77,17 @@ class RunQueue:
         transitions: Superseding,
         execute: Executor,
         max_parallel: int,
+        drift_parallel: int | None = None,
     ) -> None:
+        """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`)."""
         self.store = store
         self.transitions = transitions
         self.execute = execute
         self.max_parallel = max_parallel
+        self.drift_parallel = max(1, min(drift_parallel or max_parallel, max_parallel))
         self._cond = threading.Condition()
-        self._pending: list[tuple[int, str]] = []  # (run id, stack), oldest first
-        self._busy: dict[str, tuple[int, proc.Cancel]] = {}
+        self._pending: list[_Entry] = []  # oldest first
+        self._busy: dict[str, _Busy] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
         self._accepting = True
 
@@ -90,7 +112,7 @@ class RunQueue:
             run = self.store.create_run(
                 stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
             )
-            self._pending.append((run.id, stack))
+            self._pending.append(_Entry(run.id, stack, _is_drift_check(run)))
             self._dispatch_locked()
             return run
 
@@ -100,7 +122,7 @@ class RunQueue:
             if not self._accepting:
                 return  # they stay queued/approved in the store for the next start
             for run in sorted(runs, key=lambda r: r.id):
-                self._pending.append((run.id, run.stack))
+                self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run)))
             self._dispatch_locked()
 
     def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
@@ -113,21 +135,26 @@ class RunQueue:
                     )
                 except TfopsError:
                     continue  # it started meanwhile; the newer run waits for it
-                self._pending = [entry for entry in self._pending if entry[0] != run.id]
+                self._pending = [entry for entry in self._pending if entry.run_id != run.id]
 
     # -- dispatch -------------------------------------------------------------
 
     def _dispatch_locked(self) -> None:
-        for entry in list(self._pending):
+        # Every other kind first (oldest first), then drift checks: the sort is stable, so a deploy
+        # queued behind a sweep of hundreds of drift checks takes the next free worker.
+        drift_busy = sum(1 for busy in self._busy.values() if busy.drift)
+        for entry in sorted(self._pending, key=lambda waiting: waiting.drift):
             if len(self._busy) >= self.max_parallel:
                 return
-            run_id, stack = entry
-            if stack in self._busy:
+            if entry.stack in self._busy:
                 continue  # one run per stack: it waits for the current one
+            if entry.drift and drift_busy >= self.drift_parallel:
+                return  # drift checks come last; none may start until one ends
+            drift_busy += entry.drift
             self._pending.remove(entry)
             cancel = proc.Cancel()
-            self._busy[stack] = (run_id, cancel)
-            self._pool.submit(self._work, run_id, stack, cancel)
+            self._busy[entry.stack] = _Busy(entry.run_id, cancel, entry.drift)
+            self._pool.submit(self._work, entry.run_id, entry.stack, cancel)
 
     def _work(self, run_id: int, stack: str, cancel: proc.Cancel) -> None:
         try:
@@ -150,7 +177,7 @@ class RunQueue:
 
     def running(self) -> dict[str, int]:
         with self._cond:
-            return {stack: run_id for stack, (run_id, _) in self._busy.items()}
+            return {stack: busy.run_id for stack, busy in self._busy.items()}
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._cond:
@@ -161,7 +188,7 @@ class RunQueue:
         with self._cond:
             self._accepting = False
             self._pending.clear()  # they stay `queued` in the store and resume next start
-            for _, cancel in self._busy.values():
-                cancel.cancel()
+            for busy in self._busy.values():
+                busy.cancel.cancel()
             self._cond.wait_for(lambda: not self._busy, timeout=wait)
         self._pool.shutdown(wait=False, cancel_futures=True)

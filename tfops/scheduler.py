@@ -1,6 +1,7 @@
 """The clock, and the rules for what is queued besides deploys.
 
-- `Scheduler`: APScheduler jobs that call the poller and queue drift checks.
+- `Scheduler`: APScheduler jobs that call the poller and queue drift checks; each drift timer
+  resumes from the store (`tfops.drift_timers`), so a restart does not re-plan the estate.
 - `StackRegistry`: the stacks discovered at the current head.
 - `queue_drift_check`, `replan`, `queue_for_api`: when a drift check, a fresh plan after a stale
   one, or a run asked for over the API is queued.
@@ -15,13 +16,14 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from tfops.drift_timers import first_drift_check
 from tfops.errors import GitFetchError, TfopsError
 from tfops.models import Run, RunKind, Stack, Trigger, TriggerSource
 from tfops.poller import HEAD_CODE_APPLIED, REFUSED_STACKS_META
@@ -94,8 +96,14 @@ class Scheduler:
         jitter: float = 0.1,
         housekeeping: Callable[[], object] | None = None,
         housekeeping_interval: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
     ) -> None:
-        """`housekeeping`: run every `housekeeping_interval` (expire approval requests, retry recovery)."""
+        """`housekeeping`: run every `housekeeping_interval` (expire approval requests, retry recovery).
+
+        `clock` and `rng` place the first drift checks; tests and benchmarks pass fakes."""
+        self.clock = clock
+        self.rng = rng or random.Random()
         self.housekeeping = housekeeping
         self.housekeeping_interval = housekeeping_interval
         self.poller = poller
@@ -153,30 +161,52 @@ class Scheduler:
         else:
             self._poll_failures.recovered()
         try:
-            self._sync_drift_jobs()
+            self.sync_drift_timers()
         except Exception:
             log.exception("updating the drift check timers failed; the next poll tries again")
 
-    def _sync_drift_jobs(self) -> None:
+    def sync_drift_timers(self) -> None:
+        """One timer per stack with a drift interval; a new or changed timer resumes from the store."""
         stacks = self.registry.current()
         wanted = {name: stack for name, stack in stacks.items() if stack.drift_interval > 0}
         for job in self._aps.get_jobs():
             if job.id.startswith("drift:") and job.id[6:] not in wanted:
                 job.remove()
-        for name, stack in wanted.items():
-            job_id = f"drift:{name}"
-            existing = self._aps.get_job(job_id)
-            if existing is not None and existing.trigger.interval.total_seconds() == stack.drift_interval:
-                continue
-            jitter = stack.drift_interval * self.jitter
+        new = {
+            name: stack
+            for name, stack in wanted.items()
+            if (job := self._aps.get_job(f"drift:{name}")) is None
+            or job.trigger.interval.total_seconds() != stack.drift_interval
+        }
+        if new:
+            self._add_drift_timers(new)
+
+    def _add_drift_timers(self, stacks: Mapping[str, Stack]) -> None:
+        """Each timer's first check resumes from the store (see tfops.drift_timers): two queries."""
+        now = self.clock()
+        states = {state.name: state for state in self.store.list_stacks()}
+        last_drift = self.store.last_drift_runs()
+        for name, stack in stacks.items():
+            first = first_drift_check(
+                states.get(name),
+                last_drift.get(name),
+                interval=stack.drift_interval,
+                jitter=self.jitter,
+                now=now,
+                rng=self.rng,
+            )
             self._aps.add_job(
                 self.check_drift,
-                IntervalTrigger(seconds=stack.drift_interval, jitter=jitter, timezone=UTC),
+                IntervalTrigger(
+                    seconds=stack.drift_interval, jitter=stack.drift_interval * self.jitter, timezone=UTC
+                ),
                 args=[name],
-                id=job_id,
+                id=f"drift:{name}",
                 replace_existing=True,
-                # Spread the first checks out instead of planning every stack at once.
-                next_run_time=datetime.now(UTC) + timedelta(seconds=random.uniform(0, max(jitter, 1.0))),
+                next_run_time=first,
+                # A timer that fires late (a busy start, many due at once) still runs, once; the
+                # default grace of 1 s would skip it for a whole interval.
+                misfire_grace_time=None,
             )
 
     def check_drift(self, stack_name: str, source: TriggerSource = TriggerSource.DRIFT_TIMER) -> Run | None:

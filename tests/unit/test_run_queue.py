@@ -144,3 +144,88 @@ def test_repeated_plan_requests_for_a_stack_are_one_queued_plan(setup):
     executor.release_all()
     while not queue.wait_idle(0.05):
         executor.release_all()
+
+
+# -- drift sweeps and deploys ------------------------------------------------------------------------
+
+SWEEP = [f"s{i:02d}" for i in range(12)]
+
+
+class OrderedExecutor(GatedExecutor):
+    """Also remembers the order in which the queue handed runs over."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.calls: list[int] = []
+
+    def __call__(self, run_id, cancel):
+        with self.lock:
+            self.calls.append(run_id)
+            self.started.notify_all()
+        return super().__call__(run_id, cancel)
+
+
+@pytest.fixture
+def sweep(tmp_path, request):
+    """A queue of two workers over twelve stacks and `app`; `drift_parallel` from the test's param."""
+    store = Store(Store.sqlite_url(tmp_path / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([(name, f"stacks/{name}") for name in [*SWEEP, "app"]])
+    executor = OrderedExecutor(store)
+    drift_parallel = getattr(request, "param", None)
+    queue = RunQueue(store, Transitions(store, MultiNotifier()), executor, 2, drift_parallel)
+    yield store, executor, queue
+    executor.release_all()
+    queue.shutdown(wait=5)
+    store.close()
+
+
+def started_drift_runs(store: Store) -> list[int]:
+    runs = store.list_runs(limit=100)
+    return [run.id for run in runs if run.kind is RunKind.DRIFT and run.status is not RunStatus.QUEUED]
+
+
+def test_a_deploy_takes_the_next_free_worker_ahead_of_a_waiting_drift_sweep(sweep):
+    store, executor, queue = sweep
+    drift = [queue.submit(name, RunKind.DRIFT, TRIGGER, SHA1) for name in SWEEP]
+    executor.wait_started(2)  # by default a sweep may use every worker
+    deploy = queue.submit("app", RunKind.DEPLOY, TRIGGER, SHA1)
+    assert queue.depth == len(SWEEP) - 1  # ten drift checks and the deploy wait
+
+    executor.gates[drift[0].id].set()  # one drift check ends: its worker is free
+
+    with executor.started:
+        assert executor.started.wait_for(lambda: deploy.id in executor.running, timeout=5)
+    assert sorted(started_drift_runs(store)) == [drift[0].id, drift[1].id]
+    assert queue.depth == len(SWEEP) - 2  # the deploy went first; every other drift check waits
+
+
+@pytest.mark.parametrize("sweep", [1], indirect=True)
+def test_with_drift_parallel_below_max_parallel_a_deploy_starts_at_once_during_a_sweep(sweep):
+    store, executor, queue = sweep
+    for name in SWEEP:
+        queue.submit(name, RunKind.DRIFT, TRIGGER, SHA1)
+    executor.wait_started(1)
+
+    deploy = queue.submit("app", RunKind.DEPLOY, TRIGGER, SHA1)
+
+    executor.wait_started(2)
+    assert deploy.id in executor.running
+    assert len(started_drift_runs(store)) == 1  # the sweep never held the second worker
+    assert queue.depth == len(SWEEP) - 1
+
+
+def test_an_approved_drift_remediation_is_not_held_back_as_a_drift_check(sweep):
+    store, executor, queue = sweep
+    first = [queue.submit(name, RunKind.DRIFT, TRIGGER, SHA1) for name in SWEEP]
+    executor.wait_started(2)
+    approved = store.create_run("app", RunKind.DRIFT, TRIGGER, SHA1, status=RunStatus.APPROVED)
+
+    queue.resume([approved])
+    executor.gates[first[0].id].set()
+
+    with executor.started:
+        assert executor.started.wait_for(lambda: len(executor.calls) >= 4, timeout=5)
+    # two checks, then the approved apply (which this executor ends at once), then the next check
+    assert set(executor.calls[:2]) == {first[0].id, first[1].id}
+    assert executor.calls[2:4] == [approved.id, first[2].id]

@@ -29,6 +29,10 @@ class TerraformSettings(Section):
     cli_config: ConfigPath | None = None
     plugin_cache_dir: ConfigPath | None = None
     max_parallel: int = Field(default=4, ge=1)
+    # At most this many of the `max_parallel` workers run drift checks at once; None: all of them.
+    # Deploys are always dispatched before waiting drift checks; a value below max_parallel also
+    # keeps workers free for them, so a deploy starts at once even in the middle of a sweep.
+    drift_parallel: int | None = Field(default=None, ge=1)
     timeout: PositiveDuration = 1800.0
     lock_timeout: Duration = 300.0  # 0 is Terraform's own default: fail at once when the state is locked
     stop_grace: PositiveDuration = 60.0

@@ -12,8 +12,10 @@ connection pool) is shared by every thread of the daemon.
 :class:`Store` is the one facade; its methods live with their tables: ``engine.py``
 (engine, sessions, migrations), ``stacks.py`` (stacks, meta), ``runs.py`` (runs and
 their events, and the guarantee that a run ends in exactly one terminal status),
-``outbox.py`` (Slack delivery and its ordering guarantees) and ``decisions.py``
-(approvals and the audit log). A new table gets its own module and mixin, listed here.
+``outbox.py`` (Slack delivery and its ordering guarantees), ``decisions.py``
+(approvals and the audit log), ``overview.py`` (every stack with its newest run, for listings)
+and ``timers.py`` (set-based reads for the drift timers). A new
+table gets its own module and mixin, listed here.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tfops.store.outbox import (
 from tfops.store.overview import OverviewMixin
 from tfops.store.runs import SETTABLE_RUN_FIELDS, InvalidTransition, RunEvent, RunNotFound, RunsMixin
 from tfops.store.stacks import StackNotFound, StacksMixin
+from tfops.store.timers import TimersMixin
 
 __all__ = [
     "DEFAULT_CLAIM_LEASE",
@@ -54,7 +57,7 @@ __all__ = [
 ]
 
 
-class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, OverviewMixin):
+class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, OverviewMixin, TimersMixin):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 
     Only redacted data may be passed in: summaries, errors and messages are
