@@ -24,6 +24,7 @@ import re
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,10 +79,31 @@ class FetchResult:
     head: Revision
     previous_sha: str | None
     forced: bool  # the new head does not descend from the previous one (force-push)
+    # Fetches of one GitSource in the order they updated the remote ref: of two results handed
+    # to different threads, the higher one is the newer head.
+    generation: int = 0
 
     @property
     def moved(self) -> bool:
         return self.head.sha != self.previous_sha
+
+
+# Modes of a regular file in `git diff --raw`: a change between them leaves the tree's shape alone.
+_REGULAR_FILE_MODES = frozenset({"100644", "100755"})
+# Diffs kept per GitSource: enough for the pairs of a few heads, small enough to never matter.
+_DIFF_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class TreeChanges:
+    """What differs between two commits: the paths, and whether only file contents changed.
+
+    `contents_only`: every change modifies a regular file that exists on both sides, so which
+    folders, files and symlinks exist is the same (stack discovery would find the same stacks).
+    """
+
+    paths: frozenset[str]
+    contents_only: bool
 
 
 class GitSource:
@@ -116,6 +138,10 @@ class GitSource:
         )
         self._fetch_timeout = fetch_timeout
         self._thread_lock = threading.RLock()
+        self._fetches = 0  # FetchResult.generation, counted under the write lock
+        # Two commits' diff never changes: the poller, discovery and status ask for the same pairs.
+        self._diffs: OrderedDict[tuple[str, str], TreeChanges | None] = OrderedDict()
+        self._diffs_lock = threading.Lock()
         # Set by close(): Git commands still running are stopped, and no new one starts.
         self._closed = proc.Cancel()
 
@@ -156,8 +182,12 @@ class GitSource:
     def has_clone(self) -> bool:
         return (self.checkout_dir / ".git").exists()
 
-    def fetch(self) -> FetchResult:
-        """Fetch the branch and move the checkout to the remote head."""
+    def fetch(self, *, checkout: bool = True) -> FetchResult:
+        """Fetch the branch and move the checkout to the remote head.
+
+        `checkout=False` only learns the head (the remote ref moves, the checkout stays): for
+        confirming the head while a poll may be reading the checkout of the head it fetched.
+        """
         self._require_clone()
         with self._mutating():
             previous = self._ref_sha(self.remote_ref)
@@ -167,18 +197,20 @@ class GitSource:
             )
             if not result.ok:
                 raise self._fetch_error("fetch", result)
-            return self._during_fetch("fetch", lambda: self._settle_fetch(previous))
+            return self._during_fetch("fetch", lambda: self._settle_fetch(previous, checkout))
 
-    def _settle_fetch(self, previous: str | None) -> FetchResult:
+    def _settle_fetch(self, previous: str | None, checkout: bool) -> FetchResult:
         head = self.revision(self.remote_ref)
         forced = previous is not None and previous != head.sha and not self.is_ancestor(previous, head.sha)
         if forced:
             log.warning(
                 "branch %s was rewritten: %s is not an ancestor of %s", self.branch, previous, head.sha
             )
-        self._checkout(head.sha)
-        self._drop_unused_views()
-        return FetchResult(head=head, previous_sha=previous, forced=forced)
+        if checkout:
+            self._checkout(head.sha)
+            self._drop_unused_views()
+        self._fetches += 1
+        return FetchResult(head=head, previous_sha=previous, forced=forced, generation=self._fetches)
 
     def head(self) -> Revision | None:
         sha = self._ref_sha(self.remote_ref)
@@ -214,14 +246,30 @@ class GitSource:
         Renames are listed as a delete and an add, so both the old and the new
         location count as changed.
         """
+        changes = self.tree_changes(old_sha, new_sha)
+        return None if changes is None else changes.paths
+
+    def tree_changes(self, old_sha: str | None, new_sha: str) -> TreeChanges | None:
+        """What differs between two commits (one `git diff` per pair, then remembered); None:
+        unknown (a commit is gone), so every stack counts as touched."""
         if old_sha is None:
             return None
-        result = self._run("diff", "--name-only", "--no-renames", "-z", old_sha, new_sha, check=False)
-        if not result.ok:
-            # The old commit is gone (rewritten history, gc): we cannot tell, so every
-            # stack is considered touched rather than silently skipped.
-            return None
-        return frozenset(path for path in result.stdout.split("\0") if path)
+        key = (old_sha, new_sha)
+        with self._diffs_lock:
+            if key in self._diffs:
+                self._diffs.move_to_end(key)
+                return self._diffs[key]
+        args = ("diff", "--raw", "--no-renames", "--no-abbrev", "-z", old_sha, new_sha)
+        result = self._run(*args, check=False)
+        # The old commit is gone (rewritten history, gc): we cannot tell, so every stack is
+        # considered touched rather than silently skipped. Not remembered: a fetch may bring it.
+        changes = _parse_raw_diff(result.stdout) if result.ok else None
+        if changes is not None and _is_full_sha(old_sha) and _is_full_sha(new_sha):
+            with self._diffs_lock:
+                self._diffs[key] = changes
+                while len(self._diffs) > _DIFF_CACHE_SIZE:
+                    self._diffs.popitem(last=False)
+        return changes
 
     # -- per-run views -------------------------------------------------------
 
@@ -365,6 +413,21 @@ class GitSource:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _parse_raw_diff(out: str) -> TreeChanges:
+    """`git diff --raw -z`: ":old_mode new_mode old_id new_id status\0path\0" per change."""
+    fields = out.split("\0")
+    paths: set[str] = set()
+    contents_only = True
+    for header, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not header.startswith(":"):
+            continue
+        old_mode, new_mode, _old, _new, status = header[1:].split(" ", 4)
+        paths.add(path)
+        if status != "M" or old_mode not in _REGULAR_FILE_MODES or new_mode not in _REGULAR_FILE_MODES:
+            contents_only = False
+    return TreeChanges(paths=frozenset(paths), contents_only=contents_only)
 
 
 def _git_error(result: proc.ProcResult) -> GitError:

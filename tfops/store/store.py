@@ -19,6 +19,7 @@ their events, and the guarantee that a run ends in exactly one terminal status),
 from __future__ import annotations
 
 from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
+from tfops.store.deploys import DeployFacts, DeploysMixin
 from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
 from tfops.store.outbox import (
     DEFAULT_CLAIM_LEASE,
@@ -40,6 +41,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "AuditEntry",
     "Decision",
+    "DeployFacts",
     "InvalidTransition",
     "OutboxItem",
     "OutboxItemNotFound",
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 
-class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin):
+class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, DeploysMixin):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 
     Only redacted data may be passed in: summaries, errors and messages are
