@@ -30,7 +30,7 @@ from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
 from tfops.stacks import RefusedStack
 from tfops.store import Store
-from tfops.store.deploys import DeployFacts
+from tfops.store.deploys import DeployFacts, DeploySnapshot
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class RepoPoller:
         # The head the stacks were last discovered at, and those stacks (sorted by name).
         self._discovered: tuple[str, tuple[Stack, ...]] | None = None
         self._changes: ChangeTracker | None = None
+        self._deploys: DeploySnapshot | None = None  # the store's deploy facts, read on from here
         self.last_fetch: FetchResult | None = None
         self.last_error: str | None = None
         # The head whose deploys this process has already worked out. A poll that finds the
@@ -223,9 +224,10 @@ class RepoPoller:
         if self._changes is None:
             self._changes = ChangeTracker(self.registry.root)
         changes = _ChangesSince(self.git, self._changes, ordered, head)
-        facts = self.store.deploy_facts()  # one query for every stack, not a few per stack
+        # Every stack's facts in one read, of what changed since the last one (not per stack).
+        facts = self._deploys = self.store.deploy_facts(self._deploys)
         for stack in ordered:
-            known = facts.get(stack.name, _NEVER_SEEN)
+            known = facts.get(stack.name)
             reason = self._deploy_reason(stack, head, changes, known)
             if reason is None:
                 continue
@@ -243,14 +245,14 @@ class RepoPoller:
         return queued
 
     def _record_head_code(
-        self, stacks: Iterable[Stack], head: str, changes: _ChangesSince, facts: Mapping[str, DeployFacts]
+        self, stacks: Iterable[Stack], head: str, changes: _ChangesSince, facts: DeploySnapshot
     ) -> None:
         """Which stacks' code at `head` is the code they were last applied with (no change since
         the applied commit touches them: a revert, or commits to other stacks), so `tfops status`
         can say "in sync" without a git diff of its own. One record per head."""
         applied = []
         for stack in stacks:
-            applied_sha = facts.get(stack.name, _NEVER_SEEN).applied_sha
+            applied_sha = facts.get(stack.name).applied_sha
             if applied_sha is None:
                 continue
             if applied_sha == head or not changes.touch(stack, applied_sha):
@@ -291,10 +293,6 @@ class _ChangesSince:
 
     def touch(self, stack: Stack, since: str) -> bool:
         return self.tracker.touch(self.git, stack, since)
-
-
-# A stack the store has no row for yet: never applied, never deployed.
-_NEVER_SEEN = DeployFacts(applied_sha=None)
 
 
 def _now() -> str:
