@@ -16,11 +16,13 @@ transitively); this module only keeps what answering them needs between commits:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tfops.gitsource import TreeChanges
 from tfops.models import Stack
@@ -136,6 +138,17 @@ class ChangeTracker:
         self._carry_answers(step)
         self._previous, self.head, self._step, self._touched_since = self.head, head, step, {}
 
+    def resume(self, record: Any, stacks: Sequence[Stack]) -> None:
+        """Start from what a previous process found at its last head (the poller's record of the
+        stacks whose code there was their applied code), when the stacks are laid out as then."""
+        if self.head is not None or not isinstance(record, dict) or not isinstance(record.get("head"), str):
+            return
+        groups = record.get("applied_at")
+        if record.get("layout") != stacks_layout(stacks) or not isinstance(groups, dict):
+            return
+        self.head = record["head"]
+        self._answers = {(name, since): False for since, names in groups.items() for name in names}
+
     def touch(self, git: Diffs, stack: Stack, since: str) -> bool:
         assert self.head is not None, "advance() to a head first"
         if since == self.head:
@@ -173,3 +186,9 @@ class ChangeTracker:
         if self._index is None or self._index[0] != shape or self._index[1] != self.modules.version:
             self._index = (shape, self.modules.version, StackIndex(stacks, self.modules))
         return self._index[2]
+
+
+def stacks_layout(stacks: Iterable[Stack]) -> str:
+    """A digest of what decides which paths touch which stack (names, folders, var files)."""
+    shape = sorted((s.name, s.path, list(s.var_files), list(s.backend_config)) for s in stacks)
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()

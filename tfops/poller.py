@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from tfops.changeindex import ChangeTracker
+from tfops.changeindex import ChangeTracker, stacks_layout
 from tfops.errors import GitFetchError
 from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
@@ -223,6 +223,7 @@ class RepoPoller:
         ordered = sorted(stacks, key=lambda s: s.name)
         if self._changes is None:
             self._changes = ChangeTracker(self.registry.root)
+            self._changes.resume(self.store.get_meta(HEAD_CODE_APPLIED), ordered)
         changes = _ChangesSince(self.git, self._changes, ordered, head)
         # Every stack's facts in one read, of what changed since the last one (not per stack).
         facts = self._deploys = self.store.deploy_facts(self._deploys)
@@ -250,14 +251,18 @@ class RepoPoller:
         """Which stacks' code at `head` is the code they were last applied with (no change since
         the applied commit touches them: a revert, or commits to other stacks), so `tfops status`
         can say "in sync" without a git diff of its own. One record per head."""
-        applied = []
+        applied: dict[str, list[str]] = {}  # applied commit -> the stacks whose code at head is its
         for stack in stacks:
             applied_sha = facts.get(stack.name).applied_sha
             if applied_sha is None:
                 continue
             if applied_sha == head or not changes.touch(stack, applied_sha):
-                applied.append(stack.name)
-        self.store.set_meta(HEAD_CODE_APPLIED, {"head": head, "stacks": sorted(applied)})
+                applied.setdefault(applied_sha, []).append(stack.name)
+        names = sorted(name for group in applied.values() for name in group)
+        # `applied_at` and `layout` let the next process start from these answers (one diff from
+        # this head, not one per applied commit): see ChangeTracker.resume.
+        record = {"head": head, "stacks": names, "applied_at": applied, "layout": stacks_layout(stacks)}
+        self.store.set_meta(HEAD_CODE_APPLIED, record)
 
     def _deploy_reason(
         self, stack: Stack, head: str, changes: _ChangesSince, known: DeployFacts

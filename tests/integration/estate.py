@@ -75,6 +75,12 @@ class Estate:
     def queued_stacks(self, runs: list[Run]) -> list[str]:
         return sorted(run.stack for run in runs)
 
+    def restarted_poller(self) -> RepoPoller:
+        """A new process's poller on the same clone, store and configuration: nothing in memory."""
+        git = CountingGit(self.remote.url, "main", self.git.checkout_dir)
+        registry = CountingRegistry(discover=self.registry.discover, root=git.checkout_dir)
+        return RepoPoller(git=git, store=self.store, queue=self.queue, registry=registry, first_backoff=0.01)
+
     def apply(self, runs: list[Run]) -> None:
         """The deploys succeed: their stacks are applied at their commits."""
         for run in runs:

@@ -114,3 +114,18 @@ def test_a_stack_that_starts_or_stops_calling_a_module_follows_it_at_the_next_co
     if change == "module call":
         expected.append(stack_name(110))
     assert estate.queued_stacks(estate.poller.poll()) == expected
+
+
+def test_a_restarted_poller_decides_the_next_commit_with_one_diff_however_many_commits_were_applied(tmp_path):
+    estate = build_estate(tmp_path, 30)
+    estate.poller.poll()
+    for k in range(5):  # five stacks, each applied at its own commit
+        estate.commit(f"change {k}", {f"stacks/{stack_name(k)}/main.tf": stack_code(k, 2)})
+        estate.apply(estate.poller.poll())
+    estate.commit("after the restart", {f"stacks/{stack_name(20)}/main.tf": stack_code(20, 2)})
+
+    restarted = estate.restarted_poller()
+    queued = restarted.poll()
+
+    assert estate.queued_stacks(queued) == [stack_name(20)]
+    assert restarted.git.diffs == 1, "the previous process's answers at its last head are reused"
