@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, select, union
 
 from tfops.models import RunKind, RunStatus
 from tfops.store import schema
@@ -98,9 +98,10 @@ def _deploys(connection: Connection, since: DeploySnapshot | None) -> list[tuple
         )
         query = columns.where(runs.c.id.in_(newest))
     else:
-        moved = select(events.c.run_id).where(events.c.id > since.last_event_id).scalar_subquery()
-        query = columns.where(
-            runs.c.kind == RunKind.DEPLOY.value, or_(runs.c.id > since.last_run_id, runs.c.id.in_(moved))
-        )
+        # A union of ids, not an OR of conditions: each side is a primary-key range, and the runs
+        # are then looked up by id (an OR makes SQLite scan the whole runs table).
+        created = select(runs.c.id).where(runs.c.id > since.last_run_id)
+        moved = select(events.c.run_id).where(events.c.id > since.last_event_id)
+        query = columns.where(runs.c.kind == RunKind.DEPLOY.value, runs.c.id.in_(union(created, moved)))
     rows = connection.execute(query.order_by(runs.c.id)).all()
     return [(row.stack, _Deploy(row.id, row.commit_sha, _status(row.status))) for row in rows]
