@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from tfops.gitsource import TreeChanges
+from tfops.gitdiff import TreeChanges
 from tfops.models import Stack
 from tfops.stacks import _normalise_changed, module_closure, module_sources
 

@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from tfops import proc
 from tfops.errors import ConfigError, GitError, GitFetchError, GitTimedOut, UnknownCommitError
+from tfops.gitdiff import TreeChanges, parse_raw_diff
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +89,8 @@ class FetchResult:
         return self.head.sha != self.previous_sha
 
 
-# Modes of a regular file in `git diff --raw`: a change between them leaves the tree's shape alone.
-_REGULAR_FILE_MODES = frozenset({"100644", "100755"})
 # Diffs kept per GitSource: enough for the pairs of a few heads, small enough to never matter.
 _DIFF_CACHE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class TreeChanges:
-    """What differs between two commits: the paths, and whether only file contents changed.
-
-    `contents_only`: every change modifies a regular file that exists on both sides, so which
-    folders, files and symlinks exist is the same (stack discovery would find the same stacks).
-    """
-
-    paths: frozenset[str]
-    contents_only: bool
 
 
 class GitSource:
@@ -263,7 +250,7 @@ class GitSource:
         result = self._run(*args, check=False)
         # The old commit is gone (rewritten history, gc): we cannot tell, so every stack is
         # considered touched rather than silently skipped. Not remembered: a fetch may bring it.
-        changes = _parse_raw_diff(result.stdout) if result.ok else None
+        changes = parse_raw_diff(result.stdout) if result.ok else None
         if changes is not None and _is_full_sha(old_sha) and _is_full_sha(new_sha):
             with self._diffs_lock:
                 self._diffs[key] = changes
@@ -413,21 +400,6 @@ class GitSource:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _parse_raw_diff(out: str) -> TreeChanges:
-    """`git diff --raw -z`: ":old_mode new_mode old_id new_id status\0path\0" per change."""
-    fields = out.split("\0")
-    paths: set[str] = set()
-    contents_only = True
-    for header, path in zip(fields[0::2], fields[1::2], strict=False):
-        if not header.startswith(":"):
-            continue
-        old_mode, new_mode, _old, _new, status = header[1:].split(" ", 4)
-        paths.add(path)
-        if status != "M" or old_mode not in _REGULAR_FILE_MODES or new_mode not in _REGULAR_FILE_MODES:
-            contents_only = False
-    return TreeChanges(paths=frozenset(paths), contents_only=contents_only)
 
 
 def _git_error(result: proc.ProcResult) -> GitError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from test_module_detection import make_repo, module_call, write
 
 from tfops.changeindex import ModuleIndex, StackIndex
-from tfops.gitsource import TreeChanges
+from tfops.gitdiff import TreeChanges
 from tfops.models import Stack
 from tfops.stacks import ModuleAwareDetector
 
