@@ -24,6 +24,7 @@ import re
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import TypeVar
 
 from tfops import proc
 from tfops.errors import ConfigError, GitError, GitFetchError, GitTimedOut, UnknownCommitError
+from tfops.gitdiff import TreeChanges, parse_raw_diff
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,17 @@ class FetchResult:
     head: Revision
     previous_sha: str | None
     forced: bool  # the new head does not descend from the previous one (force-push)
+    # Fetches of one GitSource in the order they updated the remote ref: of two results handed
+    # to different threads, the higher one is the newer head.
+    generation: int = 0
 
     @property
     def moved(self) -> bool:
         return self.head.sha != self.previous_sha
+
+
+# Diffs kept per GitSource: enough for the pairs of a few heads, small enough to never matter.
+_DIFF_CACHE_SIZE = 256
 
 
 class GitSource:
@@ -116,6 +125,10 @@ class GitSource:
         )
         self._fetch_timeout = fetch_timeout
         self._thread_lock = threading.RLock()
+        self._fetches = 0  # FetchResult.generation, counted under the write lock
+        # Two commits' diff never changes: the poller, discovery and status ask for the same pairs.
+        self._diffs: OrderedDict[tuple[str, str], TreeChanges | None] = OrderedDict()
+        self._diffs_lock = threading.Lock()
         # Set by close(): Git commands still running are stopped, and no new one starts.
         self._closed = proc.Cancel()
 
@@ -156,8 +169,12 @@ class GitSource:
     def has_clone(self) -> bool:
         return (self.checkout_dir / ".git").exists()
 
-    def fetch(self) -> FetchResult:
-        """Fetch the branch and move the checkout to the remote head."""
+    def fetch(self, *, checkout: bool = True) -> FetchResult:
+        """Fetch the branch and move the checkout to the remote head.
+
+        `checkout=False` only learns the head (the remote ref moves, the checkout stays): for
+        confirming the head while a poll may be reading the checkout of the head it fetched.
+        """
         self._require_clone()
         with self._mutating():
             previous = self._ref_sha(self.remote_ref)
@@ -167,18 +184,20 @@ class GitSource:
             )
             if not result.ok:
                 raise self._fetch_error("fetch", result)
-            return self._during_fetch("fetch", lambda: self._settle_fetch(previous))
+            return self._during_fetch("fetch", lambda: self._settle_fetch(previous, checkout))
 
-    def _settle_fetch(self, previous: str | None) -> FetchResult:
+    def _settle_fetch(self, previous: str | None, checkout: bool) -> FetchResult:
         head = self.revision(self.remote_ref)
         forced = previous is not None and previous != head.sha and not self.is_ancestor(previous, head.sha)
         if forced:
             log.warning(
                 "branch %s was rewritten: %s is not an ancestor of %s", self.branch, previous, head.sha
             )
-        self._checkout(head.sha)
-        self._drop_unused_views()
-        return FetchResult(head=head, previous_sha=previous, forced=forced)
+        if checkout:
+            self._checkout(head.sha)
+            self._drop_unused_views()
+        self._fetches += 1
+        return FetchResult(head=head, previous_sha=previous, forced=forced, generation=self._fetches)
 
     def head(self) -> Revision | None:
         sha = self._ref_sha(self.remote_ref)
@@ -214,14 +233,30 @@ class GitSource:
         Renames are listed as a delete and an add, so both the old and the new
         location count as changed.
         """
+        changes = self.tree_changes(old_sha, new_sha)
+        return None if changes is None else changes.paths
+
+    def tree_changes(self, old_sha: str | None, new_sha: str) -> TreeChanges | None:
+        """What differs between two commits (one `git diff` per pair, then remembered); None:
+        unknown (a commit is gone), so every stack counts as touched."""
         if old_sha is None:
             return None
-        result = self._run("diff", "--name-only", "--no-renames", "-z", old_sha, new_sha, check=False)
-        if not result.ok:
-            # The old commit is gone (rewritten history, gc): we cannot tell, so every
-            # stack is considered touched rather than silently skipped.
-            return None
-        return frozenset(path for path in result.stdout.split("\0") if path)
+        key = (old_sha, new_sha)
+        with self._diffs_lock:
+            if key in self._diffs:
+                self._diffs.move_to_end(key)
+                return self._diffs[key]
+        args = ("diff", "--raw", "--no-renames", "--no-abbrev", "-z", old_sha, new_sha)
+        result = self._run(*args, check=False)
+        # The old commit is gone (rewritten history, gc): we cannot tell, so every stack is
+        # considered touched rather than silently skipped. Not remembered: a fetch may bring it.
+        changes = parse_raw_diff(result.stdout) if result.ok else None
+        if changes is not None and _is_full_sha(old_sha) and _is_full_sha(new_sha):
+            with self._diffs_lock:
+                self._diffs[key] = changes
+                while len(self._diffs) > _DIFF_CACHE_SIZE:
+                    self._diffs.popitem(last=False)
+        return changes
 
     # -- per-run views -------------------------------------------------------
 

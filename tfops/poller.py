@@ -1,6 +1,15 @@
 """The poller: fetch, rediscover the stacks, and queue a deploy for each stack whose code changed
 since it was last applied.
 
+What one new commit costs follows the commit, not the estate: discovery runs again only when the
+commit changes the tree's shape (folders, files or symlinks that come or go), the store is read in
+one query for every stack (`Store.deploy_facts`), and which stacks the commit touches comes from
+one diff against the previous head (`tfops.changeindex.ChangeTracker`).
+
+Locks: polls run one at a time (`_polling`). Confirming the head (an approval click, an apply, the
+API) never waits for a poll: it fetches without moving the checkout the poll reads, and shares with
+the poll only `_recording`, held for the one store write of the head.
+
 It uses the queue and the stack registry through the Protocols declared here, so a queue kept in a
 database can take its deploys as well as the in-process `RunQueue` does.
 """
@@ -15,11 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from tfops.changeindex import ChangeTracker, stacks_layout
 from tfops.errors import GitFetchError
 from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
-from tfops.stacks import ModuleAwareDetector, RefusedStack, affected_stacks
+from tfops.stacks import RefusedStack
 from tfops.store import Store
+from tfops.store.deploys import DeployFacts, DeploySnapshot
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +91,15 @@ class RepoPoller:
         self.registry = registry
         self.fetch_attempts = fetch_attempts
         self.first_backoff = first_backoff
-        self._polling = threading.Lock()
+        self._polling = threading.Lock()  # one poll at a time: the timer's, a webhook's
+        # Held only to write the head to the store: the newest fetch's head wins, whichever
+        # thread gets there first. `confirm_head` waits on nothing else of a poll.
+        self._recording = threading.Lock()
+        self._recorded: FetchResult | None = None
+        # The head the stacks were last discovered at, and those stacks (sorted by name).
+        self._discovered: tuple[str, tuple[Stack, ...]] | None = None
+        self._changes: ChangeTracker | None = None
+        self._deploys: DeploySnapshot | None = None  # the store's deploy facts, read on from here
         self.last_fetch: FetchResult | None = None
         self.last_error: str | None = None
         # The head whose deploys this process has already worked out. A poll that finds the
@@ -97,18 +116,19 @@ class RepoPoller:
         fails, a successful fetch younger than `max_age` seconds still counts; otherwise the
         reason the head cannot be confirmed is returned.
         """
-        with self._polling:
-            last_ok = self.last_fetch_ok_at
-            try:
-                fetched = self._fetch(attempts=1)
-            except GitFetchError:
-                age = (datetime.now(UTC) - last_ok).total_seconds() if last_ok else None
-                if age is not None and age < max_age:
-                    log.warning("fetch failed; using the head fetched %.0fs ago", age)
-                    return None
-                return "the branch head could not be confirmed (the Git remote did not answer)"
-            self.store.set_head_all(fetched.head.sha)
-            return None
+        # Not under `_polling`: a poll deciding thousands of stacks must not hold up an approval.
+        # The fetch leaves the checkout alone (the poll may be reading it); the next poll moves it.
+        last_ok = self.last_fetch_ok_at
+        try:
+            fetched = self._fetch(attempts=1, checkout=False)
+        except GitFetchError:
+            age = (datetime.now(UTC) - last_ok).total_seconds() if last_ok else None
+            if age is not None and age < max_age:
+                log.warning("fetch failed; using the head fetched %.0fs ago", age)
+                return None
+            return "the branch head could not be confirmed (the Git remote did not answer)"
+        self._record_head(fetched)
+        return None
 
     def poll(
         self, source: TriggerSource = TriggerSource.POLL, actor: str = "poll", *, note: str = ""
@@ -118,13 +138,16 @@ class RepoPoller:
         with self._polling:
             return self._poll(source, actor, note)
 
-    def _fetch(self, *, attempts: int) -> FetchResult:
+    def _fetch(self, *, attempts: int, checkout: bool = True) -> FetchResult:
         """Fetch (cloning first if an earlier start could not), and record how it went."""
         started = time.monotonic()
         try:
             if not self.git.has_clone():
                 self.git.ensure_clone()  # the remote was unreachable when the daemon started
-            fetched = fetch_with_backoff(self.git, attempts=attempts, first_delay=self.first_backoff)
+            if checkout:
+                fetched = fetch_with_backoff(self.git, attempts=attempts, first_delay=self.first_backoff)
+            else:
+                fetched = self.git.fetch(checkout=False)
         except GitFetchError as exc:
             self.on_fetch(time.monotonic() - started, ok=False)
             self.last_error = str(exc)
@@ -139,15 +162,36 @@ class RepoPoller:
 
     def _poll(self, source: TriggerSource, actor: str, note: str) -> list[Run]:
         fetched = self._fetch(attempts=self.fetch_attempts)
-        stacks = self.registry.refresh()
-        self.store.sync_stacks((stack.name, stack.path) for stack in stacks.values())
-        self.store.set_head_all(fetched.head.sha)
+        stacks = self._discover(fetched.head.sha)
+        self._record_head(fetched)
         self._report_refusals(fetched.head.sha)
         if fetched.head.sha == self._settled_head:
             return []
-        queued = self.queue_deploys(stacks.values(), fetched, source=source, actor=actor, note=note)
+        queued = self.queue_deploys(stacks, fetched, source=source, actor=actor, note=note)
         self._settled_head = fetched.head.sha
         return queued
+
+    def _discover(self, head: str) -> tuple[Stack, ...]:
+        """The stacks at `head`: discovered again only when the tree's shape changed since the last
+        discovery (a commit that only edits files finds the same folders, files and symlinks)."""
+        if self._discovered is not None:
+            seen_at, stacks = self._discovered
+            changes = None if seen_at == head else self.git.tree_changes(seen_at, head)
+            if seen_at == head or (changes is not None and changes.contents_only):
+                self._discovered = (head, stacks)
+                return stacks
+        found = self.registry.refresh()
+        stacks = tuple(found[name] for name in sorted(found))
+        self.store.sync_stacks((stack.name, stack.path) for stack in stacks)
+        self._discovered = (head, stacks)
+        return stacks
+
+    def _record_head(self, fetched: FetchResult) -> None:
+        """Write the newest fetched head to every stack (a slower thread's older one never wins)."""
+        with self._recording:
+            if self._recorded is None or fetched.generation >= self._recorded.generation:
+                self._recorded = fetched
+            self.store.set_head_all(self._recorded.head.sha)
 
     def _report_refusals(self, head: str) -> None:
         """Log each refused stack at ERROR once per head, and record them for `tfops status`."""
@@ -176,84 +220,84 @@ class RepoPoller:
     ) -> list[Run]:
         head = fetched.head.sha
         queued = []
-        changes = _ChangesSince(self.git, ModuleAwareDetector(self.registry.root), head)
         ordered = sorted(stacks, key=lambda s: s.name)
+        if self._changes is None:
+            self._changes = ChangeTracker(self.registry.root)
+            self._changes.resume(self.store.get_meta(HEAD_CODE_APPLIED), ordered)
+        changes = _ChangesSince(self.git, self._changes, ordered, head)
+        # Every stack's facts in one read, of what changed since the last one (not per stack).
+        facts = self._deploys = self.store.deploy_facts(self._deploys)
         for stack in ordered:
-            reason = self._deploy_reason(stack, head, changes)
+            known = facts.get(stack.name)
+            reason = self._deploy_reason(stack, head, changes, known)
             if reason is None:
                 continue
-            state = self.store.get_stack(stack.name)
             trigger = Trigger(
                 source=source,
                 actor=actor,
-                previous_sha=state.applied_sha if state else None,
+                previous_sha=known.applied_sha,
                 forced=fetched.forced,
                 note=f"{reason}; {note}" if note else reason,
             )
             run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
             if run is not None:
                 queued.append(run)
-        self._record_head_code(ordered, head, changes)
+        self._record_head_code(ordered, head, changes, facts)
         return queued
 
-    def _record_head_code(self, stacks: Iterable[Stack], head: str, changes: _ChangesSince) -> None:
+    def _record_head_code(
+        self, stacks: Iterable[Stack], head: str, changes: _ChangesSince, facts: DeploySnapshot
+    ) -> None:
         """Which stacks' code at `head` is the code they were last applied with (no change since
         the applied commit touches them: a revert, or commits to other stacks), so `tfops status`
         can say "in sync" without a git diff of its own. One record per head."""
-        applied = []
+        applied: dict[str, list[str]] = {}  # applied commit -> the stacks whose code at head is its
         for stack in stacks:
-            state = self.store.get_stack(stack.name)
-            if state is None or state.applied_sha is None:
+            applied_sha = facts.get(stack.name).applied_sha
+            if applied_sha is None:
                 continue
-            if state.applied_sha == head or not changes.touch(stack, state.applied_sha):
-                applied.append(stack.name)
-        self.store.set_meta(HEAD_CODE_APPLIED, {"head": head, "stacks": sorted(applied)})
+            if applied_sha == head or not changes.touch(stack, applied_sha):
+                applied.setdefault(applied_sha, []).append(stack.name)
+        names = sorted(name for group in applied.values() for name in group)
+        # `applied_at` and `layout` let the next process start from these answers (one diff from
+        # this head, not one per applied commit): see ChangeTracker.resume.
+        record = {"head": head, "stacks": names, "applied_at": applied, "layout": stacks_layout(stacks)}
+        self.store.set_meta(HEAD_CODE_APPLIED, record)
 
-    def _deploy_reason(self, stack: Stack, head: str, changes: _ChangesSince) -> str | None:
-        """Why `stack` needs a deploy at `head`, or None. Each rule says why not."""
-        last = _last_deploy(self.store, stack.name)
-        if last is not None and last.commit_sha == head and last.status is RunStatus.SUPERSEDED:
+    def _deploy_reason(
+        self, stack: Stack, head: str, changes: _ChangesSince, known: DeployFacts
+    ) -> str | None:
+        """Why `stack` needs a deploy at `head`, or None. Each rule says why not. `known`: the
+        stack's applied commit and newest deploy run, however many drift checks came since."""
+        last_sha, last_status = known.last_deploy_sha, known.last_deploy_status
+        if last_status is not None and last_sha == head and last_status is RunStatus.SUPERSEDED:
             # Its re-plan never came (the daemon was stopping): this commit is not dealt with yet.
             return f"the plan of {head[:10]} was superseded and not made again"
-        if last is not None and last.commit_sha == head:
+        if last_status is not None and last_sha == head:
             return None  # this commit was already taken up for this stack (whatever its outcome)
-        if last is not None and last.commit_sha is not None and last.status in _DECLINED_OR_WAITING:
-            if not changes.touch(stack, last.commit_sha):
+        if last_sha is not None and last_status in _DECLINED_OR_WAITING:
+            assert last_status is not None
+            if not changes.touch(stack, last_sha):
                 return None  # the stack's code is what was asked about (and is awaiting or declined)
-            return f"changed since {last.commit_sha[:10]} ({last.status.value})"
-        state = self.store.get_stack(stack.name)
-        if state is None or state.applied_sha is None:
+            return f"changed since {last_sha[:10]} ({last_status.value})"
+        if known.applied_sha is None:
             return "never applied by tfops"
-        if state.applied_sha == head:
+        if known.applied_sha == head:
             return None
-        if not changes.touch(stack, state.applied_sha):
+        if not changes.touch(stack, known.applied_sha):
             return None
-        return f"changed since {state.applied_sha[:10]}"
+        return f"changed since {known.applied_sha[:10]}"
 
 
 class _ChangesSince:
-    """Does any commit after `since` up to `head` touch a stack? One git diff per distinct `since`
-    and one answer per (stack, since) for the whole poll: deciding the deploys and recording which
-    stacks' head code is applied ask the same questions. Unknown history counts as a change."""
+    """One poll's view of the tracker: the Git source the poller holds now, and the head."""
 
-    def __init__(self, git: GitSource, detector: ModuleAwareDetector, head: str) -> None:
-        self.git, self.detector, self.head = git, detector, head
-        self._diffs: dict[str, frozenset[str] | None] = {}
-        self._answers: dict[tuple[str, str], bool] = {}
+    def __init__(self, git: GitSource, tracker: ChangeTracker, stacks: list[Stack], head: str) -> None:
+        self.git, self.tracker = git, tracker
+        tracker.advance(git, stacks, head)
 
     def touch(self, stack: Stack, since: str) -> bool:
-        key = (stack.name, since)
-        if key not in self._answers:
-            if since not in self._diffs:
-                self._diffs[since] = self.git.changed_paths(since, self.head)
-            changed = self._diffs[since]
-            self._answers[key] = changed is None or bool(affected_stacks([stack], changed, self.detector))
-        return self._answers[key]
-
-
-def _last_deploy(store: Store, stack: str) -> Run | None:
-    # However many drift checks and plans came since: one query, not a window of recent runs.
-    return store.last_run(stack, kinds={RunKind.DEPLOY})
+        return self.tracker.touch(self.git, stack, since)
 
 
 def _now() -> str:

@@ -422,20 +422,35 @@ def local_module_dirs(repo_root: Path, stack_path: str) -> frozenset[str]:
     outside it (they are never read: `x.tf -> /dev/zero` must not hang a poll).
     """
     root = Path(os.path.realpath(repo_root))
+    return module_closure(stack_path, lambda directory: module_sources(root, directory))
+
+
+def module_sources(root: Path, directory: str) -> frozenset[str]:
+    """The local module folders that the `*.tf` files directly in `directory` call (`root`: a real path)."""
     found: set[str] = set()
-    pending = [stack_path] if _inside(root, root / stack_path) else []
-    while pending:
-        directory = pending.pop()
-        for tf_file in sorted((root / directory).glob("*.tf")):
-            if not _inside(root, tf_file) or not tf_file.is_file():
+    if not _inside(root, root / directory):
+        return frozenset()
+    for tf_file in sorted((root / directory).glob("*.tf")):
+        if not _inside(root, tf_file) or not tf_file.is_file():
+            continue
+        for source in _LOCAL_SOURCE.findall(tf_file.read_text(errors="replace")):
+            target = posixpath.normpath(posixpath.join(directory, source))
+            if target == ".." or target.startswith("../") or target in found:
                 continue
-            for source in _LOCAL_SOURCE.findall(tf_file.read_text(errors="replace")):
-                target = posixpath.normpath(posixpath.join(directory, source))
-                if target in found or target == ".." or target.startswith("../") or target == stack_path:
-                    continue
-                if (root / target).is_dir() and _inside(root, root / target):
-                    found.add(target)
-                    pending.append(target)
+            if (root / target).is_dir() and _inside(root, root / target):
+                found.add(target)
+    return frozenset(found)
+
+
+def module_closure(stack_path: str, sources: Callable[[str], frozenset[str]]) -> frozenset[str]:
+    """The module folders `stack_path` calls, transitively, given each folder's direct calls."""
+    found: set[str] = set()
+    pending = [stack_path]
+    while pending:
+        for target in sources(pending.pop()):
+            if target not in found and target != stack_path:
+                found.add(target)
+                pending.append(target)
     return frozenset(found)
 
 

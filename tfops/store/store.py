@@ -14,13 +14,15 @@ connection pool) is shared by every thread of the daemon.
 their events, and the guarantee that a run ends in exactly one terminal status),
 ``outbox.py`` (Slack delivery and its ordering guarantees), ``decisions.py``
 (approvals and the audit log), ``overview.py`` (every stack with its newest run, for listings)
-and ``timers.py`` (set-based reads for the drift timers). A new
-table gets its own module and mixin, listed here.
+``timers.py`` (set-based reads for the drift timers) and ``deploys.py`` (every stack's
+deploy facts in one read, for the poller). A new table gets its own module and mixin, listed
+here.
 """
 
 from __future__ import annotations
 
 from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
+from tfops.store.deploys import DeployFacts, DeploysMixin
 from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
 from tfops.store.outbox import (
     DEFAULT_CLAIM_LEASE,
@@ -44,6 +46,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "AuditEntry",
     "Decision",
+    "DeployFacts",
     "InvalidTransition",
     "OutboxItem",
     "OutboxItemNotFound",
@@ -57,7 +60,7 @@ __all__ = [
 ]
 
 
-class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, OverviewMixin, TimersMixin):
+class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, OverviewMixin, TimersMixin, DeploysMixin):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 
     Only redacted data may be passed in: summaries, errors and messages are
