@@ -719,6 +719,14 @@ def test_the_aws_section_sets_region_endpoint_and_attribution_and_the_environmen
     assert load_settings(None, {}).aws.region is None  # boto3's default chain decides
 
 
+def test_the_global_attribution_switch_reaches_stacks_of_a_config_without_defaults(tmp_path):
+    path = write_config(tmp_path, "aws: {attribution: true}\nstacks: [{name: app, path: stacks/app}]\n")
+
+    settings = load_settings(path, {})
+
+    assert settings.defaults.aws.attribution is True, "validators run on sections left out"
+
+
 def test_a_stack_block_overrides_the_default_roles_key_by_key(tmp_path):
     path = write_config(
         tmp_path,

@@ -64,7 +64,9 @@ class Settings(BaseModel):
     # environment itself (to say which value came from where), and every command that loads the
     # config then does not pay for importing pydantic-settings (tfops.config.loading does, only
     # when a TFOPS_* variable is set).
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: as BaseSettings did, so validators run on sections left out (the
+    # `defaults` validator folds aws.attribution in even when tfops.yaml has no `defaults:`).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     data_dir: ConfigPath = Field(default_factory=lambda: default_data_dir(os.environ))
     log_level: Annotated[LogLevel, BeforeValidator(lowercase)] = "info"
