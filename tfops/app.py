@@ -47,7 +47,7 @@ class PassResult:
         statuses = {run.status for run in self.runs}
         if statuses & FAILURE_STATUSES:
             return 1
-        if RunStatus.PLANNED in statuses or RunStatus.AWAITING_APPROVAL in statuses:
+        if statuses & {RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.BLOCKED}:
             return 2
         return 0
 

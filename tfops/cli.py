@@ -192,7 +192,7 @@ def deploy(ctx: Context, stack: str, allow_destroy: bool) -> None:
     retries those by itself.
     """
     runs = _one_shot(ctx, RunKind.DEPLOY, [stack], allow_destroy=allow_destroy)
-    sys.exit(_exit_for(runs, changes=lambda run: run.status is RunStatus.PLANNED))
+    sys.exit(_exit_for(runs, changes=lambda run: run.status in (RunStatus.PLANNED, RunStatus.BLOCKED)))
 
 
 @cli.command()

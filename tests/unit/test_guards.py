@@ -7,8 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from tfops.app import PassResult
 from tfops.guards import tripped
-from tfops.models import OnDrift, OnMerge, PlanSummary, RunKind, RunReason, Stack, StackGuards
+from tfops.models import (
+    OnDrift,
+    OnMerge,
+    PlanSummary,
+    Run,
+    RunKind,
+    RunReason,
+    RunStatus,
+    Stack,
+    StackGuards,
+    Trigger,
+    TriggerSource,
+)
 from tfops.policy import Action, decide
 from tfops.terraform.plan import summarize
 
@@ -113,3 +126,8 @@ def test_drift_remediation_that_would_recreate_a_protected_resource_is_held():
     # a drift plan that would destroy is held like a deploy, whatever on_drift says
     destroy = decide(protected, RunKind.DRIFT, plan("delete"), commit_sha=SHA, code_applied=True)
     assert (destroy.action, destroy.why) == (Action.BLOCK, RunReason.GUARD_MAX_DESTROY)
+
+
+def test_a_blocked_run_is_a_change_left_pending_for_tfops_reconcile_not_a_failure():
+    blocked = Run(7, "web", RunKind.DEPLOY, RunStatus.BLOCKED, Trigger(TriggerSource.POLL), commit_sha=SHA)
+    assert PassResult([blocked]).exit_code == 2
