@@ -127,7 +127,7 @@ def test_drift_beside_an_ignored_attribute_is_reported_not_reverted_when_the_rev
 
 
 def test_a_merge_that_deletes_a_protected_resource_ends_blocked_naming_the_guard_and_the_override_applies_it(
-    configure, apps, remote, demo_cloud, tf_env
+    configure, apps, remote, demo_cloud, tf_env, slack
 ):
     config = configure(guards={"protect": ["demo_object.app-db"]})
     app = apps(config)
@@ -142,6 +142,10 @@ def test_a_merge_that_deletes_a_protected_resource_ends_blocked_naming_the_guard
     assert cloud_object(demo_cloud, "app-db") is not None, "nothing was applied"
     assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
     assert not (app.settings.runs_dir / str(blocked.id) / PLAN_FILE).exists(), "its plan is gone"
+    posted = app.store.get_slack_message(blocked.id)
+    shown = slack.message(posted.channel, posted.ts)
+    assert ":octagonal_sign:" in shown.text + json.dumps(shown.blocks)
+    assert "blocked" in shown.text and "guard protect" in json.dumps(shown.blocks)
     app.close()
 
     override = tfops_cli(config, "deploy", "app", "--allow-destroy", env=tf_env)
