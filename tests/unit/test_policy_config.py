@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tfops.config import load_settings
+from tfops.config.summary import describe
 from tfops.errors import ConfigError
 from tfops.models import DriftIgnoreRule, StackGuards
 from tfops.stacks import discover
@@ -95,3 +96,22 @@ stacks:
     assert found["db"].drift_ignore == (scanner,)
     assert found["app"].guards == StackGuards(max_destroy=None, max_replace=2, protect=("aws_db_instance.*",))
     assert found["db"].guards == StackGuards(max_destroy=0, protect=("aws_db_instance.*",))
+
+
+def test_check_config_shows_each_stacks_guards_and_how_many_drift_rules_it_has(tmp_path):
+    path = write(
+        tmp_path,
+        """defaults:
+  drift: {ignore: [{type: aws_instance, attributes: ["tags.LastScanned"]}]}
+stacks:
+  - path: app
+    guards: {max_destroy: 0, protect: ["aws_db_instance.*"]}
+  - path: db""",
+    )
+
+    lines = describe(load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path)})).splitlines()
+
+    [app] = [line for line in lines if line.strip().startswith("app: app")]
+    [db] = [line for line in lines if line.strip().startswith("db: db")]
+    assert "guards: max_destroy 0 protect aws_db_instance.*, 1 drift ignore rule" in app
+    assert "guards" not in db and "1 drift ignore rule" in db

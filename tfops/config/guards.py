@@ -5,13 +5,16 @@ stack lifts the defaults' limit); ``protect`` lists are replaced, not merged, li
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from tfops.config.drift import AddressGlob
+from tfops.config.drift import AddressGlob, drift_ignore_rules
 from tfops.config.fields import Section
 from tfops.models import StackGuards
+
+if TYPE_CHECKING:  # config.stacks imports this module for its field types
+    from tfops.config.stacks import StackDefaults, StackEntry
 
 
 class GuardsSettings(Section):
@@ -26,3 +29,20 @@ def stack_guards(defaults: GuardsSettings, entry: GuardsSettings | None) -> Stac
     if entry is not None:
         merged = defaults.model_copy(update={name: getattr(entry, name) for name in entry.model_fields_set})
     return StackGuards(max_destroy=merged.max_destroy, max_replace=merged.max_replace, protect=merged.protect)
+
+
+def describe_rules(defaults: StackDefaults, entry: StackEntry | None = None) -> str:
+    """For `tfops check-config`: the guards and the number of drift ignore rules, or "" if none."""
+    guards = stack_guards(defaults.guards, entry.guards if entry is not None else None)
+    rules = drift_ignore_rules(defaults.drift, entry.drift if entry is not None else None)
+    parts = [
+        f"{name} {value}"
+        for name, value in (("max_destroy", guards.max_destroy), ("max_replace", guards.max_replace))
+        if value is not None
+    ]
+    if guards.protect:
+        parts.append(f"protect {', '.join(guards.protect)}")
+    shown = f", guards: {' '.join(parts)}" if parts else ""
+    if rules:
+        shown += f", {len(rules)} drift ignore rule{'' if len(rules) == 1 else 's'}"
+    return shown
