@@ -13,7 +13,7 @@ import pwd
 import signal
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tfops.approvals import Answer, DecisionRequest, Verdict
 from tfops.compose import Parts, build, housekeeping
@@ -47,7 +47,7 @@ class PassResult:
         statuses = {run.status for run in self.runs}
         if statuses & FAILURE_STATUSES:
             return 1
-        if RunStatus.PLANNED in statuses or RunStatus.AWAITING_APPROVAL in statuses:
+        if statuses & {RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.BLOCKED}:
             return 2
         return 0
 
@@ -183,8 +183,16 @@ class App(Parts):
         runs = [self.store.get_run(run.id) or run for run in [*deploys, *drifts]]
         return PassResult(runs=runs, refused=self.registry.refused)
 
-    def one_shot(self, kind: RunKind, stacks: list[str] | None, *, timeout: float | None = None) -> list[Run]:
-        """`tfops plan` / `tfops drift`: fetch, queue, wait, return the finished runs."""
+    def one_shot(
+        self,
+        kind: RunKind,
+        stacks: list[str] | None,
+        *,
+        timeout: float | None = None,
+        allow_destroy: bool = False,
+    ) -> list[Run]:
+        """`tfops plan` / `tfops drift`: fetch, queue, wait, return the finished runs. `allow_destroy`:
+        a deploy past the change guards, recorded on the run's trigger (and so in its record)."""
         self.start()
         self.poller.poll(source=TriggerSource.CLI, actor=local_user())
         self.queue.wait_idle(timeout)  # deploys the fetch queued come first, like in the daemon
@@ -201,9 +209,10 @@ class App(Parts):
                 run = self._queue_drift(name, TriggerSource.CLI)
             else:
                 head = _needed(head_of(self.store, name), f"the head commit of stack {name}")
-                run = self.queue.submit(
-                    name, kind, Trigger(source=TriggerSource.CLI, actor=local_user()), head
-                )
+                trigger = Trigger(source=TriggerSource.CLI, actor=local_user(), allow_destroy=allow_destroy)
+                if allow_destroy:
+                    trigger = replace(trigger, note="--allow-destroy: change guards overridden")
+                run = self.queue.submit(name, kind, trigger, head)
             if run is not None:
                 runs.append(run)
         self.queue.wait_idle(timeout)

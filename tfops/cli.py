@@ -191,15 +191,20 @@ def plan(ctx: Context, stack: str) -> None:
 
 @cli.command()
 @click.argument("stack")
+@click.option(
+    "--allow-destroy",
+    is_flag=True,
+    help="Apply even past the stack's change guards (recorded on the run as an override).",
+)
 @pass_ctx
-def deploy(ctx: Context, stack: str) -> None:
+def deploy(ctx: Context, stack: str, allow_destroy: bool) -> None:
     """Deploy STACK at the branch head now, per its on_merge policy.
 
     For a person re-running a deploy that failed or was interrupted; tfops never
     retries those by itself.
     """
-    runs = _one_shot(ctx, RunKind.DEPLOY, [stack])
-    sys.exit(_exit_for(runs, changes=lambda run: run.status is RunStatus.PLANNED))
+    runs = _one_shot(ctx, RunKind.DEPLOY, [stack], allow_destroy=allow_destroy)
+    sys.exit(_exit_for(runs, changes=lambda run: run.status in (RunStatus.PLANNED, RunStatus.BLOCKED)))
 
 
 @cli.command()
@@ -383,12 +388,14 @@ def db_upgrade(ctx: Context) -> None:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None) -> list[Run]:
+def _one_shot(
+    ctx: Context, kind: RunKind, stacks: list[str] | None, *, allow_destroy: bool = False
+) -> list[Run]:
     from tfops.cli_render import err, print_run_detail
 
     app = ctx.app()
     try:
-        found = app.one_shot(kind, stacks)
+        found = app.one_shot(kind, stacks, allow_destroy=allow_destroy)
     finally:
         app.close()
     if not found:

@@ -37,6 +37,7 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
     EXPIRED = "expired"
+    BLOCKED = "blocked"  # a change guard refused the plan and nobody can approve it: nothing applied
 
     @property
     def is_terminal(self) -> bool:
@@ -57,6 +58,7 @@ TERMINAL_STATUSES = frozenset(
         RunStatus.INTERRUPTED,
         RunStatus.TIMED_OUT,
         RunStatus.EXPIRED,
+        RunStatus.BLOCKED,
     }
 )
 
@@ -77,7 +79,13 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType
     {
         RunStatus.QUEUED: _SIDE_EXITS | {RunStatus.PLANNING},
         RunStatus.PLANNING: _SIDE_EXITS
-        | {RunStatus.NO_CHANGES, RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.APPLYING},
+        | {
+            RunStatus.NO_CHANGES,
+            RunStatus.PLANNED,
+            RunStatus.AWAITING_APPROVAL,
+            RunStatus.APPLYING,
+            RunStatus.BLOCKED,
+        },
         RunStatus.AWAITING_APPROVAL: _SIDE_EXITS
         | {RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED},
         RunStatus.APPROVED: _SIDE_EXITS | {RunStatus.APPLYING},
@@ -121,6 +129,15 @@ class RunReason(StrEnum):
     TIMEOUT = "timeout"  # terraform.timeout ran out
     STOPPED = "stopped"  # the daemon stopped while the run was working
     DAEMON_RESTARTED = "daemon_restarted"  # the previous daemon died mid-run; found at start-up
+    # Change guards (tfops.guards): the plan destroys or replaces more than the stack allows, or a
+    # protected address; a person must approve it, or it ends `blocked`.
+    GUARD_MAX_DESTROY = "guard_max_destroy"
+    GUARD_MAX_REPLACE = "guard_max_replace"
+    GUARD_PROTECTED = "guard_protected"
+    GUARD_OVERRIDDEN = "guard_overridden"  # tripped, but `tfops deploy --allow-destroy` said apply
+    DRIFT_IGNORED = "drift_ignored"  # every drift found matches the stack's drift ignore rules
+    # the drift plan would also revert ignored attributes: never remediated by itself
+    IGNORED_IN_PLAN = "ignored_in_plan"
 
 
 class DriftState(StrEnum):
@@ -173,6 +190,29 @@ class StackAws:
 
 
 @dataclass(frozen=True)
+class DriftIgnoreRule:
+    """Drift that is meant to happen (`drift.ignore`): resources by address or type glob, and
+    attribute paths into them (`*` matches one step); no attributes: the whole resource."""
+
+    address: str | None = None  # glob over the resource address, e.g. "aws_autoscaling_group.*"
+    type: str | None = None  # glob over the resource type, e.g. "aws_instance"
+    attributes: tuple[str, ...] = ()  # e.g. "desired_capacity", "tags.LastScanned", "rule.*.port"
+
+
+@dataclass(frozen=True)
+class StackGuards:
+    """Limits a plan must stay within to be applied without a person (`guards`)."""
+
+    max_destroy: int | None = None  # None: no limit
+    max_replace: int | None = None
+    protect: tuple[str, ...] = ()  # address globs never destroyed or replaced without a person
+
+    @property
+    def active(self) -> bool:
+        return self.max_destroy is not None or self.max_replace is not None or bool(self.protect)
+
+
+@dataclass(frozen=True)
 class Stack:
     """A Terraform root module in the repository, with its policy."""
 
@@ -192,6 +232,8 @@ class Stack:
     # "secretsmanager:name#key"), sorted pairs. Their values join the run's redaction.
     secrets: tuple[tuple[str, str], ...] = ()
     backend_config: tuple[str, ...] = ()  # files relative to the stack, passed to init as -backend-config
+    drift_ignore: tuple[DriftIgnoreRule, ...] = ()
+    guards: StackGuards = StackGuards()
 
     @property
     def needs_aws(self) -> bool:
@@ -208,15 +250,20 @@ class Trigger:
     previous_sha: str | None = None  # the commit the stack was last applied at, if known
     forced: bool = False  # the remote head was rewritten (force-push)
     note: str = ""
+    # `tfops deploy --allow-destroy`: a person applies a plan the change guards would stop
+    allow_destroy: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "source": self.source.value,
             "actor": self.actor,
             "previous_sha": self.previous_sha,
             "forced": self.forced,
             "note": self.note,
         }
+        if self.allow_destroy:  # only then: triggers recorded before keep their shape
+            data["allow_destroy"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trigger:
@@ -226,6 +273,7 @@ class Trigger:
             previous_sha=data.get("previous_sha"),
             forced=bool(data.get("forced", False)),
             note=data.get("note", ""),
+            allow_destroy=bool(data.get("allow_destroy", False)),
         )
 
 
@@ -263,6 +311,11 @@ class PlanSummary:
     # Who changed each drifted resource (CloudTrail), on drift reports of stacks with
     # `aws.attribution`; None: not looked up.
     attribution: tuple[ResourceAttribution, ...] | None = None
+    # Drift matching the stack's ignore rules (tfops.drift_ignore): the ignored part of each
+    # drifted resource, and the planned changes (or parts) that would only revert it. Kept out of
+    # `drift` and `changes`, so they neither make a stack drifted nor get applied by themselves.
+    ignored: tuple[ResourceChange, ...] = ()
+    ignored_changes: tuple[ResourceChange, ...] = ()
 
     def attribution_of(self, address: str) -> ResourceAttribution | None:
         for found in self.attribution or ():
@@ -287,7 +340,7 @@ class PlanSummary:
 
     def drift_only(self) -> PlanSummary:
         """This summary without the changes, which carry code not deployed yet."""
-        return replace(self, changes=(), output_changes=(), pending_code=True)
+        return replace(self, changes=(), output_changes=(), ignored_changes=(), pending_code=True)
 
 
 @dataclass

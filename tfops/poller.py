@@ -40,8 +40,11 @@ REFUSED_STACKS_META = "refused_stacks"
 HEAD_CODE_APPLIED = "head_code_applied"
 
 # A deploy whose outcome leaves its commit's code undeployed on purpose: a later commit that does
-# not touch the stack must not ask the same question again.
-_DECLINED_OR_WAITING = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.REJECTED, RunStatus.EXPIRED})
+# not touch the stack must not ask the same question again (a guard's block included: its
+# answer is `tfops deploy STACK --allow-destroy`, or a commit that changes the stack).
+_DECLINED_OR_WAITING = frozenset(
+    {RunStatus.AWAITING_APPROVAL, RunStatus.REJECTED, RunStatus.EXPIRED, RunStatus.BLOCKED}
+)
 
 
 class DeployQueue(Protocol):

@@ -30,7 +30,7 @@ from tfops.errors import (
 )
 from tfops.logs import run_context
 from tfops.models import DriftState, PlanSummary, Run, RunKind, RunReason, RunStatus, Stack
-from tfops.policy import Action, decide, drift_report, drift_state_after_plan
+from tfops.policy import Action, decide, drift_report, drift_state_after_plan, without_ignored_drift
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
@@ -361,22 +361,23 @@ class Reconciler:
             started = time.monotonic()
             self.runner.prepare(ws, deadline=deadline, cancel=work.cancel, redact=work.redact)
             plan = self.runner.plan(ws, deadline=deadline, cancel=work.cancel, redact=work.redact)
-            summary = self._summarize(work, ws, plan, deadline)
+            summary = without_ignored_drift(stack, run.kind, self._summarize(work, ws, plan, deadline))
             code_applied = self._code_applied(stack, commit_sha, tree)
-            decision = decide(stack, run.kind, summary, commit_sha=commit_sha, code_applied=code_applied)
+            decision = decide(
+                stack,
+                run.kind,
+                summary,
+                commit_sha=commit_sha,
+                code_applied=code_applied,
+                allow_destroy=run.trigger.allow_destroy,
+            )
             summary = self._record_drift(work, summary, code_applied)
             if decision.action is Action.NOTHING:
                 done = self.transitions.mark_no_changes(run, summary, decision.reason, why=decision.why)
                 self._after_success(done)
                 return done
-            if decision.action is Action.RECORD:
-                return self.transitions.mark_planned(
-                    run, summary, plan.plan_sha256, decision.reason, why=decision.why
-                )
-            if decision.action is Action.ASK:
-                return self.transitions.mark_awaiting_approval(
-                    run, summary, plan.plan_sha256, decision.reason, why=decision.why
-                )
+            if decision.action is not Action.APPLY:  # recorded, asked about, or blocked by a guard
+                return self.transitions.mark_held(run, summary, plan.plan_sha256, decision)
             applying = self.transitions.mark_applying(
                 run, summary, plan.plan_sha256, decision.reason, why=decision.why
             )

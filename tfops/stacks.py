@@ -47,6 +47,8 @@ from typing import Any, Protocol
 
 from tfops.config import StackDefaults, StackEntry
 from tfops.config.aws import merge_stack_aws
+from tfops.config.drift import drift_ignore_rules
+from tfops.config.guards import stack_guards
 from tfops.errors import StackPathError
 from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
@@ -221,6 +223,8 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
         aws=_stack_aws(entry, defaults),
         secrets=tuple(sorted({**defaults.secrets, **entry.secrets}.items())),
         backend_config=tuple(entry.backend_config),
+        drift_ignore=drift_ignore_rules(defaults.drift, entry.drift),
+        guards=stack_guards(defaults.guards, entry.guards),
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from tfops.models import PLAN_KEPT_STATUSES, PlanSummary, Run, RunStatus
 from tfops.models import RunReason as Why
 from tfops.notify import Notifier, RunNotice
+from tfops.policy import Action, Decision
 from tfops.store import Store
 from tfops.terraform.plan import summary_to_dict
 from tfops.terraform.runner import PLAN_FILE
@@ -56,6 +57,23 @@ class Transitions:
     ) -> Run:
         return self._move(
             run, RunStatus.APPLYING, _READY_TO_APPLY, reason, why, summary=summary, plan_sha256=plan_sha256
+        )
+
+    def mark_held(self, run: Run, summary: PlanSummary, plan_sha256: str, decision: Decision) -> Run:
+        """A plan that is not applied now, as `decide` said: recorded, asked about, or blocked."""
+        marks = {
+            Action.RECORD: self.mark_planned,
+            Action.ASK: self.mark_awaiting_approval,
+            Action.BLOCK: self.mark_blocked,
+        }
+        return marks[decision.action](run, summary, plan_sha256, decision.reason, why=decision.why)
+
+    def mark_blocked(
+        self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str, *, why: Why = Why.GUARD_PROTECTED
+    ) -> Run:
+        """A change guard refused the plan and nobody can approve it: it ends here, unapplied."""
+        return self._move(
+            run, RunStatus.BLOCKED, _PLANNING, reason, why, summary=summary, plan_sha256=plan_sha256
         )
 
     def mark_awaiting_approval(

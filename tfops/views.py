@@ -83,7 +83,12 @@ def _decision_dict(decision: Decision) -> dict[str, Any]:
 
 # Colours are rich colour names. Every failure is red; the few good or pending outcomes have their
 # colour; every other status (queued, planning, awaiting approval, ...) is shown plain.
-_STATUS_COLOURS = {RunStatus.APPLIED: "green", RunStatus.NO_CHANGES: "green", RunStatus.PLANNED: "yellow"}
+_STATUS_COLOURS = {
+    RunStatus.APPLIED: "green",
+    RunStatus.NO_CHANGES: "green",
+    RunStatus.PLANNED: "yellow",
+    RunStatus.BLOCKED: "magenta",
+}
 
 _DRIFT_COLOURS = {
     DriftState.IN_SYNC.value: "green",

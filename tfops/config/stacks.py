@@ -12,8 +12,10 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from tfops.config.aws import SecretsMapping, StackAwsSettings
+from tfops.config.drift import DriftSettings
 from tfops.config.durations import Duration, PositiveDuration
 from tfops.config.fields import EnvMapping, FrozenDict, Section, lowercase
+from tfops.config.guards import GuardsSettings
 from tfops.config.slack import SlackApprover
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge
@@ -49,6 +51,8 @@ class StackDefaults(Section):
     approval_ttl: PositiveDuration = 86400.0  # an unapproved plan expires after this
     aws: StackAwsSettings = Field(default_factory=StackAwsSettings)  # roles; none: the daemon's identity
     secrets: SecretsMapping = Field(default_factory=FrozenDict)  # TF_VAR_x: ssm:/… or secretsmanager:…
+    drift: DriftSettings = Field(default_factory=DriftSettings)  # ignore: drift meant to happen
+    guards: GuardsSettings = Field(default_factory=GuardsSettings)  # max_destroy, max_replace, protect
 
 
 def _stack_file(kind: str) -> AfterValidator:
@@ -93,6 +97,8 @@ class StackEntry(Section):
     aws: StackAwsSettings | None = None  # the keys it writes override defaults.aws
     secrets: SecretsMapping = Field(default_factory=FrozenDict)  # merged over defaults.secrets
     env: EnvMapping = Field(default_factory=FrozenDict, repr=False)  # values may be secrets
+    drift: DriftSettings | None = None  # its ignore rules are added to defaults.drift.ignore
+    guards: GuardsSettings | None = None  # the keys it writes override defaults.guards
 
     @model_validator(mode="before")
     @classmethod

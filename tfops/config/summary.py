@@ -11,6 +11,7 @@ from typing import Any
 from tfops.config.aws import AwsSettings, StackAwsSettings, merge_stack_aws
 from tfops.config.durations import format_duration
 from tfops.config.fields import has_source
+from tfops.config.guards import describe_rules
 from tfops.config.http import HttpSettings
 from tfops.config.settings import Settings
 from tfops.config.stacks import StackDefaults, StackEntry
@@ -188,7 +189,11 @@ def _describe_policy(policy: StackDefaults | StackEntry, defaults: StackDefaults
     if interval is None and defaults is not None:
         interval = defaults.drift_interval
     drift = f"drift check every {format_duration(interval)}" if interval else "no scheduled drift check"
-    return f"on merge {on_merge}, on drift {on_drift}, {drift}"
+    if isinstance(policy, StackEntry):
+        rules = describe_rules(defaults or StackDefaults(), policy)
+    else:
+        rules = describe_rules(policy)
+    return f"on merge {on_merge}, on drift {on_drift}, {drift}{rules}"
 
 
 def _describe_entry(entry: StackEntry, defaults: StackDefaults) -> str:

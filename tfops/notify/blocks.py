@@ -123,6 +123,7 @@ STATUS_EMOJI = {
     RunStatus.INTERRUPTED: ":warning:",
     RunStatus.TIMED_OUT: ":alarm_clock:",
     RunStatus.EXPIRED: ":hourglass:",
+    RunStatus.BLOCKED: ":octagonal_sign:",
 }
 
 # How much of each piece is shown (escaped sizes); the plan's own pieces are in plan_sections.

@@ -285,9 +285,9 @@ def _append_event(
 
 
 # Values that older versions declared and never wrote, read as what they would have meant, so
-# that a database holding one still reads: a run blocked by policy did not apply; a remediation
-# was the apply of a drift plan.
-_LEGACY_STATUSES = {"blocked": RunStatus.FAILED}
+# that a database holding one still reads: a remediation was the apply of a drift plan. ("blocked"
+# is a status again since issue 13: change guards write it.)
+_LEGACY_STATUSES: dict[str, RunStatus] = {}
 _LEGACY_KINDS = {"remediate": RunKind.DRIFT}
 
 

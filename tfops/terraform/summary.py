@@ -33,6 +33,11 @@ def summary_to_dict(summary: PlanSummary) -> dict:
     }
     if summary.attribution is not None:  # only drift reports that looked it up carry the key
         data["attribution"] = [found.to_dict() for found in summary.attribution]
+    # Drift the stack's ignore rules cover: only when there is some, so other summaries keep their shape.
+    if summary.ignored:
+        data["ignored"] = [_change_to_dict(change) for change in summary.ignored]
+    if summary.ignored_changes:
+        data["ignored_changes"] = [_change_to_dict(change) for change in summary.ignored_changes]
     return data
 
 
@@ -50,6 +55,8 @@ def summary_from_dict(data: Mapping[str, Any]) -> PlanSummary:
             if data.get("attribution") is not None
             else None
         ),
+        ignored=tuple(_change_from_dict(item) for item in data.get("ignored", ())),
+        ignored_changes=tuple(_change_from_dict(item) for item in data.get("ignored_changes", ())),
     )
 
 
@@ -93,6 +100,12 @@ def render_text(summary: PlanSummary, *, max_resources: int = 50) -> str:
     if summary.attribution is not None and summary.drift:
         lines += ["", "Who changed it (CloudTrail):"]
         lines += [f"  {line}" for line in attribution_lines(summary)[: max(max_resources, 0)]]
+    if summary.ignored:
+        lines += [
+            "",
+            f"Ignored drift (the stack's drift.ignore rules): {_plural(len(summary.ignored), 'resource')}",
+        ]
+        lines += _render_resources(summary.ignored, max_resources, drift=True)
     if summary.changes:
         lines += ["", "Changes:"]
         lines += _render_resources(summary.changes, max_resources, drift=False)
