@@ -130,6 +130,9 @@ class ChangeTracker:
     def advance(self, git: Diffs, stacks: Sequence[Stack], head: str) -> None:
         """Move to `head`, where `stacks` were discovered (in the checkout at `head`)."""
         if head == self.head:
+            # A tracker resumed at this head has its answers but no index yet: a question
+            # about an older commit (a declined deploy's) needs it.
+            self._stack_index(stacks)
             return
         changes = git.tree_changes(self.head, head) if self.head is not None else None
         self.modules.advance(changes)

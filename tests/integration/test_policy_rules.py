@@ -146,6 +146,8 @@ def test_a_merge_that_deletes_a_protected_resource_ends_blocked_naming_the_guard
     shown = slack.message(posted.channel, posted.ts)
     assert ":octagonal_sign:" in shown.text + json.dumps(shown.blocks)
     assert "blocked" in shown.text and "guard protect" in json.dumps(shown.blocks)
+    remote.commit_and_push("docs only", {"README.md": "not a stack\n"})
+    assert deployed(app) == [], "a commit that does not touch the stack does not ask again"
     app.close()
 
     override = tfops_cli(config, "deploy", "app", "--allow-destroy", env=tf_env)
