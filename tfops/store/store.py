@@ -12,14 +12,16 @@ connection pool) is shared by every thread of the daemon.
 :class:`Store` is the one facade; its methods live with their tables: ``engine.py``
 (engine, sessions, migrations), ``stacks.py`` (stacks, meta), ``runs.py`` (runs and
 their events, and the guarantee that a run ends in exactly one terminal status),
-``outbox.py`` (Slack delivery and its ordering guarantees) and ``decisions.py``
-(approvals and the audit log). A new table gets its own module and mixin, listed here.
+``outbox.py`` (Slack delivery and its ordering guarantees), ``decisions.py``
+(approvals and the audit log) and ``incidents.py`` (drift incidents). A new table gets its own
+module and mixin, listed here.
 """
 
 from __future__ import annotations
 
 from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
 from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
+from tfops.store.incidents import IncidentsMixin
 from tfops.store.outbox import (
     DEFAULT_CLAIM_LEASE,
     MAX_OUTBOX_ERROR_CHARS,
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 
-class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin):
+class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, IncidentsMixin):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 
     Only redacted data may be passed in: summaries, errors and messages are
