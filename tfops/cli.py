@@ -25,7 +25,7 @@ from tfops.cli_render import (
     print_status,
     run_detail_record,
 )
-from tfops.cli_status import refused_in_checkout, status_rows, with_refused
+from tfops.cli_status import drift_records, refused_in_checkout, status_rows, with_refused
 from tfops.config import LogFormat, LogLevel
 from tfops.errors import TfopsError
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus
@@ -192,10 +192,15 @@ def deploy(ctx: Context, stack: str) -> None:
 
 @cli.command()
 @click.argument("stack", required=False)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the runs as a JSON list, each with its stack's incident."
+)
 @pass_ctx
-def drift(ctx: Context, stack: str | None) -> None:
+def drift(ctx: Context, stack: str | None, as_json: bool) -> None:
     """Check STACK (or every stack) for drift now (exit 2 if drift is found)."""
-    runs = _one_shot(ctx, RunKind.DRIFT, [stack] if stack else None)
+    runs = _one_shot(ctx, RunKind.DRIFT, [stack] if stack else None, show=not as_json)
+    if as_json:
+        click.echo(json.dumps(drift_records(ctx.store(), runs), indent=2, default=str))
     sys.exit(_exit_for(runs, changes=_has_drift))
 
 
@@ -359,7 +364,7 @@ def db_upgrade(ctx: Context) -> None:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None) -> list[Run]:
+def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None, *, show: bool = True) -> list[Run]:
     app = ctx.app()
     try:
         found = app.one_shot(kind, stacks)
@@ -367,7 +372,7 @@ def _one_shot(ctx: Context, kind: RunKind, stacks: list[str] | None) -> list[Run
         app.close()
     if not found:
         err.print("no run was queued (a stack that tfops never applied gets its deploy first)")
-    for run in found:
+    for run in found if show else ():
         print_run_detail(run, None)
     return found
 

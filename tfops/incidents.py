@@ -93,6 +93,21 @@ class Incident:
         return ""
 
 
+def incident_record(incident: Incident) -> dict[str, Any]:
+    """An incident as plain data: what `tfops status --json`, `tfops drift --json` and the API show."""
+    return {
+        "id": incident.id,
+        "since": incident.opened_at,
+        "last_seen_at": incident.last_seen_at,
+        "seen_count": incident.seen_count,
+        "opened_run_id": incident.opened_run_id,
+        "last_run_id": incident.last_run_id,
+        "resources": [resource.to_dict() for resource in incident.resources],
+        "resolved_at": incident.resolved_at,
+        "resolution": incident.how() or None,
+    }
+
+
 @dataclass(frozen=True)
 class DriftSeen:
     """What a drift run found: its drifted set, or nothing (`resources` empty: in sync)."""

@@ -7,8 +7,18 @@ the message says how and after how long.
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from harness import demo_stack, edit_cloud_object, make_app, one_stack_repo, slack_settings, wait_for
+from harness import (
+    demo_stack,
+    edit_cloud_object,
+    make_app,
+    one_stack_repo,
+    slack_settings,
+    tfops_cli,
+    wait_for,
+)
 
 from tfops.incidents import Resolution
 from tfops.models import RunKind, RunStatus
@@ -115,3 +125,30 @@ def test_a_new_drifted_resource_updates_the_message_and_pages_again_in_its_threa
         "Drift incident resolved: changed back outside Terraform"
         in incident_message(app, slack, first.id).text
     )
+
+
+def test_drift_json_and_status_json_show_the_open_incident(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
+):
+    _, config = one_stack_repo(tmp_path, demo_cloud, terraform_bin=terraform_bin, cli_config=tf_cli_config)
+    assert tfops_cli(config, "reconcile", env=tf_env).returncode == 0
+    edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
+
+    first = tfops_cli(config, "drift", "app", "--json", env=tf_env)
+    again = tfops_cli(config, "drift", "app", "--json", env=tf_env)
+    assert (first.returncode, again.returncode) == (2, 2), first.stderr + again.stderr
+    [opened], [seen] = json.loads(first.stdout), json.loads(again.stdout)
+    assert seen["incident"]["id"] == opened["incident"]["id"] and seen["incident"]["seen_count"] == 2
+    assert seen["incident"]["since"] == opened["incident"]["since"] == opened["started_at"]
+    assert seen["incident"]["resources"] == [{"address": "demo_object.app-web", "attributes": ["content"]}]
+
+    [row] = json.loads(tfops_cli(config, "status", "--json", env=tf_env).stdout)
+    assert row["incident"]["id"] == opened["incident"]["id"] and row["incident"]["last_run_id"] == seen["id"]
+    table = tfops_cli(config, "status", env={**tf_env, "COLUMNS": "250"}).stdout
+    assert "incident since" in table and "1 resource" in table
+
+    edit_cloud_object(demo_cloud, "app-web", content="v1")
+    [back] = json.loads(tfops_cli(config, "drift", "app", "--json", env=tf_env).stdout)
+    assert back["incident"]["resolution"] == "changed back outside Terraform"
+    [row] = json.loads(tfops_cli(config, "status", "--json", env=tf_env).stdout)
+    assert row["incident"] is None

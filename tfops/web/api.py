@@ -195,9 +195,15 @@ def may_write(request: Request, token: Annotated[ApiToken, Depends(authenticated
 def list_stacks(api: Api) -> list[StackView]:
     configured = api.stacks()
     states = {state.name: state for state in api.store.list_stacks()}
+    incidents = {incident.stack: incident for incident in api.store.open_incidents()}
     return [
         stack_view(
-            name, states.get(name), configured.get(name), api.store.last_run(name), api.next_check(name)
+            name,
+            states.get(name),
+            configured.get(name),
+            api.store.last_run(name),
+            api.next_check(name),
+            incidents.get(name),
         )
         for name in sorted(configured.keys() | states.keys())
     ]
