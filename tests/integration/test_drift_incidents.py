@@ -30,8 +30,9 @@ ONCALL = "S0ONCALL"
 
 
 @pytest.fixture
-def app(tmp_path, terraform_bin, tf_cli_config, tf_env, slack, demo_cloud):
-    _, config = one_stack_repo(
+def repo(tmp_path, terraform_bin, tf_cli_config, slack, demo_cloud):
+    """The remote with stack `app` (two demo objects) and its tfops.yaml, Slack on."""
+    return one_stack_repo(
         tmp_path,
         demo_cloud,
         terraform_bin=terraform_bin,
@@ -39,7 +40,11 @@ def app(tmp_path, terraform_bin, tf_cli_config, tf_env, slack, demo_cloud):
         code=demo_stack(demo_cloud, {"app-web": "v1", "app-db": "v1"}),
         slack=slack_settings(tmp_path, slack, CHANNEL, mention=ONCALL),
     )
-    app = make_app(config, tf_env)
+
+
+@pytest.fixture
+def app(repo, tf_env):
+    app = make_app(repo[1], tf_env)
     app.outbox_sender.idle_wait = 0.1  # the tests wait on delivery; a daemon can idle longer
     [deploy] = [run for run in app.reconcile_once(timeout=120).runs if run.kind is RunKind.DEPLOY]
     assert deploy.status is RunStatus.APPLIED
@@ -125,6 +130,26 @@ def test_a_new_drifted_resource_updates_the_message_and_pages_again_in_its_threa
         "Drift incident resolved: changed back outside Terraform"
         in incident_message(app, slack, first.id).text
     )
+
+
+def test_a_commit_that_makes_the_code_match_the_drift_resolves_it_as_fixed_by_that_commit(
+    app, repo, slack, demo_cloud
+):
+    remote, _ = repo
+    edit_cloud_object(demo_cloud, "app-web", content="changed by hand")
+    first = drift_check(app)
+    fix = remote.commit_and_push(
+        "adopt the hand edit",
+        {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "changed by hand", "app-db": "v1"})},
+    )
+    deploys = [run for run in app.reconcile_once(timeout=120).runs if run.kind is RunKind.DEPLOY]
+    delivered(app)
+
+    assert [(run.commit_sha, run.status) for run in deploys] == [(fix, RunStatus.NO_CHANGES)]
+    resolved = app.store.incident_of_run("app", deploys[0].id)
+    assert resolved.resolution is Resolution.FIXED_BY_COMMIT and resolved.resolved_commit == fix
+    text = incident_message(app, slack, first.id).text
+    assert f"Drift incident resolved: fixed by commit {fix[:10]} (run #{deploys[0].id}), after " in text
 
 
 def test_drift_json_and_status_json_show_the_open_incident(
