@@ -19,6 +19,7 @@ from harness import (
     tfops_cli,
     wait_for,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from tfops.incidents import Resolution
 from tfops.models import RunKind, RunStatus
@@ -150,6 +151,45 @@ def test_a_commit_that_makes_the_code_match_the_drift_resolves_it_as_fixed_by_th
     assert resolved.resolution is Resolution.FIXED_BY_COMMIT and resolved.resolved_commit == fix
     text = incident_message(app, slack, first.id).text
     assert f"Drift incident resolved: fixed by commit {fix[:10]} (run #{deploys[0].id}), after " in text
+
+
+def test_a_remediated_drift_is_one_message_opened_and_resolved_by_the_same_run(
+    tmp_path, terraform_bin, tf_cli_config, tf_env, slack, demo_cloud
+):
+    remediate = {"discover": "stacks/*", "on_merge": "apply", "on_drift": "remediate", "drift_interval": 0}
+    _, config = one_stack_repo(
+        tmp_path,
+        demo_cloud,
+        terraform_bin=terraform_bin,
+        cli_config=tf_cli_config,
+        stacks=[remediate],
+        slack=slack_settings(tmp_path, slack, CHANNEL),
+    )
+    app = make_app(config, tf_env)
+    app.outbox_sender.idle_wait = 0.1
+    try:
+        app.reconcile_once(timeout=120)
+        delivered(app)
+        posts = len(top_level_posts(slack))
+        edit_cloud_object(demo_cloud, "app-web", content="changed by hand")
+        [run] = app.one_shot(RunKind.DRIFT, ["app"], timeout=120)
+        delivered(app)
+
+        assert run.status is RunStatus.APPLIED
+        assert len(top_level_posts(slack)) == posts + 1, "the remediating drift run's one message"
+        assert (
+            f"Drift incident resolved: remediated by run #{run.id}, after "
+            in incident_message(app, slack, run.id).text
+        )
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(app.metrics.render()[0].decode())
+            for sample in family.samples
+        }
+        assert samples["tfops_drift_incident_duration_seconds_count"] == 1
+        assert samples["tfops_drift_incidents_open"] == 0
+    finally:
+        app.close()
 
 
 def test_drift_json_and_status_json_show_the_open_incident(

@@ -248,16 +248,17 @@ class OutboxSender:
             return ""
         text = plain_status_text(run, failure.short)
         try:
-            message = self.store.get_slack_message(run.id)
+            owner = self._owner(item) or run.id  # a drift incident's message is its opening run's
+            message = self.store.get_slack_message(owner)
             if message is None:
                 answer = self.client.chat_postMessage(channel=item.channel, text=text, unfurl_links=False,
                                                       unfurl_media=False)  # fmt: skip
-                self.store.set_slack_message(run.id, answer["channel"], answer["ts"])
+                self.store.set_slack_message(owner, answer["channel"], answer["ts"])
             else:  # blocks=[]: an update without blocks would keep the old ones (and their buttons)
                 self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=[])
         except Exception as exc:  # noqa: BLE001 - the item is given up either way; say so
             return f"; the plain status message failed too ({_describe(exc)})"
-        self._shown.pop(run.id, None)
+        self._shown.pop(owner, None)
         return "; a plain message with the run's status was sent instead"
 
     # -- one Slack call per item -------------------------------------------------------------------
