@@ -115,6 +115,9 @@ def test_a_new_drifted_resource_updates_the_message_and_pages_again_in_its_threa
 
     message = incident_message(app, slack, first.id)
     assert "seen 3 times" in message.text
+    posted_text = message.history[0][0]
+    assert posted_text.startswith(f"<!subteam^{ONCALL}>"), "the post that opened the incident paged once"
+    assert ONCALL not in message.text, "its updates page nobody"
     [reply] = [m for m in slack.messages(CHANNEL) if m.thread_ts == message.ts]
     assert f"<!subteam^{ONCALL}>" in reply.text and f"run #{changed.id}" in reply.text
     assert "demo_object.app-db" in reply.text and "demo_object.app-web" in reply.text

@@ -201,6 +201,9 @@ def test_the_line_goes_under_the_header_and_the_mention_lists_the_new_set():
     shown = with_incident(message, an_incident(WEB), T0)
     assert [block["type"] for block in shown.blocks] == ["header", "context", "context", "section"]
     assert "Drift incident open" in shown.text
+    paged = with_incident(message, an_incident(WEB), T0, paged="<!subteam^S0ONCALL>")
+    assert paged.text.startswith("<!subteam^S0ONCALL> app drift")
+    assert paged.blocks[2]["elements"][0]["text"].startswith("<!subteam^S0ONCALL> :rotating_light:")
     text = mention_text(replace(an_incident(WEB, DB), mentioned_run_id=4), "S0ONCALL")
     assert (
         text.startswith("<!subteam^S0ONCALL>")

@@ -40,11 +40,16 @@ def incident_line(incident: Incident, now: datetime) -> str:
     return f":white_check_mark: Drift incident resolved: {incident.how()}, after {lasted} · {seen}"
 
 
-def with_incident(message: RunMessage, incident: Incident, now: datetime) -> RunMessage:
+def with_incident(
+    message: RunMessage, incident: Incident, now: datetime, *, paged: str | None = None
+) -> RunMessage:
     """The run's message with the incident's line under its header (left out of the blocks only
-    if it would break Slack's limits; the fallback text always has it)."""
+    if it would break Slack's limits; the fallback text always has it). `paged`: the formatted
+    mention that opens the line and the text, for the post that opens the incident."""
     line = incident_line(incident, now)
-    text = clip([message.text, " · ", line], FALLBACK_TEXT)[0]
+    if paged:
+        line = f"{paged} {line}"
+    text = clip([f"{paged} " if paged else "", message.text, " · ", line], FALLBACK_TEXT)[0]
     blocks = [*message.blocks[:2], context_block(line), *message.blocks[2:]]
     if len(blocks) > MAX_BLOCKS or block_text_size(blocks) > MAX_TOTAL_TEXT:
         blocks = message.blocks

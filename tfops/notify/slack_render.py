@@ -28,6 +28,7 @@ from tfops.notify.blocks import (
     DecisionInfo,
     RunMessage,
     escape_mrkdwn,
+    format_mention,
     render_run,
 )
 from tfops.notify.incident_render import mention_text, with_incident
@@ -162,7 +163,15 @@ class RunRenderer:
             reason=self._reason(run, record),
         )
         incident = self.incident(record)
-        return with_incident(rendered, incident, utc_now()) if incident is not None else rendered
+        if incident is None:
+            return rendered
+        return with_incident(rendered, incident, utc_now(), paged=self._paged(run, incident))
+
+    def _paged(self, run: Run, incident: Incident) -> str | None:
+        """A drift that is only reported pages `mention` once, in the post that opens its incident;
+        a changed set pages again in the thread (approval requests and failures page anyway)."""
+        opening = run.id == incident.opened_run_id and run.status is RunStatus.PLANNED
+        return format_mention(self.mention) if self.mention and opening and incident.is_open else None
 
     def incident(self, record: dict[str, Any]) -> Incident | None:
         """The drift incident a record belongs to, if any."""
