@@ -18,7 +18,7 @@ from typing import Any, get_args
 import click
 
 from tfops import __version__
-from tfops.cli_status import status_rows, with_refused
+from tfops.cli_status import drift_records, status_rows, with_refused
 from tfops.config import LogFormat, LogLevel
 from tfops.errors import TfopsError
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus
@@ -209,10 +209,15 @@ def deploy(ctx: Context, stack: str, allow_destroy: bool) -> None:
 
 @cli.command()
 @click.argument("stack", required=False)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the runs as a JSON list, each with its stack's incident."
+)
 @pass_ctx
-def drift(ctx: Context, stack: str | None) -> None:
+def drift(ctx: Context, stack: str | None, as_json: bool) -> None:
     """Check STACK (or every stack) for drift now (exit 2 if drift is found)."""
-    runs = _one_shot(ctx, RunKind.DRIFT, [stack] if stack else None)
+    runs = _one_shot(ctx, RunKind.DRIFT, [stack] if stack else None, show=not as_json)
+    if as_json:
+        click.echo(json.dumps(drift_records(ctx.store(), runs), indent=2, default=str))
     sys.exit(_exit_for(runs, changes=_has_drift))
 
 
@@ -389,7 +394,12 @@ def db_upgrade(ctx: Context) -> None:
 
 
 def _one_shot(
-    ctx: Context, kind: RunKind, stacks: list[str] | None, *, allow_destroy: bool = False
+    ctx: Context,
+    kind: RunKind,
+    stacks: list[str] | None,
+    *,
+    allow_destroy: bool = False,
+    show: bool = True,
 ) -> list[Run]:
     from tfops.cli_render import err, print_run_detail
 
@@ -400,7 +410,7 @@ def _one_shot(
         app.close()
     if not found:
         err.print("no run was queued (a stack that tfops never applied gets its deploy first)")
-    for run in found:
+    for run in found if show else ():
         print_run_detail(run, None)
     return found
 

@@ -38,7 +38,7 @@ def print_status(rows: list[dict[str, Any]], refused: list[dict[str, Any]]) -> N
             row["path"],
             _head_cell(row),
             (row["applied_sha"] or "-")[:10],
-            drift_markup(row["drift"]),
+            drift_markup(row["drift"]) + incident_note(row.get("incident")),
             f"#{last['id']} {last['kind']} {last['status']}" if last else "-",
             short_time(row["next_check"]),
         )
@@ -107,6 +107,14 @@ def print_run_detail(run: Run, events: Iterable[RunEvent] | None, decisions: Ite
         )
     if run.log_path:
         out.print(f"log: {run.log_path}")
+
+
+def incident_note(incident: dict[str, Any] | None) -> str:
+    """The open drift incident under the drift state: since when, and how many resources."""
+    if not incident:
+        return ""
+    count = len(incident["resources"])
+    return f"\nincident since {short_time(incident['since'])}, {count} resource{'s' if count != 1 else ''}"
 
 
 def short_time(value: datetime | None) -> str:

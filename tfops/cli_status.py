@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tfops.config import Settings
-    from tfops.models import StackState
+    from tfops.models import Run, StackState
     from tfops.stacks import Discovery
     from tfops.store import Store
 
 # The keys of a status row, in the order `tfops status --json` prints them (then "refused").
 STATUS_KEYS = (
     *("name", "path", "head_sha", "applied_sha", "head_code_applied"),
-    *("drift", "drift_checked_at", "last_run", "next_check"),
+    *("drift", "drift_checked_at", "last_run", "next_check", "incident"),
 )
 
 
@@ -35,6 +35,7 @@ def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
     """One row per stack the store knows: a fixed number of queries whatever their number."""
     intervals = _drift_intervals(settings)
     head_code = store.get_meta(HEAD_CODE_APPLIED) or {}
+    incidents = open_incidents(store)
     rows = []
     for overview in store.stack_overview():
         state, last = overview.state, overview.last_run
@@ -56,9 +57,31 @@ def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
                 if last
                 else None,
                 "next_check": next_check,
+                "incident": incidents.get(state.name),
             }
         )
     return rows
+
+
+def drift_records(store: Store, runs: list[Run]) -> list[dict[str, Any]]:
+    """`tfops drift --json`: each run's record with its stack's drift incident: the open one, or
+    the one this run resolved (null when there is neither)."""
+    from tfops.incidents import incident_record
+    from tfops.views import run_record
+
+    records = []
+    for run in runs:
+        incident = store.open_incident(run.stack) or store.incident_of_run(run.stack, run.id)
+        found = incident_record(incident) if incident is not None else None
+        records.append(run_record(run) | {"summary": run.summary, "incident": found})
+    return records
+
+
+def open_incidents(store: Store) -> dict[str, dict[str, Any]]:
+    """Each stack's open drift incident, as plain data (one query for every stack)."""
+    from tfops.incidents import incident_record
+
+    return {incident.stack: incident_record(incident) for incident in store.open_incidents()}
 
 
 def _head_code_applied(state: StackState, record: dict[str, Any]) -> bool | None:

@@ -30,6 +30,7 @@ from tfops import proc
 from tfops.approvals import ApprovalDesk
 from tfops.config import Settings
 from tfops.gitsource import GitSource, git_env, write_askpass
+from tfops.incident_tracker import IncidentTracker
 from tfops.logs import hold_secrets
 from tfops.metrics import Metrics
 from tfops.models import Run, Stack
@@ -209,6 +210,7 @@ def wire(
             run_metrics,
             confirm_head,
             environ,
+            IncidentTracker(store, [notifier.incident_changed, metrics.incident_changed]),
         )
     )
     desk = desk_for(settings, checked, store, transitions, registry, reconciler.get(), queue, confirm_head)
@@ -301,6 +303,7 @@ def reconciler_for(
     run_metrics: RunMetrics,
     confirm_head: Callable[[], str | None],
     environ: Mapping[str, str],
+    incidents: IncidentTracker | None = None,
 ) -> Reconciler:
     return Reconciler(
         store=store,
@@ -319,6 +322,7 @@ def reconciler_for(
         on_finished=run_metrics.run_finished,
         confirm_head=confirm_head,  # the worker fetches before it applies
         cloud=aws_for_runs(settings, environ),
+        incidents=incidents,
     )
 
 

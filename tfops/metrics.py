@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from tfops.incidents import IncidentChange, Step
 from tfops.models import TERMINAL_STATUSES, DriftState, RunKind, RunReason, RunStatus
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,19 @@ SLACK_FAILURE_REASONS = frozenset({"refused", "unbuildable", "gave_up"})
 RUN_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)  # 1 s .. 2 h
 TFOPS_OVERHEAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # 10 ms .. 60 s
 FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)  # 50 ms .. 2 min
+INCIDENT_BUCKETS = (
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86400,
+    3 * 86400,
+    7 * 86400,
+)  # 1m..7d
 MERGE_TO_APPLY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)  # 1 s..1 d
 
 
@@ -82,6 +96,7 @@ class Snapshot:
     running: int
     awaiting_approval: int
     outbox_depth: int | None  # None: Slack is off, and the series is not exported
+    open_incidents: int | None = None  # drift incidents not resolved; None: not known, not exported
 
 
 class Metrics:
@@ -163,6 +178,18 @@ class Metrics:
         )
         for reason in sorted(SLACK_FAILURE_REASONS):
             self._slack_failed.labels(reason=reason)  # exported at 0, so the first failure alerts
+        self._incident_duration = Histogram(
+            "tfops_drift_incident_duration_seconds",
+            "How long drift incidents lasted, from the drift run that opened one to the stack back in sync.",
+            buckets=INCIDENT_BUCKETS,
+            registry=reg,
+        )
+
+    def incident_changed(self, change: IncidentChange) -> None:
+        """A resolved drift incident counts its duration (the open ones are a gauge of the snapshot)."""
+        incident = change.incident
+        if change.step is Step.RESOLVE and incident.resolved_at is not None:
+            self._incident_duration.observe(incident.lasted(incident.resolved_at))
 
     def run_finished(
         self,
@@ -309,8 +336,11 @@ def _state_families(snapshot: Snapshot | None) -> Iterator[Metric]:
     running = GaugeMetricFamily("tfops_runs_running", "Runs in progress (planning or applying).")
     awaiting = GaugeMetricFamily("tfops_runs_awaiting_approval", "Runs waiting for an approval.")
     outbox = GaugeMetricFamily("tfops_slack_outbox_depth", "Slack messages waiting in the outbox.")
+    incidents = GaugeMetricFamily(
+        "tfops_drift_incidents_open", "Drift incidents open (stacks drifted since)."
+    )
     if snapshot is None:
-        yield from (stacks, drifted, queue, running, awaiting, outbox)
+        yield from (stacks, drifted, queue, running, awaiting, outbox, incidents)
         return
     by_state = stacks_by_drift_state(snapshot.stacks_by_drift)
     # float() here so that a bad value raises while the collector can still catch it, not while
@@ -325,6 +355,9 @@ def _state_families(snapshot: Snapshot | None) -> Iterator[Metric]:
     if snapshot.outbox_depth is not None:
         outbox.add_metric([], float(snapshot.outbox_depth))
         yield outbox
+    if snapshot.open_incidents is not None:
+        incidents.add_metric([], float(snapshot.open_incidents))
+        yield incidents
 
 
 def stacks_by_drift_state(counts: Mapping[str, int]) -> dict[str, int]:

@@ -83,6 +83,7 @@ def snapshot_of(
             running=len(queue.running()),
             awaiting_approval=len(store.runs_with_status({RunStatus.AWAITING_APPROVAL})),
             outbox_depth=store.outbox_depth() if slack_on else None,
+            open_incidents=len(store.open_incidents()),
         )
 
     return CachedSnapshot(snapshot, ttl=ttl, clock=clock)

@@ -21,13 +21,8 @@ from typing import Any, Literal, Protocol
 
 from tfops import proc
 from tfops.attribution import ResourceAttribution
-from tfops.errors import (
-    RunCancelled,
-    RunTimedOut,
-    StalePlanError,
-    TerraformError,
-    TfopsError,
-)
+from tfops.errors import RunCancelled, RunTimedOut, StalePlanError, TerraformError, TfopsError
+from tfops.incident_tracker import IncidentTracker
 from tfops.logs import run_context
 from tfops.models import DriftState, PlanSummary, Run, RunKind, RunReason, RunStatus, Stack
 from tfops.policy import Action, decide, drift_report, drift_state_after_plan, without_ignored_drift
@@ -166,10 +161,12 @@ class Reconciler:
         on_finished: Callable[[Run, RunTiming], None] | None = None,
         confirm_head: Callable[[], str | None] = lambda: None,
         cloud: CloudAccess | None = None,
+        incidents: IncidentTracker | None = None,
     ) -> None:
         """`confirm_head()`: fetch to learn the branch head now; the reason when it cannot be known."""
         self.on_finished = on_finished
         self.cloud = cloud
+        self.incidents = incidents or IncidentTracker(store)
         self.confirm_head = confirm_head
         self._timings: dict[int, RunTiming] = {}
         self._executing: set[int] = set()
@@ -448,6 +445,7 @@ class Reconciler:
             summary=summary_to_dict(report) if report.has_drift else None,
             seen_at=run.started_at,
         )
+        self.incidents.drift_checked(run, report)
         return report
 
     def _who_changed(self, work: RunWork, report: PlanSummary) -> tuple[ResourceAttribution, ...]:
@@ -470,9 +468,10 @@ class Reconciler:
         """The stack's record follows a successful apply or an empty plan."""
         if run.kind is RunKind.DEPLOY and run.commit_sha is not None:
             self.store.mark_stack_applied(run.stack, run.commit_sha)
-            self.store.set_drift(run.stack, DriftState.IN_SYNC)
-        elif run.kind is RunKind.DRIFT and run.status is RunStatus.APPLIED:
-            self.store.set_drift(run.stack, DriftState.IN_SYNC)
+        elif run.kind is not RunKind.DRIFT or run.status is not RunStatus.APPLIED:
+            return
+        self.store.set_drift(run.stack, DriftState.IN_SYNC)
+        self.incidents.back_in_sync(run)  # a drift incident of the stack is resolved
 
     def _current(self, run: Run) -> Run:
         return self.store.get_run(run.id) or run

@@ -163,6 +163,13 @@ def one_stack_repo(
     return remote, path
 
 
+def slack_settings(directory: Path, slack: Any, channel: str, **extra: Any) -> dict[str, Any]:
+    """The `slack` section for the fake Slack (`slack` fixture), its token in a file in `directory`."""
+    token_file = directory / "slack-token"
+    token_file.write_text(slack.bot_token + "\n")
+    return {"bot_token_file": str(token_file), "channel": channel, "base_url": slack.api_url, **extra}
+
+
 def make_app(config_path: Path, tf_env: Mapping[str, str]) -> App:
     return App(load_settings(config_path, environ={}), environ=dict(tf_env))
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tfops.errors import GitFetchError
+from tfops.incidents import DriftedResource, DriftSeen, Resolution
 from tfops.models import (
     DecisionKind,
     DecisionOutcome,
@@ -229,6 +230,24 @@ def test_read_token_lists_every_stack_with_policy_drift_last_run_and_next_check(
     assert datetime.fromisoformat(network["next_check"]) == NEXT_CHECK
     assert by_name["dns"]["last_run"]["status"] == "failed"
     assert by_name["dns"]["next_check"] is None
+
+
+def test_a_stack_with_an_open_drift_incident_shows_since_when_and_which_resources(world: World) -> None:
+    drift = world.runs["drift"]
+    since = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    web = DriftedResource("aws_instance.web", ("tags.env",))
+    world.store.track_drift("network", DriftSeen(drift.id, since, SHA_NEW, (web,)))
+    try:
+        by_name = {stack["name"]: stack for stack in world.get("/api/stacks").json()}
+    finally:
+        world.store.resolve_incident("network", drift.id, since, Resolution.CHANGED_BACK, SHA_NEW)
+
+    incident = by_name["network"]["incident"]
+    assert datetime.fromisoformat(incident["since"]) == since and incident["seen_count"] == 1
+    assert incident["resources"] == [{"address": "aws_instance.web", "attributes": ["tags.env"]}]
+    assert incident["opened_run_id"] == drift.id
+    assert by_name["dns"]["incident"] is None
+    assert {stack["name"]: stack for stack in world.get("/api/stacks").json()}["network"]["incident"] is None
 
 
 def test_a_stack_that_left_the_configuration_keeps_its_history_but_has_no_policy(world: World) -> None:

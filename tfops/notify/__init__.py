@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from tfops.incidents import IncidentChange
 from tfops.models import PlanSummary, Run
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,13 @@ class RunNotice:
 
 class Notifier(Protocol):
     def run_changed(self, notice: RunNotice) -> None: ...
+
+
+@runtime_checkable
+class IncidentNotifier(Protocol):
+    """A notifier that also hears of drift incidents (tfops.incidents)."""
+
+    def incident_changed(self, change: IncidentChange) -> None: ...
 
 
 class MultiNotifier:
@@ -42,3 +50,14 @@ class MultiNotifier:
                 notifier.run_changed(notice)
             except Exception:
                 log.exception("notifier %s failed for run %s", type(notifier).__name__, notice.run.id)
+
+    def incident_changed(self, change: IncidentChange) -> None:
+        for notifier in self.notifiers:
+            if not isinstance(notifier, IncidentNotifier):
+                continue
+            try:
+                notifier.incident_changed(change)
+            except Exception:
+                log.exception(
+                    "notifier %s failed for incident %s", type(notifier).__name__, change.incident.id
+                )

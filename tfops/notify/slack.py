@@ -56,6 +56,7 @@ from tfops.notify.slack_policy import (
 )
 from tfops.notify.slack_render import (
     RENDER_ERROR,
+    RENDER_INCIDENT_MENTION,
     RENDER_PLAN_FILE,
     RENDER_RUN,
     RunRenderer,
@@ -247,16 +248,17 @@ class OutboxSender:
             return ""
         text = plain_status_text(run, failure.short)
         try:
-            message = self.store.get_slack_message(run.id)
+            owner = self._owner(item) or run.id  # a drift incident's message is its opening run's
+            message = self.store.get_slack_message(owner)
             if message is None:
                 answer = self.client.chat_postMessage(channel=item.channel, text=text, unfurl_links=False,
                                                       unfurl_media=False)  # fmt: skip
-                self.store.set_slack_message(run.id, answer["channel"], answer["ts"])
+                self.store.set_slack_message(owner, answer["channel"], answer["ts"])
             else:  # blocks=[]: an update without blocks would keep the old ones (and their buttons)
                 self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=[])
         except Exception as exc:  # noqa: BLE001 - the item is given up either way; say so
             return f"; the plain status message failed too ({_describe(exc)})"
-        self._shown.pop(run.id, None)
+        self._shown.pop(owner, None)
         return "; a plain message with the run's status was sent instead"
 
     # -- one Slack call per item -------------------------------------------------------------------
@@ -296,9 +298,10 @@ class OutboxSender:
         run = self._run_of(item) if is_record(payload) else None
         if item.kind in (OutboxKind.POST, OutboxKind.UPDATE):
             return self._build_message(item, run)
-        message = self.store.get_slack_message(item.run_id) if item.run_id is not None else None
-        if item.run_id is not None and message is None:
-            self._wait_for_post(item)
+        owner = self._owner(item)
+        message = self.store.get_slack_message(owner) if owner is not None else None
+        if owner is not None and message is None:
+            self._wait_for_post(item, owner)
         channel = message.channel if message else item.channel
         thread_ts = message.ts if message else None
         if item.kind is OutboxKind.THREAD:
@@ -328,20 +331,29 @@ class OutboxSender:
         else:
             raise ValueError(f"a {item.kind} record cannot render {item.payload.get('render')!r}")
         digest = _digest(content)
+        owner = self._owner(item)  # the run whose message this is: a drift incident's opening run
         if item.kind is OutboxKind.POST:
-            return lambda: self._remember(item.run_id, digest, self._post(item.channel, content))
-        message = self.store.get_slack_message(item.run_id) if item.run_id is not None else None
+            return lambda: self._remember(owner, digest, self._post(item.channel, content))
+        message = self.store.get_slack_message(owner) if owner is not None else None
         if message is None:
             # The run's post was given up on (or went to another channel): this update becomes it.
-            self._wait_for_post(item)
-            return lambda: self._remember(item.run_id, digest, self._post_in_place_of_update(item, content))
-        if item.run_id is not None and self._shown.get(item.run_id) == digest:
+            self._wait_for_post(item, owner)
+            return lambda: self._remember(owner, digest, self._post_in_place_of_update(item, owner, content))
+        if owner is not None and self._shown.get(owner) == digest:
             return {"skipped": "the message shows this already"}  # a backlog rendered the same state twice
-        return lambda: self._remember(item.run_id, digest, self._update(message.channel, message.ts, content))
+        return lambda: self._remember(owner, digest, self._update(message.channel, message.ts, content))
+
+    def _owner(self, item: OutboxItem) -> int | None:
+        """The run under whose id the item's message is kept: a record of a drift incident goes to
+        the message of the run that opened the incident, every other to its own run's."""
+        incident = self.renderer.incident(item.payload) if is_record(item.payload) else None
+        return incident.opened_run_id if incident is not None else item.run_id
 
     def _thread_text(self, payload: dict[str, Any], run: Run | None) -> str | None:
         if run is None:
             return payload["text"]
+        if payload.get("render") == RENDER_INCIDENT_MENTION:
+            return self.renderer.incident_mention(payload)
         if payload.get("render") != RENDER_ERROR:
             raise ValueError(f"a thread record cannot render {payload.get('render')!r}")
         notes = self.renderer.message(run, {}).thread_notes
@@ -380,10 +392,12 @@ class OutboxSender:
         answer = self.client.chat_update(channel=channel, ts=ts, **_message_args(content))
         return {"ts": answer["ts"], "channel": answer["channel"]}
 
-    def _post_in_place_of_update(self, item: OutboxItem, content: dict[str, Any]) -> dict[str, Any]:
+    def _post_in_place_of_update(
+        self, item: OutboxItem, owner: int | None, content: dict[str, Any]
+    ) -> dict[str, Any]:
         result = self._post(item.channel, content)
-        if item.run_id is not None:
-            self.store.set_slack_message(item.run_id, result["channel"], result["ts"])
+        if owner is not None:
+            self.store.set_slack_message(owner, result["channel"], result["ts"])
         return result
 
     def _ephemeral(self, channel: str, user: str, text: str) -> dict[str, Any]:
@@ -401,9 +415,9 @@ class OutboxSender:
         shared: list[dict[str, Any]] = answer.get("files") or []
         return {"file_ids": [item["id"] for item in shared], "channel": channel}
 
-    def _wait_for_post(self, item: OutboxItem) -> None:
+    def _wait_for_post(self, item: OutboxItem, owner: int | None) -> None:
         pending = self.store.pending_for(item.channel)
-        if any(other.run_id == item.run_id and other.kind is OutboxKind.POST for other in pending):
+        if any(other.run_id == owner and other.kind is OutboxKind.POST for other in pending):
             raise Retry("the run's message is not posted yet", WAIT_FOR_POST.total_seconds())
 
 

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tfops.incidents import Incident
 from tfops.models import DecisionKind, DecisionOutcome, PlanSummary, Run, RunStatus, Stack
 from tfops.notify.blocks import (
     FAILURE_STATUSES,
@@ -27,9 +28,11 @@ from tfops.notify.blocks import (
     DecisionInfo,
     RunMessage,
     escape_mrkdwn,
+    format_mention,
     render_run,
 )
-from tfops.store.store import Store
+from tfops.notify.incident_render import mention_text, with_incident
+from tfops.store.store import Store, utc_now
 from tfops.terraform.plan import summary_from_dict
 
 log = logging.getLogger(__name__)
@@ -42,11 +45,28 @@ COMMIT_CACHE_SIZE = 256
 RENDER_RUN = "run"  # the run's message (post or update)
 RENDER_PLAN_FILE = "plan_file"  # the whole plan, in the thread, when the message had to cut it
 RENDER_ERROR = "error_tail"  # the end of a failed run's error output, in the thread
+RENDER_INCIDENT_MENTION = "incident_mention"  # a drift incident's set changed: people paged in its thread
+# A run record with this key goes to the drift incident's message (tfops.notify.incident_render).
+INCIDENT_KEY = "incident"
 
 
 def run_record(run: Run, reason: str) -> dict[str, Any]:
     """The record of one status change: which status it announced, and why."""
     return {"render": RENDER_RUN, "status": run.status.value, "reason": reason[:REASON_CHARS]}
+
+
+def incident_record(record: dict[str, Any], incident_id: int) -> dict[str, Any]:
+    """A run's record shown in (and delivered to) the message of the drift incident it belongs to."""
+    return {**record, INCIDENT_KEY: incident_id}
+
+
+def incident_mention_record(incident_id: int) -> dict[str, Any]:
+    return {"render": RENDER_INCIDENT_MENTION, INCIDENT_KEY: incident_id}
+
+
+def incident_of(payload: dict[str, Any]) -> int | None:
+    value = payload.get(INCIDENT_KEY)
+    return int(value) if value is not None else None
 
 
 def plan_file_record() -> dict[str, Any]:
@@ -130,7 +150,7 @@ class RunRenderer:
     def message(self, run: Run, record: dict[str, Any]) -> RunMessage:
         """The run's message as it stands now, with the reason for its current status."""
         stack = self.stack_for(run.stack)
-        return render_run(
+        rendered = render_run(
             run,
             self.summary(run),
             commit=self.commits.get(run.commit_sha),
@@ -142,6 +162,25 @@ class RunRenderer:
             error_tail=error_tail(run),
             reason=self._reason(run, record),
         )
+        incident = self.incident(record)
+        if incident is None:
+            return rendered
+        return with_incident(rendered, incident, utc_now(), paged=self._paged(run, incident))
+
+    def _paged(self, run: Run, incident: Incident) -> str | None:
+        """A drift that is only reported pages `mention` once, in the post that opens its incident;
+        a changed set pages again in the thread (approval requests and failures page anyway)."""
+        opening = run.id == incident.opened_run_id and run.status is RunStatus.PLANNED
+        return format_mention(self.mention) if self.mention and opening and incident.is_open else None
+
+    def incident(self, record: dict[str, Any]) -> Incident | None:
+        """The drift incident a record belongs to, if any."""
+        incident_id = incident_of(record)
+        return self.store.get_incident(incident_id) if incident_id is not None else None
+
+    def incident_mention(self, record: dict[str, Any]) -> str | None:
+        incident = self.incident(record)
+        return mention_text(incident, self.mention) if incident is not None else None
 
     def _reason(self, run: Run, record: dict[str, Any]) -> str | None:
         # The record's reason while the run is still in the status it announced (it may say more

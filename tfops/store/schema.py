@@ -217,3 +217,26 @@ audit_log = _table_keyed_by_id(
     Column("run_id", Integer, nullable=True),
     Column("detail", _json(), nullable=True),
 )
+
+# -- Drift incidents (migration 0006) ---------------------------------------------------------------
+
+drift_incidents = _table_keyed_by_id(
+    "drift_incidents",
+    Column("stack", String(NAME_LENGTH), ForeignKey("stacks.name"), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    # Its Slack message is the message of the run that opened it.
+    Column("opened_run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("last_run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("seen_count", Integer, nullable=False),
+    Column("fingerprint", String(SHA_LENGTH), nullable=False),
+    Column("resources", _json(), nullable=False),
+    Column("commit_sha", String(SHA_LENGTH), nullable=True),
+    Column("mentioned_run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("resolved_run_id", Integer, ForeignKey("runs.id"), nullable=True),
+    Column("resolution", String(STATUS_LENGTH), nullable=True),
+    Column("resolved_commit", String(SHA_LENGTH), nullable=True),
+    # A stack's open incident: its newest row, while resolved_at is NULL.
+    Index(None, "stack", "id"),
+)

@@ -13,10 +13,10 @@ connection pool) is shared by every thread of the daemon.
 (engine, sessions, migrations), ``stacks.py`` (stacks, meta), ``runs.py`` (runs and
 their events, and the guarantee that a run ends in exactly one terminal status),
 ``outbox.py`` (Slack delivery and its ordering guarantees), ``decisions.py``
-(approvals and the audit log), ``overview.py`` (every stack with its newest run, for listings)
-``timers.py`` (set-based reads for the drift timers) and ``deploys.py`` (every stack's
-deploy facts in one read, for the poller). A new table gets its own module and mixin, listed
-here.
+(approvals and the audit log), ``overview.py`` (every stack with its newest run, for listings),
+``timers.py`` (set-based reads for the drift timers), ``deploys.py`` (every stack's deploy
+facts in one read, for the poller) and ``incidents.py`` (drift incidents). A new table gets its
+own module and mixin, listed here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
 from tfops.store.deploys import DeployFacts, DeploysMixin
 from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
+from tfops.store.incidents import IncidentsMixin
 from tfops.store.outbox import (
     DEFAULT_CLAIM_LEASE,
     MAX_OUTBOX_ERROR_CHARS,
@@ -60,7 +61,16 @@ __all__ = [
 ]
 
 
-class Store(StacksMixin, RunsMixin, OutboxMixin, DecisionsMixin, OverviewMixin, TimersMixin, DeploysMixin):
+class Store(
+    StacksMixin,
+    RunsMixin,
+    OutboxMixin,
+    DecisionsMixin,
+    OverviewMixin,
+    TimersMixin,
+    DeploysMixin,
+    IncidentsMixin,
+):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 
     Only redacted data may be passed in: summaries, errors and messages are

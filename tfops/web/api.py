@@ -195,11 +195,14 @@ def may_write(request: Request, token: Annotated[ApiToken, Depends(authenticated
 def list_stacks(api: Api) -> list[StackView]:
     configured = api.stacks()
     known = {overview.state.name: overview for overview in api.store.stack_overview()}  # fixed queries
+    incidents = {incident.stack: incident for incident in api.store.open_incidents()}
     views = []
     for name in sorted(configured.keys() | known.keys()):
         found = known.get(name)
         state, last = (found.state, found.last_run) if found else (None, None)
-        views.append(stack_view(name, state, configured.get(name), last, api.next_check(name)))
+        views.append(
+            stack_view(name, state, configured.get(name), last, api.next_check(name), incidents.get(name))
+        )
     return views
 
 

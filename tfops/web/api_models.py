@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tfops.incidents import Incident, incident_record
 from tfops.models import Run, Stack, StackState
 from tfops.store.store import Decision, RunEvent
 from tfops.terraform.plan import summary_from_dict
@@ -31,6 +32,23 @@ class LastRun(BaseModel):
     finished_at: datetime | None
 
 
+class DriftedResourceView(BaseModel):
+    address: str
+    attributes: list[str] = Field(description="the changed attribute paths")
+
+
+class IncidentView(BaseModel):
+    """A stack's open drift incident (tfops.incidents)."""
+
+    id: int
+    since: datetime = Field(description="when the drift run that opened it started")
+    last_seen_at: datetime
+    seen_count: int = Field(description="drift runs that found it")
+    opened_run_id: int
+    last_run_id: int
+    resources: list[DriftedResourceView]
+
+
 class StackView(BaseModel):
     name: str
     path: str
@@ -42,6 +60,7 @@ class StackView(BaseModel):
     drift_checked_at: datetime | None
     last_run: LastRun | None
     next_check: datetime | None = Field(description="when the daemon's scheduler next checks for drift")
+    incident: IncidentView | None = Field(default=None, description="the open drift incident, if any")
 
 
 class TriggerView(BaseModel):
@@ -117,6 +136,7 @@ def stack_view(
     stack: Stack | None,
     last: Run | None,
     next_check: datetime | None,
+    incident: Incident | None = None,
 ) -> StackView:
     """One stack as the API shows it, from what the store remembers and what is configured."""
     policy = None
@@ -142,6 +162,7 @@ def stack_view(
         if last
         else None,
         next_check=next_check,
+        incident=IncidentView.model_validate(incident_record(incident)) if incident is not None else None,
     )
 
 
