@@ -196,15 +196,26 @@ def plan(ctx: Context, stack: str) -> None:
     is_flag=True,
     help="Apply even past the stack's change guards (recorded on the run as an override).",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Apply now, outside the stack's sync windows (recorded on the run as an override).",
+)
 @pass_ctx
-def deploy(ctx: Context, stack: str, allow_destroy: bool) -> None:
+def deploy(ctx: Context, stack: str, allow_destroy: bool, override_window: bool) -> None:
     """Deploy STACK at the branch head now, per its on_merge policy.
 
     For a person re-running a deploy that failed or was interrupted; tfops never
     retries those by itself.
     """
-    runs = _one_shot(ctx, RunKind.DEPLOY, [stack], allow_destroy=allow_destroy)
-    sys.exit(_exit_for(runs, changes=lambda run: run.status in (RunStatus.PLANNED, RunStatus.BLOCKED)))
+    runs = _one_shot(
+        ctx, RunKind.DEPLOY, [stack], allow_destroy=allow_destroy, override_window=override_window
+    )
+    sys.exit(_exit_for(runs, changes=lambda run: run.status in _LEFT_PENDING))
+
+
+# A deploy that ends here leaves its change undeployed: exit 2.
+_LEFT_PENDING = frozenset({RunStatus.PLANNED, RunStatus.BLOCKED, RunStatus.AWAITING_WINDOW})
 
 
 @cli.command()
@@ -389,13 +400,18 @@ def db_upgrade(ctx: Context) -> None:
 
 
 def _one_shot(
-    ctx: Context, kind: RunKind, stacks: list[str] | None, *, allow_destroy: bool = False
+    ctx: Context,
+    kind: RunKind,
+    stacks: list[str] | None,
+    *,
+    allow_destroy: bool = False,
+    override_window: bool = False,
 ) -> list[Run]:
     from tfops.cli_render import err, print_run_detail
 
     app = ctx.app()
     try:
-        found = app.one_shot(kind, stacks, allow_destroy=allow_destroy)
+        found = app.one_shot(kind, stacks, allow_destroy=allow_destroy, override_window=override_window)
     finally:
         app.close()
     if not found:
