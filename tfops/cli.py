@@ -287,8 +287,9 @@ def approve(ctx: Context, run_id: int) -> None:
     """Approve RUN_ID (awaiting approval) as the local user; on the last approval, apply its plan.
 
     The same checks as a Slack click: the run must be awaiting approval, and the branch head must
-    still carry the code that was planned, with the saved plan unchanged. Exit 0 once applied, or
-    when the approval counted and more are needed; 1 otherwise.
+    still carry the code that was planned, with the saved plan unchanged. Exit 0 once applied (or
+    waiting for the stack's sync window), or when the approval counted and more are needed; 1
+    otherwise.
     """
     _decide(ctx, run_id, "approve")
 
@@ -324,7 +325,10 @@ def _decide(ctx: Context, run_id: int, decision: str) -> None:
     if run is not None:
         print_run_detail(run, None)
     ok = answer.verdict in (Verdict.COUNT, Verdict.REJECT) or (
-        answer.verdict is Verdict.APPROVE and run is not None and run.status is RunStatus.APPLIED
+        # applied, or approved outside the sync windows: it applies when one opens
+        answer.verdict is Verdict.APPROVE
+        and run is not None
+        and run.status in (RunStatus.APPLIED, RunStatus.AWAITING_WINDOW)
     )
     sys.exit(EXIT_OK if ok else EXIT_ERROR)
 
