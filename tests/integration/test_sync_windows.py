@@ -5,17 +5,16 @@ the wake-up job is given a fake clock to see it close."""
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from harness import Remote, cloud_object, demo_stack, make_app, tfops_cli, wait_for, write_config
+from harness import cloud_object, demo_stack, make_app, one_stack_repo, tfops_cli, wait_for
 
 from tfops.models import RunKind, RunReason, RunStatus
 from tfops.terraform.runner import PLAN_FILE
 
 pytestmark = pytest.mark.terraform
-
-CHANNEL = "C0DEPLOYS"
 
 
 def this_hour() -> datetime:
@@ -28,30 +27,22 @@ OPENS = this_hour() + timedelta(hours=3)
 
 
 @pytest.fixture
-def remote(tmp_path, demo_cloud):
-    remote = Remote(tmp_path)
-    remote.commit_and_push("app stack", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v1"})})
-    return remote
-
-
-@pytest.fixture
-def config(tmp_path, remote, terraform_bin, tf_cli_config, slack):
-    """One `apply` stack under a freeze (UTC) in defaults, with Slack; keywords go to the stack."""
+def configure(tmp_path, demo_cloud, terraform_bin, tf_cli_config, slack):
+    """A remote with one `apply` stack, and its config: a freeze (UTC) in defaults, Slack on;
+    keywords go to the stack entry. Returns (remote, config path)."""
     (tmp_path / "bot-token").write_text(slack.bot_token)
 
     def make(**policy):
-        stack = {"path": "stacks/app", "on_merge": "apply", "drift_interval": 0}
-        return write_config(
-            tmp_path / "tfops.yaml",
-            remote=remote,
-            data_dir=tmp_path / "data",
+        return one_stack_repo(
+            tmp_path,
+            demo_cloud,
             terraform_bin=terraform_bin,
             cli_config=tf_cli_config,
-            stacks=[{**stack, **policy}],
+            stacks=[{"path": "stacks/app", "on_merge": "apply", "drift_interval": 0, **policy}],
             defaults={"windows": [FREEZE], "timezone": "UTC"},
             slack={
                 "bot_token_file": str(tmp_path / "bot-token"),
-                "channel": CHANNEL,
+                "channel": "C0DEPLOYS",
                 "base_url": slack.api_url,
             },
         )
@@ -61,17 +52,9 @@ def config(tmp_path, remote, terraform_bin, tf_cli_config, slack):
 
 @pytest.fixture
 def apps(tf_env):
-    built = []
-
-    def make(config):
-        app = make_app(config, tf_env)
-        app.outbox_sender.idle_wait = 0.1
-        built.append(app)
-        return app
-
-    yield make
-    for app in built:
-        app.close()
+    """Builds Apps from a config; each is closed at the end (closing twice is fine)."""
+    with ExitStack() as opened:
+        yield lambda config: opened.enter_context(closing(make_app(config, tf_env)))
 
 
 def deployed(app):
@@ -84,9 +67,9 @@ def moves(app, run_id):
 
 
 def test_a_merge_inside_a_deny_window_waits_with_its_plan_and_is_applied_when_the_window_opens(
-    config, apps, demo_cloud, slack
+    configure, apps, demo_cloud, slack
 ):
-    path = config()
+    _, path = configure()
     app = apps(path)
 
     [waiting] = deployed(app)
@@ -125,9 +108,9 @@ def test_a_merge_inside_a_deny_window_waits_with_its_plan_and_is_applied_when_th
 
 
 def test_a_newer_commit_supersedes_a_waiting_run_and_override_window_applies_at_once_on_record(
-    config, apps, remote, demo_cloud, tf_env
+    configure, apps, demo_cloud, tf_env
 ):
-    path = config()
+    remote, path = configure()
     app = apps(path)
     [first] = deployed(app)
     remote.commit_and_push("v2", {"stacks/app/main.tf": demo_stack(demo_cloud, {"app-web": "v2"})})
@@ -156,9 +139,9 @@ def test_a_newer_commit_supersedes_a_waiting_run_and_override_window_applies_at_
 
 
 def test_an_ask_stack_is_approved_first_and_applied_at_the_window_with_its_approval_kept(
-    config, apps, demo_cloud, tf_env
+    configure, apps, demo_cloud, tf_env
 ):
-    path = config(on_merge="ask")
+    _, path = configure(on_merge="ask")
     first = tfops_cli(path, "reconcile", env=tf_env)
     assert first.returncode == 2, first.stdout + first.stderr
     app = apps(path)
