@@ -1,16 +1,12 @@
-"""Sync windows around `policy.decide` (tfops.window_gate), in tfops.yaml (errors with file, field
-and reason; resolution into Stack), and the wake-up job's choice of runs (tfops.scheduler)."""
+"""Sync windows around `policy.decide` (tfops.window_gate), in tfops.yaml (resolution into Stack;
+the errors are in test_policy_config), and the wake-up job's choice of runs (tfops.scheduler)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from tfops.config import load_settings
-from tfops.errors import ConfigError
 from tfops.models import (
     OnDrift,
     PlanSummary,
@@ -107,65 +103,12 @@ def test_the_wake_up_job_takes_the_runs_whose_window_is_open_and_those_of_remove
     assert [r.id for r in due_window_runs(waiting, stacks, MONDAY_NOON)] == [1, 2]
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "tfops.yaml"
-    path.write_text("# tfops.yaml\n" + text + "\n")
-    return path
-
-
-@pytest.mark.parametrize(
-    ("yaml_text", "field", "reason"),
-    [
-        (
-            "defaults: {windows: [{kind: deny, schedule: '0 17 * * 5', duration: 64h}]}",
-            "defaults.windows.0.schedule",
-            "write the day of the week by name",
-        ),
-        (
-            "defaults: {windows: [{kind: deny, schedule: '0 17 * *', duration: 64h}]}",
-            "defaults.windows.0.schedule",
-            "five fields",
-        ),
-        (
-            "defaults: {windows: [{kind: deny, schedule: '0 25 * * FRI', duration: 1h}]}",
-            "defaults.windows.0.schedule",
-            "is not a cron schedule",
-        ),
-        (
-            "stacks: [{path: a, windows: [{kind: pause, schedule: '0 17 * * FRI', duration: 1h}]}]",
-            "stacks.0.windows.0.kind",
-            "must be one of allow, deny",
-        ),
-        (
-            "defaults: {windows: [{kind: allow, schedule: '0 8 * * MON', duration: 0}]}",
-            "defaults.windows.0.duration",
-            "must be greater than 0",
-        ),
-        (
-            "defaults: {windows: [{kind: allow, schedule: '0 8 * * MON', duration: 1h, actions: [plan]}]}",
-            "defaults.windows.0.actions.0",
-            "must be one of apply, remediate",
-        ),
-        ("defaults: {timezone: Europe/Berlln}", "defaults.timezone", "is not a time zone name"),
-    ],
-)
-def test_each_invalid_window_is_an_error_with_its_file_field_and_reason(tmp_path, yaml_text, field, reason):
-    path = write(tmp_path, yaml_text)
-
-    with pytest.raises(ConfigError) as caught:
-        load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path)})
-    message = str(caught.value)
-
-    assert f"{path}: {field}" in message
-    assert reason in message
-
-
 def test_a_stack_that_writes_windows_replaces_the_defaults_and_its_timezone_too(tmp_path):
     for name in ("app", "db", "scratch"):
         (tmp_path / "repo" / name).mkdir(parents=True)
         (tmp_path / "repo" / name / "main.tf").write_text("# terraform\n")
-    path = write(
-        tmp_path,
+    path = tmp_path / "tfops.yaml"
+    path.write_text(
         """defaults:
   windows:
     - {kind: deny, schedule: "0 17 * * FRI", duration: 64h, actions: [apply, remediate]}
@@ -177,7 +120,8 @@ stacks:
     windows: [{kind: deny, schedule: "0 0 1 * *", duration: 1d}]
     timezone: UTC
   - path: scratch
-    windows: []""",
+    windows: []
+""",
     )
     settings = load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path)})
 
