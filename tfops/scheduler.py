@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tfops.drift_timers import first_drift_check
 from tfops.errors import GitFetchError, TfopsError
-from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
+from tfops.models import Run, RunKind, RunStatus, Stack, StackWindows, Trigger, TriggerSource
 from tfops.poller import HEAD_CODE_APPLIED, REFUSED_STACKS_META
 from tfops.run_queue import RunQueue
 from tfops.stacks import Discovery, RefusedStack
@@ -296,10 +296,20 @@ def queue_drift_check(
 
 def due_window_runs(waiting: Iterable[Run], stacks: Mapping[str, Stack], now: datetime) -> list[Run]:
     """The runs among `waiting` whose stack's windows let them apply at `now`. A run whose stack is
-    gone is due too: the reconciler ends it (`stack_removed`) rather than leaving it waiting."""
-    return [
-        run for run in waiting if (stack := stacks.get(run.stack)) is None or may_apply_now(stack, run, now)
-    ]
+    gone is due too: the reconciler ends it (`stack_removed`) rather than leaving it waiting.
+    Stacks mostly share the defaults' windows: each set of windows is asked once per kind."""
+    answers: dict[tuple[StackWindows, RunKind], bool] = {}
+    due = []
+    for run in waiting:
+        stack = stacks.get(run.stack)
+        if stack is not None:
+            key = (stack.windows, run.kind)
+            if key not in answers:
+                answers[key] = may_apply_now(stack, run, now)
+            if not answers[key]:
+                continue
+        due.append(run)
+    return due
 
 
 def head_of(store: Store, stack: str) -> str | None:
