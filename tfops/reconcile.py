@@ -301,7 +301,8 @@ class Reconciler:
 
     def _check_then_apply(self, work: RunWork) -> Run:
         """Apply exactly the plan people approved, after checking it is still the one they saw."""
-        cleared = cleared_apply(work.run, work.stack, self.clock())
+        released = self.store.events(work.run.id)[-1].at  # when it became `approved`
+        cleared = cleared_apply(work.run, work.stack, self.clock(), released_at=released)
         if cleared.action is Action.WAIT:  # approved outside the sync windows: it waits, approved
             return self.transitions.mark_awaiting_window(work.run, None, None, cleared.reason)
         # The head as it is now, not as the last poll (or a previous process) saw it.

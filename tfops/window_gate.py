@@ -9,13 +9,16 @@ trigger) applies at once, recorded as an override. A run released by the wake-up
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tfops.models import Run, RunReason, Stack
 from tfops.policy import Action, Decision
 from tfops.windows import Hold, action_for, hold, is_open
 
 OVERRIDE = "overridden by `tfops deploy --override-window`"
+# How long a release by the wake-up job holds without asking the windows again: the apply starts
+# within seconds, unless the daemon stopped in between (and its successor may be in a freeze).
+RELEASE_GRACE = timedelta(minutes=10)
 
 
 def outside_window(stack: Stack, run: Run, now: datetime) -> Hold | None:
@@ -44,11 +47,13 @@ def windowed(decision: Decision, stack: Stack, run: Run, now: datetime) -> Decis
     return Decision(Action.WAIT, f"{decision.reason}; {held.reason}", RunReason.WINDOW_CLOSED)
 
 
-def cleared_apply(run: Run, stack: Stack, now: datetime) -> Decision:
+def cleared_apply(run: Run, stack: Stack, now: datetime, *, released_at: datetime | None = None) -> Decision:
     """For a run cleared to apply its saved plan (approved, or released by its window): apply now
-    (with what its move to `applying` says), or wait for a window."""
+    (with what its move to `applying` says), or wait for a window. `released_at`: when it was
+    released; a release older than `RELEASE_GRACE` (the daemon stopped in between) is asked again."""
     approved = f"applying the plan approved by {run.decided_by}"
-    if run.reason is RunReason.WINDOW_OPENED:
+    fresh = released_at is not None and now - released_at <= RELEASE_GRACE
+    if run.reason is RunReason.WINDOW_OPENED and fresh:
         if run.decided_by is None:
             return Decision(
                 Action.APPLY, "the sync window is open: applying the saved plan", RunReason.WINDOW_OPENED

@@ -4,7 +4,7 @@ the errors are in test_policy_config), and the wake-up job's choice of runs (tfo
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tfops.config import load_settings
 from tfops.models import (
@@ -26,7 +26,7 @@ from tfops.models import (
 from tfops.policy import Action, decide
 from tfops.scheduler import due_window_runs
 from tfops.stacks import discover
-from tfops.window_gate import cleared_apply, windowed
+from tfops.window_gate import RELEASE_GRACE, cleared_apply, windowed
 
 SHA = "c" * 40
 FREEZE = SyncWindow(WindowKind.DENY, "0 17 * * FRI", 64 * 3600.0)
@@ -86,10 +86,19 @@ def test_an_approved_plan_waits_for_the_window_with_its_approver_named_then_appl
     assert waiting.reason.startswith("approved by alice; inside the deny window")
     # Released by the wake-up job: not asked again (it saw the window open), the approver still named.
     released = replace(approved, reason=RunReason.WINDOW_OPENED)
-    going = cleared_apply(released, stack(FREEZE), FRIDAY_EVENING)
+    going = cleared_apply(released, stack(FREEZE), FRIDAY_EVENING, released_at=FRIDAY_EVENING)
     assert (going.action, going.why) == (Action.APPLY, RunReason.WINDOW_OPENED)
     assert "approved by alice" in going.reason
     assert cleared_apply(approved, stack(FREEZE), MONDAY_NOON).why is RunReason.APPROVED
+
+
+def test_a_release_the_daemon_did_not_act_on_in_time_is_asked_again():
+    # Released before a restart that came back inside the next freeze: it waits again.
+    released = replace(run(status=RunStatus.APPROVED), reason=RunReason.WINDOW_OPENED)
+    long_ago = FRIDAY_EVENING - RELEASE_GRACE - timedelta(seconds=1)
+
+    assert cleared_apply(released, stack(FREEZE), FRIDAY_EVENING, released_at=long_ago).action is Action.WAIT
+    assert cleared_apply(released, stack(FREEZE), FRIDAY_EVENING, released_at=None).action is Action.WAIT
 
 
 def test_the_wake_up_job_takes_the_runs_whose_window_is_open_and_those_of_removed_stacks():
