@@ -9,9 +9,9 @@ from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from harness import cloud_object, demo_stack, make_app, one_stack_repo, tfops_cli, wait_for
+from harness import cloud_object, demo_stack, edit_cloud_object, make_app, one_stack_repo, tfops_cli, wait_for
 
-from tfops.models import RunKind, RunReason, RunStatus
+from tfops.models import DriftState, RunKind, RunReason, RunStatus
 from tfops.terraform.runner import PLAN_FILE
 
 pytestmark = pytest.mark.terraform
@@ -164,3 +164,27 @@ def test_an_ask_stack_is_approved_first_and_applied_at_the_window_with_its_appro
     applying = [e for e in app.store.events(asking.id) if e.to_status is RunStatus.APPLYING]
     assert f"approved by {waiting.decided_by}" in applying[0].message
     assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
+
+
+def test_drift_is_detected_and_reported_inside_a_freeze_and_reverted_only_when_it_ends(
+    configure, apps, demo_cloud
+):
+    freeze_remediation = {**FREEZE, "actions": ["remediate"]}  # deploys go on: this freeze is for drift
+    _, path = configure(on_drift="remediate", windows=[freeze_remediation])
+    app = apps(path)
+    [deploy] = deployed(app)
+    assert deploy.status is RunStatus.APPLIED
+    edit_cloud_object(demo_cloud, "app-web", content="edited by hand")
+
+    [drift] = app.one_shot(RunKind.DRIFT, ["app"], timeout=120)
+
+    assert (drift.status, drift.reason) == (RunStatus.AWAITING_WINDOW, RunReason.WINDOW_CLOSED)
+    assert app.store.get_stack("app").drift is DriftState.DRIFTED, "detection is never held back"
+    assert [change["address"] for change in drift.summary["drift"]] == ["demo_object.app-web"]
+    assert cloud_object(demo_cloud, "app-web")["content"] == "edited by hand"
+    app.scheduler.wake_waiting_runs(now=OPENS)
+    wait_for(lambda: app.store.get_run(drift.id).status.is_terminal, timeout=120, what="the remediation")
+
+    assert app.store.get_run(drift.id).status is RunStatus.APPLIED
+    assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
+    assert app.store.get_stack("app").drift is DriftState.IN_SYNC
