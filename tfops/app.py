@@ -13,7 +13,7 @@ import pwd
 import signal
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tfops.approvals import Answer, DecisionRequest, Verdict
 from tfops.compose import Parts, build, housekeeping
@@ -33,6 +33,12 @@ from tfops.web.server import WebServer
 log = logging.getLogger(__name__)
 
 
+# Runs that end a pass with a change not deployed: planned, asked about, blocked, or waiting for a window.
+_LEFT_PENDING = frozenset(
+    {RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.BLOCKED, RunStatus.AWAITING_WINDOW}
+)
+
+
 @dataclass(frozen=True)
 class PassResult:
     runs: list[Run]
@@ -47,7 +53,12 @@ class PassResult:
         statuses = {run.status for run in self.runs}
         if statuses & FAILURE_STATUSES:
             return 1
-        if statuses & {RunStatus.PLANNED, RunStatus.AWAITING_APPROVAL, RunStatus.BLOCKED}:
+        if statuses & {
+            RunStatus.PLANNED,
+            RunStatus.AWAITING_APPROVAL,
+            RunStatus.BLOCKED,
+            RunStatus.AWAITING_WINDOW,
+        }:
             return 2
         return 0
 
@@ -173,6 +184,8 @@ class App(Parts):
             deploys = self.poller.poll(source=TriggerSource.RECONCILE, actor=local_user())
         except GitFetchError as exc:
             return PassResult(runs=[], fetch_error=str(exc))
+        if self.recovery.recovered:  # no daemon works here: runs whose sync window opened go on
+            deploys += self.scheduler.wake_waiting_runs()
         self.queue.wait_idle(timeout)
         drifts = [
             run
@@ -190,9 +203,11 @@ class App(Parts):
         *,
         timeout: float | None = None,
         allow_destroy: bool = False,
+        override_window: bool = False,
     ) -> list[Run]:
         """`tfops plan` / `tfops drift`: fetch, queue, wait, return the finished runs. `allow_destroy`:
-        a deploy past the change guards, recorded on the run's trigger (and so in its record)."""
+        a deploy past the change guards, `override_window`: outside the sync windows; each recorded
+        on the run's trigger (and so in its record)."""
         self.start()
         self.poller.poll(source=TriggerSource.CLI, actor=local_user())
         self.queue.wait_idle(timeout)  # deploys the fetch queued come first, like in the daemon
@@ -209,9 +224,7 @@ class App(Parts):
                 run = self._queue_drift(name, TriggerSource.CLI)
             else:
                 head = _needed(head_of(self.store, name), f"the head commit of stack {name}")
-                trigger = Trigger(source=TriggerSource.CLI, actor=local_user(), allow_destroy=allow_destroy)
-                if allow_destroy:
-                    trigger = replace(trigger, note="--allow-destroy: change guards overridden")
+                trigger = _cli_trigger(allow_destroy=allow_destroy, override_window=override_window)
                 run = self.queue.submit(name, kind, trigger, head)
             if run is not None:
                 runs.append(run)
@@ -260,6 +273,25 @@ class App(Parts):
 
     def _queue_drift(self, stack: str, source: TriggerSource) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack, source=source, actor=local_user())
+
+
+def _cli_trigger(*, allow_destroy: bool, override_window: bool) -> Trigger:
+    """A person's run from the host; the overrides they asked for are recorded on it."""
+    notes = [
+        note
+        for asked, note in (
+            (allow_destroy, "--allow-destroy: change guards overridden"),
+            (override_window, "--override-window: sync windows overridden"),
+        )
+        if asked
+    ]
+    return Trigger(
+        source=TriggerSource.CLI,
+        actor=local_user(),
+        allow_destroy=allow_destroy,
+        override_window=override_window,
+        note="; ".join(notes),
+    )
 
 
 def local_user() -> str:

@@ -196,15 +196,26 @@ def plan(ctx: Context, stack: str) -> None:
     is_flag=True,
     help="Apply even past the stack's change guards (recorded on the run as an override).",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Apply now, outside the stack's sync windows (recorded on the run as an override).",
+)
 @pass_ctx
-def deploy(ctx: Context, stack: str, allow_destroy: bool) -> None:
+def deploy(ctx: Context, stack: str, allow_destroy: bool, override_window: bool) -> None:
     """Deploy STACK at the branch head now, per its on_merge policy.
 
     For a person re-running a deploy that failed or was interrupted; tfops never
     retries those by itself.
     """
-    runs = _one_shot(ctx, RunKind.DEPLOY, [stack], allow_destroy=allow_destroy)
-    sys.exit(_exit_for(runs, changes=lambda run: run.status in (RunStatus.PLANNED, RunStatus.BLOCKED)))
+    runs = _one_shot(
+        ctx, RunKind.DEPLOY, [stack], allow_destroy=allow_destroy, override_window=override_window
+    )
+    sys.exit(_exit_for(runs, changes=lambda run: run.status in _LEFT_PENDING))
+
+
+# A deploy that ends here leaves its change undeployed: exit 2.
+_LEFT_PENDING = frozenset({RunStatus.PLANNED, RunStatus.BLOCKED, RunStatus.AWAITING_WINDOW})
 
 
 @cli.command()
@@ -281,8 +292,9 @@ def approve(ctx: Context, run_id: int) -> None:
     """Approve RUN_ID (awaiting approval) as the local user; on the last approval, apply its plan.
 
     The same checks as a Slack click: the run must be awaiting approval, and the branch head must
-    still carry the code that was planned, with the saved plan unchanged. Exit 0 once applied, or
-    when the approval counted and more are needed; 1 otherwise.
+    still carry the code that was planned, with the saved plan unchanged. Exit 0 once applied (or
+    waiting for the stack's sync window), or when the approval counted and more are needed; 1
+    otherwise.
     """
     _decide(ctx, run_id, "approve")
 
@@ -318,7 +330,10 @@ def _decide(ctx: Context, run_id: int, decision: str) -> None:
     if run is not None:
         print_run_detail(run, None)
     ok = answer.verdict in (Verdict.COUNT, Verdict.REJECT) or (
-        answer.verdict is Verdict.APPROVE and run is not None and run.status is RunStatus.APPLIED
+        # applied, or approved outside the sync windows: it applies when one opens
+        answer.verdict is Verdict.APPROVE
+        and run is not None
+        and run.status in (RunStatus.APPLIED, RunStatus.AWAITING_WINDOW)
     )
     sys.exit(EXIT_OK if ok else EXIT_ERROR)
 
@@ -399,13 +414,14 @@ def _one_shot(
     stacks: list[str] | None,
     *,
     allow_destroy: bool = False,
+    override_window: bool = False,
     show: bool = True,
 ) -> list[Run]:
     from tfops.cli_render import err, print_run_detail
 
     app = ctx.app()
     try:
-        found = app.one_shot(kind, stacks, allow_destroy=allow_destroy)
+        found = app.one_shot(kind, stacks, allow_destroy=allow_destroy, override_window=override_window)
     finally:
         app.close()
     if not found:

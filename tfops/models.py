@@ -38,6 +38,8 @@ class RunStatus(StrEnum):
     TIMED_OUT = "timed_out"
     EXPIRED = "expired"
     BLOCKED = "blocked"  # a change guard refused the plan and nobody can approve it: nothing applied
+    # the plan may be applied, but not now: it waits, with its plan, for the stack's sync window
+    AWAITING_WINDOW = "awaiting_window"
 
     @property
     def is_terminal(self) -> bool:
@@ -85,10 +87,14 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType
             RunStatus.AWAITING_APPROVAL,
             RunStatus.APPLYING,
             RunStatus.BLOCKED,
+            RunStatus.AWAITING_WINDOW,
         },
         RunStatus.AWAITING_APPROVAL: _SIDE_EXITS
         | {RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED},
-        RunStatus.APPROVED: _SIDE_EXITS | {RunStatus.APPLYING},
+        # Approved outside a sync window: it waits for one, its approvals kept.
+        RunStatus.APPROVED: _SIDE_EXITS | {RunStatus.APPLYING, RunStatus.AWAITING_WINDOW},
+        # The window opened: cleared to apply, as an approved run is (tfops.windows).
+        RunStatus.AWAITING_WINDOW: _SIDE_EXITS | {RunStatus.APPROVED},
         RunStatus.APPLYING: _SIDE_EXITS | {RunStatus.APPLIED},
         **{status: frozenset() for status in TERMINAL_STATUSES},
     }
@@ -96,7 +102,7 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType
 
 # Statuses in which a run's saved plan may still be applied, so the plan file is kept. A
 # `planned` run is never applied (`ask` is the way to apply a reviewed plan): its file goes.
-PLAN_KEPT_STATUSES = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED})
+PLAN_KEPT_STATUSES = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED, RunStatus.AWAITING_WINDOW})
 
 
 class RunReason(StrEnum):
@@ -138,6 +144,11 @@ class RunReason(StrEnum):
     DRIFT_IGNORED = "drift_ignored"  # every drift found matches the stack's drift ignore rules
     # the drift plan would also revert ignored attributes: never remediated by itself
     IGNORED_IN_PLAN = "ignored_in_plan"
+    # Sync windows (tfops.windows): outside one a plan waits (`awaiting_window`) and goes on at the
+    # window's start; `tfops deploy --override-window` applies it at once.
+    WINDOW_CLOSED = "window_closed"
+    WINDOW_OPENED = "window_opened"
+    WINDOW_OVERRIDDEN = "window_overridden"
 
 
 class DriftState(StrEnum):
@@ -212,6 +223,33 @@ class StackGuards:
         return self.max_destroy is not None or self.max_replace is not None or bool(self.protect)
 
 
+class WindowKind(StrEnum):
+    ALLOW = "allow"  # with any allow window, the actions happen only inside one
+    DENY = "deny"  # never inside one; deny wins over allow
+
+
+class WindowAction(StrEnum):
+    APPLY = "apply"  # a deploy's apply (approved or not)
+    REMEDIATE = "remediate"  # a drift run's apply, reverting drift
+
+
+@dataclass(frozen=True)
+class SyncWindow:
+    """When applies may happen (`windows:`): from each time `schedule` (cron, in the stack's
+    timezone) fires, for `duration` seconds of real time."""
+
+    kind: WindowKind
+    schedule: str  # five cron fields, day of week by name: "0 17 * * FRI"
+    duration: float  # seconds
+    actions: tuple[WindowAction, ...] = (WindowAction.APPLY, WindowAction.REMEDIATE)
+
+
+@dataclass(frozen=True)
+class StackWindows:
+    windows: tuple[SyncWindow, ...] = ()
+    timezone: str = "UTC"  # an IANA name; the schedules' clock
+
+
 @dataclass(frozen=True)
 class Stack:
     """A Terraform root module in the repository, with its policy."""
@@ -234,6 +272,7 @@ class Stack:
     backend_config: tuple[str, ...] = ()  # files relative to the stack, passed to init as -backend-config
     drift_ignore: tuple[DriftIgnoreRule, ...] = ()
     guards: StackGuards = StackGuards()
+    windows: StackWindows = StackWindows()
 
     @property
     def needs_aws(self) -> bool:
@@ -252,6 +291,8 @@ class Trigger:
     note: str = ""
     # `tfops deploy --allow-destroy`: a person applies a plan the change guards would stop
     allow_destroy: bool = False
+    # `tfops deploy --override-window`: a person applies now, outside the stack's sync windows
+    override_window: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -263,6 +304,8 @@ class Trigger:
         }
         if self.allow_destroy:  # only then: triggers recorded before keep their shape
             data["allow_destroy"] = True
+        if self.override_window:
+            data["override_window"] = True
         return data
 
     @classmethod
@@ -274,6 +317,7 @@ class Trigger:
             forced=bool(data.get("forced", False)),
             note=data.get("note", ""),
             allow_destroy=bool(data.get("allow_destroy", False)),
+            override_window=bool(data.get("override_window", False)),
         )
 
 

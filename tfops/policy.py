@@ -23,6 +23,7 @@ class Action(StrEnum):
     ASK = "ask"  # keep the plan and wait for approvers: `awaiting_approval`
     NOTHING = "nothing"  # nothing to do: an empty plan, or a drift plan of pending code only: `no_changes`
     BLOCK = "block"  # a change guard refused it and nobody can approve it: `blocked`, nothing applied
+    WAIT = "wait"  # apply, but outside the stack's sync windows: `awaiting_window` (tfops.window_gate)
 
 
 @dataclass(frozen=True)

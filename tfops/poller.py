@@ -43,7 +43,13 @@ HEAD_CODE_APPLIED = "head_code_applied"
 # not touch the stack must not ask the same question again (a guard's block included: its
 # answer is `tfops deploy STACK --allow-destroy`, or a commit that changes the stack).
 _DECLINED_OR_WAITING = frozenset(
-    {RunStatus.AWAITING_APPROVAL, RunStatus.REJECTED, RunStatus.EXPIRED, RunStatus.BLOCKED}
+    {
+        RunStatus.AWAITING_APPROVAL,
+        RunStatus.AWAITING_WINDOW,
+        RunStatus.REJECTED,
+        RunStatus.EXPIRED,
+        RunStatus.BLOCKED,
+    }
 )
 
 

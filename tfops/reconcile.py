@@ -7,15 +7,13 @@ changes.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -25,12 +23,14 @@ from tfops.errors import RunCancelled, RunTimedOut, StalePlanError, TerraformErr
 from tfops.incident_tracker import IncidentTracker
 from tfops.logs import run_context
 from tfops.models import DriftState, PlanSummary, Run, RunKind, RunReason, RunStatus, Stack
-from tfops.policy import Action, decide, drift_report, drift_state_after_plan, without_ignored_drift
+from tfops.policy import Action, Decision, decide, drift_report, drift_state_after_plan, without_ignored_drift
+from tfops.stack_lock import stack_lock
 from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
 from tfops.terraform.runner import Deadline, PlanResult, TerraformRunner, Workspace, sha256_file
 from tfops.transitions import PLAN_FILE, Transitions, drop_plan_unless_kept
+from tfops.window_gate import cleared_apply, windowed
 
 __all__ = [
     "PLAN_FILE",
@@ -162,8 +162,11 @@ class Reconciler:
         confirm_head: Callable[[], str | None] = lambda: None,
         cloud: CloudAccess | None = None,
         incidents: IncidentTracker | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """`confirm_head()`: fetch to learn the branch head now; the reason when it cannot be known."""
+        """`confirm_head()`: fetch to learn the branch head now; the reason when it cannot be known.
+        `clock`: the time sync windows are checked at."""
+        self.clock = clock
         self.on_finished = on_finished
         self.cloud = cloud
         self.incidents = incidents or IncidentTracker(store)
@@ -215,7 +218,8 @@ class Reconciler:
 
     def _execute(self, run_id: int, cancel: proc.Cancel | None) -> Run | None:
         run = self.store.get_run(run_id)
-        if run is None or run.status not in (RunStatus.QUEUED, RunStatus.APPROVED):
+        # An `awaiting_window` run is queued only by the wake-up job, which saw its window open.
+        if run is None or run.status not in (RunStatus.QUEUED, RunStatus.APPROVED, RunStatus.AWAITING_WINDOW):
             return run  # superseded or taken meanwhile: nothing to do
         stack = self.stacks().get(run.stack)
         if stack is None:
@@ -223,8 +227,8 @@ class Reconciler:
                 run, f"stack {run.stack!r} is no longer configured", why=RunReason.STACK_REMOVED
             )
         try:
-            with run_context(run.id, run.stack), self._stack_lock(stack, cancel):
-                if run.status is RunStatus.APPROVED:
+            with run_context(run.id, run.stack), stack_lock(self.settings.stacks_dir, stack, cancel):
+                if run.status is not RunStatus.QUEUED:
                     return self._apply_approved(self._current(run), stack, cancel)
                 return self._execute_locked(run, stack, cancel)
         except RunCancelled:
@@ -235,9 +239,15 @@ class Reconciler:
             run = self.transitions.mark_planning(run, log_path=self._run_dir(run) / "run.log")
         except InvalidTransition:
             return self._current(run)  # taken or superseded meanwhile
+        self.transitions.supersede_window_waiters(run)
         return self._conclude(self._take(run, stack, cancel), self._plan_and_decide)
 
     def _apply_approved(self, run: Run, stack: Stack, cancel: proc.Cancel | None) -> Run:
+        if run.status is RunStatus.AWAITING_WINDOW:
+            try:
+                run = self.transitions.mark_window_open(run)
+            except InvalidTransition:
+                return self._current(run)  # superseded meanwhile
         if run.status is not RunStatus.APPROVED:
             return run  # another process applied it meanwhile
         return self._conclude(self._take(run, stack, cancel), self._check_then_apply)
@@ -288,6 +298,10 @@ class Reconciler:
 
     def _check_then_apply(self, work: RunWork) -> Run:
         """Apply exactly the plan people approved, after checking it is still the one they saw."""
+        released = self.store.events(work.run.id)[-1].at  # when it became `approved`
+        cleared = cleared_apply(work.run, work.stack, self.clock(), released_at=released)
+        if cleared.action is Action.WAIT:  # approved outside the sync windows: it waits, approved
+            return self.transitions.mark_awaiting_window(work.run, None, None, cleared.reason)
         # The head as it is now, not as the last poll (or a previous process) saw it.
         unconfirmed = self.confirm_head()
         if unconfirmed is not None:
@@ -295,7 +309,7 @@ class Reconciler:
         stale = self.stale_binding(work.run, work.stack)
         if stale is not None:
             return self._supersede_stale(work.run, stale)
-        return self._apply_saved_plan(work)
+        return self._apply_saved_plan(work, cleared)
 
     def stale_binding(self, run: Run, stack: Stack) -> str | None:
         """Why the run's saved plan may no longer be applied, or None while it still may.
@@ -329,7 +343,7 @@ class Reconciler:
             self.on_stale_plan(done)
         return done
 
-    def _apply_saved_plan(self, work: RunWork) -> Run:
+    def _apply_saved_plan(self, work: RunWork, cleared: Decision) -> Run:
         run, cancel, redact = work.run, work.cancel, work.redact
         assert run.plan_sha256 is not None  # stale_binding found the plan it names
         deadline = Deadline(self.settings.timeout)
@@ -340,11 +354,7 @@ class Reconciler:
             shown = self.runner.show_json(ws, ws.plan_path, deadline=deadline, cancel=cancel, redact=redact)
             summary = work.summarize(shown)
             applying = self.transitions.mark_applying(
-                run,
-                summary,
-                run.plan_sha256,
-                f"applying the plan approved by {run.decided_by}",
-                why=RunReason.APPROVED,
+                run, summary, run.plan_sha256, cleared.reason, why=cleared.why
             )
             return self._apply(work, ws, ws.plan_path, deadline, applying)
 
@@ -360,7 +370,7 @@ class Reconciler:
             plan = self.runner.plan(ws, deadline=deadline, cancel=work.cancel, redact=work.redact)
             summary = without_ignored_drift(stack, run.kind, self._summarize(work, ws, plan, deadline))
             code_applied = self._code_applied(stack, commit_sha, tree)
-            decision = decide(
+            decision = decide(  # then the sync windows: apply now, or wait for one
                 stack,
                 run.kind,
                 summary,
@@ -368,6 +378,7 @@ class Reconciler:
                 code_applied=code_applied,
                 allow_destroy=run.trigger.allow_destroy,
             )
+            decision = windowed(decision, stack, run, self.clock())
             summary = self._record_drift(work, summary, code_applied)
             if decision.action is Action.NOTHING:
                 done = self.transitions.mark_no_changes(run, summary, decision.reason, why=decision.why)
@@ -475,23 +486,3 @@ class Reconciler:
 
     def _current(self, run: Run) -> Run:
         return self.store.get_run(run.id) or run
-
-    @contextmanager
-    def _stack_lock(self, stack: Stack, cancel: proc.Cancel | None) -> Iterator[None]:
-        """One run per stack at a time, across processes (daemon and one-shot CLI)."""
-        lock_dir = self.settings.stacks_dir / stack.name
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / "run.lock", "a") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if cancel is not None and cancel.wait(0.2):
-                        raise RunCancelled("stopped while waiting for another run on this stack") from None
-                    if cancel is None:
-                        time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -24,7 +24,7 @@ from tfops.store import Store
 log = logging.getLogger(__name__)
 
 # Runs that have not started work yet and that a newer commit makes pointless.
-_WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL})
+_WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL, RunStatus.AWAITING_WINDOW})
 
 
 class Executor(Protocol):

@@ -3,6 +3,8 @@
 - `Scheduler`: APScheduler jobs that call the poller and queue drift checks; each drift timer
   resumes from the store (`tfops.drift_timers`), so a restart does not re-plan the estate.
 - `StackRegistry`: the stacks discovered at the current head.
+- the `windows` job: runs waiting for a sync window (`awaiting_window`) go on when one opens; the
+  runs wait in the store, so after a restart they are still waiting and go on at the same time.
 - `queue_drift_check`, `replan`, `queue_for_api`: when a drift check, a fresh plan after a stale
   one, or a run asked for over the API is queued.
 
@@ -14,22 +16,23 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tfops.drift_timers import first_drift_check
 from tfops.errors import GitFetchError, TfopsError
-from tfops.models import Run, RunKind, Stack, Trigger, TriggerSource
+from tfops.models import Run, RunKind, RunStatus, Stack, StackWindows, Trigger, TriggerSource
 from tfops.poller import HEAD_CODE_APPLIED, REFUSED_STACKS_META
 from tfops.run_queue import RunQueue
 from tfops.stacks import Discovery, RefusedStack
 from tfops.store import Store
+from tfops.window_gate import may_apply_now
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,13 @@ class RunIntake(Protocol):
     """What the rules here need of a queue (`RunQueue.submit`); None: not queued (coalesced, stopping)."""
 
     def submit(self, stack: str, kind: RunKind, trigger: Trigger, commit_sha: str) -> Run | None: ...
+
+
+@runtime_checkable
+class Resumes(Protocol):
+    """A queue that takes existing runs (`RunQueue.resume`): where runs whose window opened go."""
+
+    def resume(self, runs: Iterable[Run]) -> None: ...
 
 
 class Poller(Protocol):
@@ -96,6 +106,7 @@ class Scheduler:
         jitter: float = 0.1,
         housekeeping: Callable[[], object] | None = None,
         housekeeping_interval: float = 30.0,
+        window_interval: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
     ) -> None:
@@ -106,6 +117,8 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.housekeeping = housekeeping
         self.housekeeping_interval = housekeeping_interval
+        self.window_interval = window_interval  # how late after a window opens its runs may go on
+        self._woken: set[int] = set()  # runs handed to the queue that have not started yet
         self.poller = poller
         self.queue = queue
         self.registry = registry
@@ -132,7 +145,36 @@ class Scheduler:
                 IntervalTrigger(seconds=self.housekeeping_interval, timezone=UTC),
                 id="housekeeping",
             )
+        if isinstance(self.queue, Resumes):
+            self._aps.add_job(
+                self._windows_job,
+                IntervalTrigger(seconds=self.window_interval, timezone=UTC),
+                id="windows",
+                next_run_time=datetime.now(UTC),  # after a restart, what became due meanwhile goes now
+            )
         self._aps.start()
+
+    def wake_waiting_runs(self, now: datetime | None = None) -> list[Run]:
+        """Queue the runs waiting for a sync window that is open at `now` (the clock's time): they
+        go on to their apply, re-checked against the branch first. Returns the runs queued."""
+        waiting = self.store.runs_with_status({RunStatus.AWAITING_WINDOW})
+        self._woken &= {run.id for run in waiting}  # the others started, or ended
+        due = [
+            run
+            for run in due_window_runs(waiting, self.registry.current(), now or self.clock())
+            if run.id not in self._woken
+        ]
+        if due and isinstance(self.queue, Resumes):
+            log.info("sync window open: %s", ", ".join(f"run {run.id} ({run.stack})" for run in due))
+            self.queue.resume(due)
+            self._woken |= {run.id for run in due}
+        return due
+
+    def _windows_job(self) -> None:
+        try:
+            self.wake_waiting_runs()
+        except Exception:
+            log.exception("waking the runs waiting for a sync window failed; the next tick tries again")
 
     def _housekeeping_job(self) -> None:
         if self.housekeeping is None:
@@ -250,6 +292,24 @@ def queue_drift_check(
         return None
     trigger = Trigger(source=source, actor=actor, previous_sha=state.applied_sha)
     return queue.submit(stack_name, RunKind.DRIFT, trigger, state.head_sha)
+
+
+def due_window_runs(waiting: Iterable[Run], stacks: Mapping[str, Stack], now: datetime) -> list[Run]:
+    """The runs among `waiting` whose stack's windows let them apply at `now`. A run whose stack is
+    gone is due too: the reconciler ends it (`stack_removed`) rather than leaving it waiting.
+    Stacks mostly share the defaults' windows: each set of windows is asked once per kind."""
+    answers: dict[tuple[StackWindows, RunKind], bool] = {}
+    due = []
+    for run in waiting:
+        stack = stacks.get(run.stack)
+        if stack is not None:
+            key = (stack.windows, run.kind)
+            if key not in answers:
+                answers[key] = may_apply_now(stack, run, now)
+            if not answers[key]:
+                continue
+        due.append(run)
+    return due
 
 
 def head_of(store: Store, stack: str) -> str | None:

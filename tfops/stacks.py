@@ -49,6 +49,7 @@ from tfops.config import StackDefaults, StackEntry
 from tfops.config.aws import merge_stack_aws
 from tfops.config.drift import drift_ignore_rules
 from tfops.config.guards import stack_guards
+from tfops.config.windows import stack_windows
 from tfops.errors import StackPathError
 from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
@@ -225,6 +226,7 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
         backend_config=tuple(entry.backend_config),
         drift_ignore=drift_ignore_rules(defaults.drift, entry.drift),
         guards=stack_guards(defaults.guards, entry.guards),
+        windows=stack_windows(defaults.windows, defaults.timezone, entry.windows, entry.timezone),
     )
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
-from tfops.models import PLAN_KEPT_STATUSES, PlanSummary, Run, RunStatus
+from tfops.models import PLAN_KEPT_STATUSES, PlanSummary, Run, RunKind, RunStatus
 from tfops.models import RunReason as Why
 from tfops.notify import Notifier, RunNotice
 from tfops.policy import Action, Decision
-from tfops.store import Store
+from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import summary_to_dict
 from tfops.terraform.runner import PLAN_FILE
 
@@ -23,6 +23,8 @@ _PLANNING = {RunStatus.PLANNING}
 _APPLYING = {RunStatus.APPLYING}
 _AWAITING = {RunStatus.AWAITING_APPROVAL}
 _READY_TO_APPLY = {RunStatus.PLANNING, RunStatus.APPROVED}
+_WINDOW_HOLDS = {RunStatus.PLANNING, RunStatus.APPROVED}  # decided (or approved) to apply, outside a window
+_AWAITING_WINDOW = {RunStatus.AWAITING_WINDOW}
 
 
 class Transitions:
@@ -60,11 +62,13 @@ class Transitions:
         )
 
     def mark_held(self, run: Run, summary: PlanSummary, plan_sha256: str, decision: Decision) -> Run:
-        """A plan that is not applied now, as `decide` said: recorded, asked about, or blocked."""
+        """A plan that is not applied now, as `decide` said: recorded, asked about, blocked, or held
+        for a sync window."""
         marks = {
             Action.RECORD: self.mark_planned,
             Action.ASK: self.mark_awaiting_approval,
             Action.BLOCK: self.mark_blocked,
+            Action.WAIT: self.mark_awaiting_window,
         }
         return marks[decision.action](run, summary, plan_sha256, decision.reason, why=decision.why)
 
@@ -82,6 +86,45 @@ class Transitions:
         return self._move(
             run, RunStatus.AWAITING_APPROVAL, _PLANNING, reason, why, summary=summary, plan_sha256=plan_sha256
         )
+
+    def mark_awaiting_window(
+        self,
+        run: Run,
+        summary: PlanSummary | None,
+        plan_sha256: str | None,
+        reason: str,
+        *,
+        why: Why = Why.WINDOW_CLOSED,
+    ) -> Run:
+        """Cleared to apply, but outside the stack's sync windows: it waits with its plan (and the
+        approvals it has) for the wake-up job (`tfops.scheduler`) to see a window open."""
+        fields = {"plan_sha256": plan_sha256} if plan_sha256 is not None else {}
+        return self._move(
+            run, RunStatus.AWAITING_WINDOW, _WINDOW_HOLDS, reason, why, summary=summary, **fields
+        )
+
+    def mark_window_open(self, run: Run) -> Run:
+        """The window opened: the run goes on to its (re-checked) apply, as an approved run does."""
+        return self._move(
+            run,
+            RunStatus.APPROVED,
+            _AWAITING_WINDOW,
+            "the sync window is open: the saved plan goes on to its apply",
+            Why.WINDOW_OPENED,
+        )
+
+    def supersede_window_waiters(self, run: Run) -> None:
+        """A newer deploy makes the stack's plans that wait for a window pointless, and a newer drift
+        plan the drift plans that do: they are superseded when it starts planning."""
+        for older in self.store.open_runs(run.stack):
+            if older.id >= run.id or older.status is not RunStatus.AWAITING_WINDOW:
+                continue
+            if run.kind is RunKind.DEPLOY or older.kind is run.kind:
+                reason = f"superseded by run {run.id} of commit {(run.commit_sha or '')[:10]}"
+                try:
+                    self.mark_superseded(older, reason, allowed_from=_AWAITING_WINDOW)
+                except InvalidTransition:
+                    continue  # its window opened and it started meanwhile
 
     def mark_approved(self, run: Run, by: str) -> Run:
         return self._move(

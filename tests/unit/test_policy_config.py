@@ -1,4 +1,5 @@
-"""`drift.ignore` and `guards` in tfops.yaml: errors with file, field and reason; resolution into Stack."""
+"""`drift.ignore`, `guards` and `windows` in tfops.yaml: errors with file, field and reason;
+resolution into Stack."""
 
 from __future__ import annotations
 
@@ -54,6 +55,37 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ("stacks: [{path: a, guards: {protect: ['']}}]", "stacks.0.guards.protect.0", "must not be empty"),
         ("defaults: {guards: {max_deletes: 0}}", "defaults.guards", "max_deletes"),
+        (
+            "defaults: {windows: [{kind: deny, schedule: '0 17 * * 5', duration: 64h}]}",
+            "defaults.windows.0.schedule",
+            "write the day of the week by name",
+        ),
+        (
+            "defaults: {windows: [{kind: deny, schedule: '0 17 * *', duration: 64h}]}",
+            "defaults.windows.0.schedule",
+            "five fields",
+        ),
+        (
+            "defaults: {windows: [{kind: deny, schedule: '0 25 * * FRI', duration: 1h}]}",
+            "defaults.windows.0.schedule",
+            "is not a cron schedule",
+        ),
+        (
+            "stacks: [{path: a, windows: [{kind: pause, schedule: '0 17 * * FRI', duration: 1h}]}]",
+            "stacks.0.windows.0.kind",
+            "must be one of allow, deny",
+        ),
+        (
+            "defaults: {windows: [{kind: allow, schedule: '0 8 * * MON', duration: 0}]}",
+            "defaults.windows.0.duration",
+            "must be greater than 0",
+        ),
+        (
+            "defaults: {windows: [{kind: allow, schedule: '0 8 * * MON', duration: 1h, actions: [plan]}]}",
+            "defaults.windows.0.actions.0",
+            "must be one of apply, remediate",
+        ),
+        ("defaults: {timezone: Europe/Berlln}", "defaults.timezone", "is not a time zone name"),
     ],
 )
 def test_each_invalid_rule_is_an_error_with_its_file_field_and_reason(tmp_path, yaml_text, field, reason):

@@ -17,6 +17,7 @@ from tfops.config.durations import Duration, PositiveDuration
 from tfops.config.fields import EnvMapping, FrozenDict, Section, lowercase
 from tfops.config.guards import GuardsSettings
 from tfops.config.slack import SlackApprover
+from tfops.config.windows import TimeZone, WindowEntry
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge
 from tfops.naming import validate_stack_name, validate_stack_path
@@ -53,6 +54,8 @@ class StackDefaults(Section):
     secrets: SecretsMapping = Field(default_factory=FrozenDict)  # TF_VAR_x: ssm:/… or secretsmanager:…
     drift: DriftSettings = Field(default_factory=DriftSettings)  # ignore: drift meant to happen
     guards: GuardsSettings = Field(default_factory=GuardsSettings)  # max_destroy, max_replace, protect
+    windows: tuple[WindowEntry, ...] = ()  # sync windows: when plans may be applied
+    timezone: TimeZone = "UTC"  # the clock of the windows' schedules
 
 
 def _stack_file(kind: str) -> AfterValidator:
@@ -99,6 +102,8 @@ class StackEntry(Section):
     env: EnvMapping = Field(default_factory=FrozenDict, repr=False)  # values may be secrets
     drift: DriftSettings | None = None  # its ignore rules are added to defaults.drift.ignore
     guards: GuardsSettings | None = None  # the keys it writes override defaults.guards
+    windows: tuple[WindowEntry, ...] | None = None  # None: defaults.windows; [] frees the stack of them
+    timezone: TimeZone | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -124,6 +124,7 @@ STATUS_EMOJI = {
     RunStatus.TIMED_OUT: ":alarm_clock:",
     RunStatus.EXPIRED: ":hourglass:",
     RunStatus.BLOCKED: ":octagonal_sign:",
+    RunStatus.AWAITING_WINDOW: ":calendar:",
 }
 
 # How much of each piece is shown (escaped sizes); the plan's own pieces are in plan_sections.
