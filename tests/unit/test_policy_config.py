@@ -147,3 +147,23 @@ stacks:
     [db] = [line for line in lines if line.strip().startswith("db: db")]
     assert "guards: max_destroy 0 protect aws_db_instance.*, 1 drift ignore rule" in app
     assert "guards" not in db and "1 drift ignore rule" in db
+
+
+def test_check_config_shows_each_stacks_sync_windows_in_their_time_zone(tmp_path):
+    path = write(
+        tmp_path,
+        """defaults:
+  windows: [{kind: deny, schedule: "0 17 * * FRI", duration: 64h, actions: [apply]}]
+  timezone: Europe/Berlin
+stacks:
+  - path: app
+  - path: db
+    windows: []""",
+    )
+
+    lines = describe(load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path)})).splitlines()
+
+    [app] = [line for line in lines if line.strip().startswith("app: app")]
+    [db] = [line for line in lines if line.strip().startswith("db: db")]
+    assert "windows (Europe/Berlin): deny 0 17 * * FRI for 2d16h [apply]" in app
+    assert "windows" not in db, "windows: [] frees the stack of the defaults' windows"

@@ -193,7 +193,21 @@ def _describe_policy(policy: StackDefaults | StackEntry, defaults: StackDefaults
         rules = describe_rules(defaults or StackDefaults(), policy)
     else:
         rules = describe_rules(policy)
-    return f"on merge {on_merge}, on drift {on_drift}, {drift}{rules}"
+    return f"on merge {on_merge}, on drift {on_drift}, {drift}{rules}{_describe_windows(policy, defaults)}"
+
+
+def _describe_windows(policy: StackDefaults | StackEntry, defaults: StackDefaults | None) -> str:
+    """ ", windows (Europe/Berlin): deny 0 17 * * FRI for 64h [apply, remediate]", or ""."""
+    windows = policy.windows if policy.windows is not None else (defaults.windows if defaults else ())
+    zone = policy.timezone or (defaults.timezone if defaults else None) or "UTC"
+    if not windows:
+        return ""
+    shown = "; ".join(
+        f"{w.kind.value} {w.schedule} for {format_duration(w.duration)} "
+        f"[{', '.join(a.value for a in w.actions)}]"
+        for w in windows
+    )
+    return f", windows ({zone}): {shown}"
 
 
 def _describe_entry(entry: StackEntry, defaults: StackDefaults) -> str:
