@@ -37,7 +37,9 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
     EXPIRED = "expired"
-    BLOCKED = "blocked"  # a change guard refused the plan and nobody can approve it: nothing applied
+    # a change guard refused the plan and nobody can approve it, or an upstream stack's deploy did
+    # not land (`depends_on`): nothing applied
+    BLOCKED = "blocked"
 
     @property
     def is_terminal(self) -> bool:
@@ -77,7 +79,8 @@ _SIDE_EXITS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERR
 # Every move a run may make; `Store.transition` refuses any other. Terminal statuses lead nowhere.
 ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType(
     {
-        RunStatus.QUEUED: _SIDE_EXITS | {RunStatus.PLANNING},
+        # queued -> blocked: an upstream's deploy (`depends_on`) did not land; it is never planned
+        RunStatus.QUEUED: _SIDE_EXITS | {RunStatus.PLANNING, RunStatus.BLOCKED},
         RunStatus.PLANNING: _SIDE_EXITS
         | {
             RunStatus.NO_CHANGES,
@@ -138,6 +141,9 @@ class RunReason(StrEnum):
     DRIFT_IGNORED = "drift_ignored"  # every drift found matches the stack's drift ignore rules
     # the drift plan would also revert ignored attributes: never remediated by itself
     IGNORED_IN_PLAN = "ignored_in_plan"
+    # `depends_on`: an upstream stack's deploy failed, was rejected, expired or was blocked; this
+    # deploy ends `blocked` before planning rather than apply against the upstream's stale outputs
+    UPSTREAM_FAILED = "upstream_failed"
 
 
 class DriftState(StrEnum):
@@ -234,6 +240,8 @@ class Stack:
     backend_config: tuple[str, ...] = ()  # files relative to the stack, passed to init as -backend-config
     drift_ignore: tuple[DriftIgnoreRule, ...] = ()
     guards: StackGuards = StackGuards()
+    # `depends_on`: stacks whose deploys of the same commit go first (tfops.ordering)
+    depends_on: tuple[str, ...] = ()
 
     @property
     def needs_aws(self) -> bool:

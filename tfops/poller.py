@@ -28,6 +28,7 @@ from tfops.changeindex import ChangeTracker, stacks_layout
 from tfops.errors import GitFetchError
 from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
+from tfops.ordering import topological
 from tfops.stacks import RefusedStack
 from tfops.store import Store
 from tfops.store.deploys import DeployFacts, DeploySnapshot
@@ -230,7 +231,7 @@ class RepoPoller:
         changes = _ChangesSince(self.git, self._changes, ordered, head)
         # Every stack's facts in one read, of what changed since the last one (not per stack).
         facts = self._deploys = self.store.deploy_facts(self._deploys)
-        for stack in ordered:
+        for stack in _upstreams_first(ordered):  # the queue holds a deploy behind its upstreams'
             known = facts.get(stack.name)
             reason = self._deploy_reason(stack, head, changes, known)
             if reason is None:
@@ -290,6 +291,16 @@ class RepoPoller:
         if not changes.touch(stack, known.applied_sha):
             return None
         return f"changed since {known.applied_sha[:10]}"
+
+
+def _upstreams_first(stacks: list[Stack]) -> list[Stack]:
+    """`stacks` in `depends_on` order: an upstream's deploy is queued before its downstreams', so
+    the queue finds it there when it looks whether a downstream may go."""
+    if not any(stack.depends_on for stack in stacks):
+        return stacks
+    by_name = {stack.name: stack for stack in stacks}
+    graph = {stack.name: stack.depends_on for stack in stacks}
+    return [by_name[name] for name in topological(graph, by_name)]
 
 
 class _ChangesSince:

@@ -5,20 +5,27 @@ queued runs of its stack; a drift check is not queued twice. Deploys, plans and 
 are dispatched before any waiting drift check, and drift checks hold at most `drift_parallel`
 workers at once, so a deploy never waits behind a drift sweep. The queue knows the reconciler only
 as an `Executor` (declared here, where it is used), so whatever runs a run can stand behind it.
+
+Stack order (`depends_on`, tfops.ordering) is kept here, at admission, the one place every deploy
+passes: a queued deploy whose upstream stacks have an open deploy stays queued (its message says
+what it waits for) and one whose upstream's deploy did not land ends `blocked`. The state is the
+store's runs, so a restart holds the same runs again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Protocol
 
 from tfops import proc
 from tfops.errors import TfopsError
-from tfops.models import Run, RunKind, RunStatus, Trigger
+from tfops.models import Run, RunKind, RunStatus, Stack, Trigger
+from tfops.ordering import Verdict, admit, ancestors
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,24 @@ class Superseding(Protocol):
     def mark_superseded(
         self, run: Run, reason: str, *, allowed_from: AbstractSet[RunStatus] | None = None
     ) -> Run: ...
+
+
+class Holding(Protocol):
+    """The status changes stack order makes (the reconciler's `Transitions`)."""
+
+    def mark_upstream_blocked(self, run: Run, reason: str) -> Run: ...
+
+    def note_decision(self, run: Run, message: str) -> None: ...
+
+
+class StackOrder(NamedTuple):
+    """What the queue needs to keep `depends_on`: the stacks at the head (`StackRegistry.current`)
+    and who marks a held run. `recheck`: seconds between looks at held runs, for what ends an
+    upstream's deploy outside the queue (a rejection, an expiry)."""
+
+    stacks: Callable[[], Mapping[str, Stack]]
+    transitions: Holding
+    recheck: float = 5.0
 
 
 def _same_kind_waiting(open_runs: Iterable[Run], kind: RunKind) -> Run | None:
@@ -78,8 +103,10 @@ class RunQueue:
         execute: Executor,
         max_parallel: int,
         drift_parallel: int | None = None,
+        order: StackOrder | None = None,
     ) -> None:
-        """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`)."""
+        """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`);
+        `order`: keep `depends_on` between deploys (None: no order)."""
         self.store = store
         self.transitions = transitions
         self.execute = execute
@@ -90,6 +117,9 @@ class RunQueue:
         self._busy: dict[str, _Busy] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
         self._accepting = True
+        self.order = order
+        self._held: dict[int, str] = {}  # run id -> what it waits for, as last announced
+        self._recheck: threading.Timer | None = None
 
     # -- intake ---------------------------------------------------------------
 
@@ -150,6 +180,8 @@ class RunQueue:
                 continue  # one run per stack: it waits for the current one
             if entry.drift and drift_busy >= self.drift_parallel:
                 return  # drift checks come last; none may start until one ends
+            if not entry.drift and self._held_back(entry):
+                continue  # its upstreams go first (or it just ended blocked)
             drift_busy += entry.drift
             self._pending.remove(entry)
             cancel = proc.Cancel()
@@ -168,6 +200,56 @@ class RunQueue:
                     self._dispatch_locked()
                 self._cond.notify_all()
 
+    # -- stack order ----------------------------------------------------------
+
+    def _held_back(self, entry: _Entry) -> bool:
+        """Whether a deploy must not start now: an upstream's deploy is open, or did not land (then
+        it ends `blocked` here and leaves the queue). Drift checks and plans are not ordered."""
+        if self.order is None:
+            return False
+        graph = {name: stack.depends_on for name, stack in self.order.stacks().items()}
+        upstreams = ancestors(graph, entry.stack) if graph.get(entry.stack) else []
+        run = self.store.get_run(entry.run_id) if upstreams else None
+        if run is None or run.status is not RunStatus.QUEUED:
+            return False  # approved applies go: their plan was made once the upstreams landed
+        deploys = {name: self._deploys_of(name) for name in upstreams}
+        verdict = admit(run, upstreams, deploys)
+        if verdict.verdict is Verdict.GO:
+            self._held.pop(run.id, None)
+            return False
+        if verdict.verdict is Verdict.BLOCKED:
+            self._pending = [item for item in self._pending if item.run_id != run.id]
+            self._held.pop(run.id, None)
+            with contextlib.suppress(TfopsError):  # superseded meanwhile: nothing to block
+                self.order.transitions.mark_upstream_blocked(run, verdict.reason)
+            return True
+        if self._held.get(run.id) != verdict.reason:
+            self._held[run.id] = verdict.reason
+            self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
+        self._schedule_recheck()
+        return True
+
+    def _deploys_of(self, stack: str) -> Sequence[Run]:
+        """The stack's open deploys and its newest deploy (what `admit` reads)."""
+        runs = {run.id: run for run in self.store.open_runs(stack) if run.kind is RunKind.DEPLOY}
+        newest = self.store.last_run(stack, kinds=[RunKind.DEPLOY])
+        if newest is not None:
+            runs[newest.id] = newest
+        return list(runs.values())
+
+    def _schedule_recheck(self) -> None:
+        if self.order is None or (self._recheck is not None and self._recheck.is_alive()):
+            return
+        self._recheck = threading.Timer(self.order.recheck, self._look_again)
+        self._recheck.daemon = True
+        self._recheck.start()
+
+    def _look_again(self) -> None:
+        with self._cond:
+            if self._accepting:
+                self._dispatch_locked()
+            self._cond.notify_all()
+
     # -- observation and shutdown ------------------------------------------------
 
     @property
@@ -181,13 +263,20 @@ class RunQueue:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout=timeout)
+            # Runs held for an upstream that waits on people (approval) count as idle: nothing in
+            # this process moves them, and a one-shot pass must not wait for them.
+            return self._cond.wait_for(
+                lambda: not self._busy and all(entry.run_id in self._held for entry in self._pending),
+                timeout=timeout,
+            )
 
     def shutdown(self, *, wait: float | None = None) -> None:
         """Stop taking work and interrupt what runs: one SIGINT to each Terraform."""
         with self._cond:
             self._accepting = False
             self._pending.clear()  # they stay `queued` in the store and resume next start
+            if self._recheck is not None:
+                self._recheck.cancel()
             for busy in self._busy.values():
                 busy.cancel.cancel()
             self._cond.wait_for(lambda: not self._busy, timeout=wait)

@@ -52,6 +52,7 @@ from tfops.config.guards import stack_guards
 from tfops.errors import StackPathError
 from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
+from tfops.ordering import refuse_broken_order
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Refusal(StrEnum):
     INVALID_NAME = "invalid_name"
     VAR_FILE_OUTSIDE = "var_file_outside"
     NAME_CLASH = "name_clash"
+    BROKEN_ORDER = "broken_order"  # depends_on names no stack here, or forms a cycle
 
 
 _REFUSAL_HINTS = {
@@ -84,6 +86,7 @@ _REFUSAL_HINTS = {
         "var files and backend config files are relative to the stack folder and must stay in the repository"
     ),
     Refusal.NAME_CLASH: "give the stacks distinct names with explicit entries (`path` and `name`)",
+    Refusal.BROKEN_ORDER: "fix the stack's `depends_on` in tfops.yaml, or the upstream stack it names",
 }
 
 
@@ -160,7 +163,12 @@ def discover(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefa
         name = names[path]
         _take(good, refused, name, path, _discovered_stack, root, name, path, entry, defaults)
     stacks, clashes = _split_name_clashes(good)
-    refused.extend(clashes)
+    # A stack whose `depends_on` names no stack here (or forms a cycle) goes without its upstream.
+    broken = {item.name: item.detail for item in refuse_broken_order({s.name: s.depends_on for s in stacks})}
+    refused += clashes + [
+        RefusedStack(s.name, s.path, Refusal.BROKEN_ORDER, broken[s.name]) for s in stacks if s.name in broken
+    ]
+    stacks = [stack for stack in stacks if stack.name not in broken]
     return Discovery(
         stacks=tuple(sorted(stacks, key=lambda stack: stack.name)),
         refused=tuple(sorted(refused, key=lambda item: (item.name, item.path))),
@@ -225,6 +233,7 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
         backend_config=tuple(entry.backend_config),
         drift_ignore=drift_ignore_rules(defaults.drift, entry.drift),
         guards=stack_guards(defaults.guards, entry.guards),
+        depends_on=tuple(dict.fromkeys(entry.depends_on)),
     )
 
 
