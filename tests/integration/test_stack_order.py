@@ -1,0 +1,117 @@
+"""Stack order end to end: real git, real Terraform and the demo provider. `app` reads what
+`network` wrote (its object in the demo cloud, through `file()` at plan time), so an `app` planned
+before `network` is applied would read the old value, or nothing at all."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import Remote, cloud_object, demo_stack, make_app, tfops_cli, write_config
+
+from tfops.models import RunKind, RunReason, RunStatus
+
+pytestmark = pytest.mark.terraform
+
+
+def network_code(cloud, version: str) -> str:
+    return demo_stack(cloud, {"network-vpc": version})
+
+
+def app_code(cloud, note: str = "") -> str:
+    """`app-web` carries the network object's content: app's plan reads network's outcome."""
+    vpc = json.dumps(str(cloud / "network-vpc.json"))
+    resource = f"""
+    # {note}
+    resource "demo_object" "app-web" {{
+      name    = "app-web"
+      content = jsondecode(file({vpc})).content
+    }}
+    """
+    return demo_stack(cloud, {}, extra=resource)
+
+
+@pytest.fixture
+def setup(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
+    remote = Remote(tmp_path)
+    remote.commit_and_push(
+        "network and app",
+        {
+            "stacks/network/main.tf": network_code(demo_cloud, "v1"),
+            "stacks/app/main.tf": app_code(demo_cloud),
+        },
+    )
+    config = write_config(
+        tmp_path / "tfops.yaml",
+        remote=remote,
+        data_dir=tmp_path / "data",
+        terraform_bin=terraform_bin,
+        cli_config=tf_cli_config,
+        terraform={"max_parallel": 4},  # room for both at once: only the order holds app back
+        stacks=[
+            {"path": "stacks/network", "on_merge": "apply", "drift_interval": 0},
+            {"path": "stacks/app", "on_merge": "apply", "drift_interval": 0, "depends_on": ["network"]},
+        ],
+    )
+    app = make_app(config, tf_env)
+    yield remote, app, config
+    app.close()
+
+
+def deploys(app) -> dict[str, object]:
+    result = app.reconcile_once(timeout=180)
+    return {run.stack: run for run in result.runs if run.kind is RunKind.DEPLOY}
+
+
+def event_at(app, run_id: int, status: RunStatus):
+    [event] = [event for event in app.store.events(run_id) if event.to_status is status]
+    return event.at
+
+
+def test_a_commit_touching_network_and_app_applies_network_before_app_is_planned(setup, demo_cloud):
+    remote, app, _ = setup
+    first = deploys(app)
+    assert {name: run.status for name, run in first.items()} == {
+        "network": RunStatus.APPLIED,
+        "app": RunStatus.APPLIED,
+    }, "app's plan reads network's object: it exists only once network is applied"
+
+    remote.commit_and_push(
+        "network v2, and app",
+        {
+            "stacks/network/main.tf": network_code(demo_cloud, "v2"),
+            "stacks/app/main.tf": app_code(demo_cloud, "2"),
+        },
+    )
+    second = deploys(app)
+
+    network, web = second["network"], second["app"]
+    assert (network.status, web.status) == (RunStatus.APPLIED, RunStatus.APPLIED)
+    assert event_at(app, network.id, RunStatus.APPLIED) <= event_at(app, web.id, RunStatus.PLANNING)
+    assert cloud_object(demo_cloud, "app-web")["content"] == "v2", "app read network's new outcome"
+
+
+def test_network_failing_blocks_app_naming_networks_run_and_status_shows_the_order(setup, demo_cloud, tf_env):
+    remote, app, config = setup
+    deploys(app)
+    remote.commit_and_push(
+        "broken network, and app",
+        {"stacks/network/main.tf": "resource {\n", "stacks/app/main.tf": app_code(demo_cloud, "2")},
+    )
+
+    second = deploys(app)
+
+    network, web = second["network"], second["app"]
+    assert network.status is RunStatus.FAILED
+    assert (web.status, web.reason) == (RunStatus.BLOCKED, RunReason.UPSTREAM_FAILED)
+    [blocked] = [event for event in app.store.events(web.id) if event.to_status is RunStatus.BLOCKED]
+    assert blocked.message == f"upstream network failed in run {network.id}"
+    assert [e.to_status for e in app.store.events(web.id)] == [RunStatus.QUEUED, RunStatus.BLOCKED], (
+        "never planned"
+    )
+    app.close()
+
+    shown = tfops_cli(config, "status", "--json", env=tf_env)
+    rows = {row["name"]: row for row in json.loads(shown.stdout)}
+    assert rows["app"]["depends_on"] == ["network"]
+    assert rows["network"]["depends_on"] == []
