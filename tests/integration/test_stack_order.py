@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import Remote, cloud_object, demo_stack, make_app, tfops_cli, write_config
+from harness import Remote, cloud_object, demo_stack, make_app, tfops_cli, wait_for, write_config
 
-from tfops.models import RunKind, RunReason, RunStatus
+from tfops.app import local_user
+from tfops.approvals import DecisionRequest
+from tfops.models import DecisionKind, DecisionSource, RunKind, RunReason, RunStatus
 
 pytestmark = pytest.mark.terraform
 
@@ -91,7 +93,9 @@ def test_a_commit_touching_network_and_app_applies_network_before_app_is_planned
     assert cloud_object(demo_cloud, "app-web")["content"] == "v2", "app read network's new outcome"
 
 
-def test_network_failing_blocks_app_naming_networks_run_and_status_shows_the_order(setup, demo_cloud, tf_env):
+def test_network_failing_blocks_app_naming_its_run_until_a_fix_of_network_deploys_both(
+    setup, demo_cloud, tf_env
+):
     remote, app, config = setup
     deploys(app)
     remote.commit_and_push(
@@ -109,9 +113,72 @@ def test_network_failing_blocks_app_naming_networks_run_and_status_shows_the_ord
     assert [e.to_status for e in app.store.events(web.id)] == [RunStatus.QUEUED, RunStatus.BLOCKED], (
         "never planned"
     )
+    assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
+
+    remote.commit_and_push("fix network only", {"stacks/network/main.tf": network_code(demo_cloud, "v3")})
+    third = deploys(app)
+
+    assert {name: run.status for name, run in third.items()} == {
+        "network": RunStatus.APPLIED,
+        "app": RunStatus.APPLIED,
+    }, "app's blocked change goes once network deploys again"
+    assert cloud_object(demo_cloud, "app-web")["content"] == "v3"
     app.close()
 
     shown = tfops_cli(config, "status", "--json", env=tf_env)
     rows = {row["name"]: row for row in json.loads(shown.stdout)}
     assert rows["app"]["depends_on"] == ["network"]
     assert rows["network"]["depends_on"] == []
+
+
+def test_app_waits_visibly_while_network_awaits_approval_and_is_blocked_when_it_is_rejected(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
+):
+    remote = Remote(tmp_path)
+    remote.commit_and_push(
+        "network and app",
+        {
+            "stacks/network/main.tf": network_code(demo_cloud, "v1"),
+            "stacks/app/main.tf": app_code(demo_cloud),
+        },
+    )
+    config = write_config(
+        tmp_path / "tfops.yaml",
+        remote=remote,
+        data_dir=tmp_path / "data",
+        terraform_bin=terraform_bin,
+        cli_config=tf_cli_config,
+        stacks=[
+            {"path": "stacks/network", "on_merge": "ask", "approvers": ["U0ALICE"], "drift_interval": 0},
+            {"path": "stacks/app", "on_merge": "apply", "drift_interval": 0, "depends_on": ["network"]},
+        ],
+    )
+    app = make_app(config, tf_env)
+    try:
+        first = deploys(app)  # returns once only runs waiting on people are left
+        network, held = first["network"], app.store.get_run(first["app"].id)
+        assert network.status is RunStatus.AWAITING_APPROVAL
+        assert held.status is RunStatus.QUEUED, "app waits"
+        shown = tfops_cli(config, "status", "--json", env=tf_env)
+        rows = {row["name"]: row for row in json.loads(shown.stdout)}
+        assert rows["app"]["depends_on"] == ["network"] and rows["network"]["depends_on"] == []
+        waits = f"waiting for upstream network (run {network.id}, awaiting approval)"
+        assert rows["app"]["waiting_for"] == waits
+        table = tfops_cli(config, "status", env=tf_env)
+        assert f"app: {waits}" in table.stdout
+
+        app.decide(rejection(network.id))
+
+        wait_for(
+            lambda: app.store.get_run(held.id).status is RunStatus.BLOCKED, timeout=60, what="app blocked"
+        )
+        [blocked] = [e for e in app.store.events(held.id) if e.to_status is RunStatus.BLOCKED]
+        assert blocked.message == f"upstream network was rejected in run {network.id}"
+        assert cloud_object(demo_cloud, "app-web") is None, "app was never applied"
+    finally:
+        app.close()
+
+
+def rejection(run_id: int) -> DecisionRequest:
+    user = local_user()
+    return DecisionRequest(run_id, DecisionKind.REJECT, user, user, source=DecisionSource.CLI)
