@@ -34,30 +34,34 @@ def app_code(cloud, note: str = "") -> str:
 
 
 @pytest.fixture
-def setup(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
-    remote = Remote(tmp_path)
-    remote.commit_and_push(
-        "network and app",
-        {
+def order_app(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
+    """A remote with `network` and `app` (which depends on it) and an App on it; `network` takes
+    the policy given (default `on_merge: apply`)."""
+    made = []
+
+    def make(**network_policy):
+        remote = Remote(tmp_path)
+        code = {
             "stacks/network/main.tf": network_code(demo_cloud, "v1"),
             "stacks/app/main.tf": app_code(demo_cloud),
-        },
-    )
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
-        terraform_bin=terraform_bin,
-        cli_config=tf_cli_config,
-        terraform={"max_parallel": 4},  # room for both at once: only the order holds app back
-        stacks=[
-            {"path": "stacks/network", "on_merge": "apply", "drift_interval": 0},
-            {"path": "stacks/app", "on_merge": "apply", "drift_interval": 0, "depends_on": ["network"]},
-        ],
-    )
-    app = make_app(config, tf_env)
-    yield remote, app, config
-    app.close()
+        }
+        remote.commit_and_push("network and app", code)
+        apply = {"on_merge": "apply", "drift_interval": 0}
+        stacks = [
+            {"path": "stacks/network", **apply, **network_policy},
+            {"path": "stacks/app", **apply, "depends_on": ["network"]},
+        ]
+        paths = {"data_dir": tmp_path / "data", "terraform_bin": terraform_bin, "cli_config": tf_cli_config}
+        # max_parallel 4: room for both at once, so only the order holds app back
+        config = write_config(
+            tmp_path / "tfops.yaml", remote=remote, terraform={"max_parallel": 4}, stacks=stacks, **paths
+        )
+        made.append(make_app(config, tf_env))
+        return remote, made[-1], config
+
+    yield make
+    for app in made:
+        app.close()
 
 
 def deploys(app) -> dict[str, object]:
@@ -70,8 +74,8 @@ def event_at(app, run_id: int, status: RunStatus):
     return event.at
 
 
-def test_a_commit_touching_network_and_app_applies_network_before_app_is_planned(setup, demo_cloud):
-    remote, app, _ = setup
+def test_a_commit_touching_network_and_app_applies_network_before_app_is_planned(order_app, demo_cloud):
+    remote, app, _ = order_app()
     first = deploys(app)
     assert {name: run.status for name, run in first.items()} == {
         "network": RunStatus.APPLIED,
@@ -93,10 +97,8 @@ def test_a_commit_touching_network_and_app_applies_network_before_app_is_planned
     assert cloud_object(demo_cloud, "app-web")["content"] == "v2", "app read network's new outcome"
 
 
-def test_network_failing_blocks_app_naming_its_run_until_a_fix_of_network_deploys_both(
-    setup, demo_cloud, tf_env
-):
-    remote, app, config = setup
+def test_network_failing_blocks_app_naming_its_run_until_a_fix_of_network_deploys_both(order_app, demo_cloud):
+    remote, app, _ = order_app()
     deploys(app)
     remote.commit_and_push(
         "broken network, and app",
@@ -123,60 +125,30 @@ def test_network_failing_blocks_app_naming_its_run_until_a_fix_of_network_deploy
         "app": RunStatus.APPLIED,
     }, "app's blocked change goes once network deploys again"
     assert cloud_object(demo_cloud, "app-web")["content"] == "v3"
-    app.close()
-
-    shown = tfops_cli(config, "status", "--json", env=tf_env)
-    rows = {row["name"]: row for row in json.loads(shown.stdout)}
-    assert rows["app"]["depends_on"] == ["network"]
-    assert rows["network"]["depends_on"] == []
 
 
 def test_app_waits_visibly_while_network_awaits_approval_and_is_blocked_when_it_is_rejected(
-    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env
+    order_app, demo_cloud, tf_env
 ):
-    remote = Remote(tmp_path)
-    remote.commit_and_push(
-        "network and app",
-        {
-            "stacks/network/main.tf": network_code(demo_cloud, "v1"),
-            "stacks/app/main.tf": app_code(demo_cloud),
-        },
-    )
-    config = write_config(
-        tmp_path / "tfops.yaml",
-        remote=remote,
-        data_dir=tmp_path / "data",
-        terraform_bin=terraform_bin,
-        cli_config=tf_cli_config,
-        stacks=[
-            {"path": "stacks/network", "on_merge": "ask", "approvers": ["U0ALICE"], "drift_interval": 0},
-            {"path": "stacks/app", "on_merge": "apply", "drift_interval": 0, "depends_on": ["network"]},
-        ],
-    )
-    app = make_app(config, tf_env)
-    try:
-        first = deploys(app)  # returns once only runs waiting on people are left
-        network, held = first["network"], app.store.get_run(first["app"].id)
-        assert network.status is RunStatus.AWAITING_APPROVAL
-        assert held.status is RunStatus.QUEUED, "app waits"
-        shown = tfops_cli(config, "status", "--json", env=tf_env)
-        rows = {row["name"]: row for row in json.loads(shown.stdout)}
-        assert rows["app"]["depends_on"] == ["network"] and rows["network"]["depends_on"] == []
-        waits = f"waiting for upstream network (run {network.id}, awaiting approval)"
-        assert rows["app"]["waiting_for"] == waits
-        table = tfops_cli(config, "status", env=tf_env)
-        assert f"app: {waits}" in table.stdout
+    _, app, config = order_app(on_merge="ask", approvers=["U0ALICE"])
+    first = deploys(app)  # returns once only runs waiting on people are left
+    network, held = first["network"], app.store.get_run(first["app"].id)
+    assert network.status is RunStatus.AWAITING_APPROVAL
+    assert held.status is RunStatus.QUEUED, "app waits"
+    shown = tfops_cli(config, "status", "--json", env=tf_env)
+    rows = {row["name"]: row for row in json.loads(shown.stdout)}
+    assert rows["app"]["depends_on"] == ["network"] and rows["network"]["depends_on"] == []
+    waits = f"waiting for upstream network (run {network.id}, awaiting approval)"
+    assert rows["app"]["waiting_for"] == waits
+    table = tfops_cli(config, "status", env=tf_env)
+    assert f"app: {waits}" in table.stdout
 
-        app.decide(rejection(network.id))
+    app.decide(rejection(network.id))
 
-        wait_for(
-            lambda: app.store.get_run(held.id).status is RunStatus.BLOCKED, timeout=60, what="app blocked"
-        )
-        [blocked] = [e for e in app.store.events(held.id) if e.to_status is RunStatus.BLOCKED]
-        assert blocked.message == f"upstream network was rejected in run {network.id}"
-        assert cloud_object(demo_cloud, "app-web") is None, "app was never applied"
-    finally:
-        app.close()
+    wait_for(lambda: app.store.get_run(held.id).status is RunStatus.BLOCKED, timeout=60, what="app blocked")
+    [blocked] = [e for e in app.store.events(held.id) if e.to_status is RunStatus.BLOCKED]
+    assert blocked.message == f"upstream network was rejected in run {network.id}"
+    assert cloud_object(demo_cloud, "app-web") is None, "app was never applied"
 
 
 def rejection(run_id: int) -> DecisionRequest:
