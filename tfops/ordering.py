@@ -107,7 +107,8 @@ def topological(graph: Graph, names: Iterable[str]) -> list[str]:
         done = set(placed)
         ready = [name for name in remaining if before[name] <= done] or remaining[:1]
         placed.extend(ready)
-        remaining = [name for name in remaining if name not in set(ready)]
+        taken = set(ready)
+        remaining = [name for name in remaining if name not in taken]
     return placed
 
 

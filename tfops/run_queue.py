@@ -120,6 +120,8 @@ class RunQueue:
         self.order = order
         self._held: dict[int, str] = {}  # run id -> what it waits for, as last announced
         self._recheck: threading.Timer | None = None
+        self._order_source: Mapping[str, Stack] | None = None
+        self._order_graph: Mapping[str, Sequence[str]] = {}
 
     # -- intake ---------------------------------------------------------------
 
@@ -207,8 +209,8 @@ class RunQueue:
         it ends `blocked` here and leaves the queue). Drift checks and plans are not ordered."""
         if self.order is None:
             return False
-        graph = {name: stack.depends_on for name, stack in self.order.stacks().items()}
-        upstreams = ancestors(graph, entry.stack) if graph.get(entry.stack) else []
+        graph = self._graph()
+        upstreams = ancestors(graph, entry.stack) if entry.stack in graph else []
         run = self.store.get_run(entry.run_id) if upstreams else None
         if run is None or run.status is not RunStatus.QUEUED:
             return False  # approved applies go: their plan was made once the upstreams landed
@@ -228,6 +230,16 @@ class RunQueue:
             self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
         self._schedule_recheck()
         return True
+
+    def _graph(self) -> Mapping[str, Sequence[str]]:
+        """The stacks that have upstreams, rebuilt only when the registry rediscovered: a dispatch
+        looks at every pending deploy, and must not walk the whole estate for each."""
+        assert self.order is not None
+        stacks = self.order.stacks()
+        if self._order_source is not stacks:
+            self._order_source = stacks
+            self._order_graph = {name: stack.depends_on for name, stack in stacks.items() if stack.depends_on}
+        return self._order_graph
 
     def _deploys_of(self, stack: str) -> Sequence[Run]:
         """The stack's open deploys and its newest deploy (what `admit` reads)."""
