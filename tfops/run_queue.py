@@ -82,6 +82,7 @@ class _Entry(NamedTuple):
     run_id: int
     stack: str
     drift: bool  # a drift check waiting for a worker: it yields to every other kind of run
+    run: Run | None = None  # the run as queued: what stack order reads of it, without a store read
 
 
 class _Busy(NamedTuple):
@@ -122,6 +123,7 @@ class RunQueue:
         self._recheck: threading.Timer | None = None
         self._order_source: Mapping[str, Stack] | None = None
         self._order_graph: Mapping[str, Sequence[str]] = {}
+        self._upstream_deploys: dict[str, Sequence[Run]] = {}
 
     # -- intake ---------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class RunQueue:
             run = self.store.create_run(
                 stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
             )
-            self._pending.append(_Entry(run.id, stack, _is_drift_check(run)))
+            self._pending.append(_Entry(run.id, stack, _is_drift_check(run), run))
             self._dispatch_locked()
             return run
 
@@ -154,7 +156,7 @@ class RunQueue:
             if not self._accepting:
                 return  # they stay queued/approved in the store for the next start
             for run in sorted(runs, key=lambda r: r.id):
-                self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run)))
+                self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run), run))
             self._dispatch_locked()
 
     def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
@@ -175,6 +177,7 @@ class RunQueue:
         # Every other kind first (oldest first), then drift checks: the sort is stable, so a deploy
         # queued behind a sweep of hundreds of drift checks takes the next free worker.
         drift_busy = sum(1 for busy in self._busy.values() if busy.drift)
+        self._upstream_deploys = {}  # read once per dispatch, per upstream
         for entry in sorted(self._pending, key=lambda waiting: waiting.drift):
             if len(self._busy) >= self.max_parallel:
                 return
@@ -211,8 +214,8 @@ class RunQueue:
             return False
         graph = self._graph()
         upstreams = ancestors(graph, entry.stack) if entry.stack in graph else []
-        run = self.store.get_run(entry.run_id) if upstreams else None
-        if run is None or run.status is not RunStatus.QUEUED:
+        run = entry.run
+        if not upstreams or run is None or run.status is not RunStatus.QUEUED:
             return False  # approved applies go: their plan was made once the upstreams landed
         deploys = {name: self._deploys_of(name) for name in upstreams}
         verdict = admit(run, upstreams, deploys)
@@ -242,12 +245,15 @@ class RunQueue:
         return self._order_graph
 
     def _deploys_of(self, stack: str) -> Sequence[Run]:
-        """The stack's open deploys and its newest deploy (what `admit` reads)."""
-        runs = {run.id: run for run in self.store.open_runs(stack) if run.kind is RunKind.DEPLOY}
-        newest = self.store.last_run(stack, kinds=[RunKind.DEPLOY])
-        if newest is not None:
-            runs[newest.id] = newest
-        return list(runs.values())
+        """The stack's open deploys and its newest deploy (what `admit` reads), read once per
+        dispatch: a hundred deploys held behind `network` cost one read of `network`'s runs."""
+        if stack not in self._upstream_deploys:
+            runs = {run.id: run for run in self.store.open_runs(stack) if run.kind is RunKind.DEPLOY}
+            newest = self.store.last_run(stack, kinds=[RunKind.DEPLOY])
+            if newest is not None:
+                runs[newest.id] = newest
+            self._upstream_deploys[stack] = list(runs.values())
+        return self._upstream_deploys[stack]
 
     def _schedule_recheck(self) -> None:
         if self.order is None or (self._recheck is not None and self._recheck.is_alive()):
