@@ -39,7 +39,8 @@ def order_app(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
     the policy given (default `on_merge: apply`)."""
     made = []
 
-    def make(**network_policy):
+    def make(slack=None, **network_policy):
+        """`slack`: the fake Slack to post to (none by default)."""
         remote = Remote(tmp_path)
         code = {
             "stacks/network/main.tf": network_code(demo_cloud, "v1"),
@@ -53,6 +54,10 @@ def order_app(tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env):
         ]
         paths = {"data_dir": tmp_path / "data", "terraform_bin": terraform_bin, "cli_config": tf_cli_config}
         # max_parallel 4: room for both at once, so only the order holds app back
+        if slack is not None:
+            (tmp_path / "bot-token").write_text(slack.bot_token)
+            token = str(tmp_path / "bot-token")
+            paths["slack"] = {"bot_token_file": token, "channel": "C0DEPLOYS", "base_url": slack.api_url}
         config = write_config(
             tmp_path / "tfops.yaml", remote=remote, terraform={"max_parallel": 4}, stacks=stacks, **paths
         )
@@ -128,9 +133,9 @@ def test_network_failing_blocks_app_naming_its_run_until_a_fix_of_network_deploy
 
 
 def test_app_waits_visibly_while_network_awaits_approval_and_is_blocked_when_it_is_rejected(
-    order_app, demo_cloud, tf_env
+    order_app, demo_cloud, tf_env, slack
 ):
-    _, app, config = order_app(on_merge="ask", approvers=["U0ALICE"])
+    _, app, config = order_app(slack, on_merge="ask", approvers=["U0ALICE"])
     first = deploys(app)  # returns once only runs waiting on people are left
     network, held = first["network"], app.store.get_run(first["app"].id)
     assert network.status is RunStatus.AWAITING_APPROVAL
@@ -142,13 +147,24 @@ def test_app_waits_visibly_while_network_awaits_approval_and_is_blocked_when_it_
     assert rows["app"]["waiting_for"] == waits
     table = tfops_cli(config, "status", env=tf_env)
     assert f"app: {waits}" in table.stdout
+    assert waits in shown_in_slack(app, slack, held.id), "app's Slack message says what it waits for"
 
     app.decide(rejection(network.id))
 
     wait_for(lambda: app.store.get_run(held.id).status is RunStatus.BLOCKED, timeout=60, what="app blocked")
     [blocked] = [e for e in app.store.events(held.id) if e.to_status is RunStatus.BLOCKED]
     assert blocked.message == f"upstream network was rejected in run {network.id}"
+    assert blocked.message in shown_in_slack(app, slack, held.id)
     assert cloud_object(demo_cloud, "app-web") is None, "app was never applied"
+
+
+def shown_in_slack(app, slack, run_id: int) -> str:
+    """The run's one Slack message as it reads now, once the outbox has delivered everything."""
+    wait_for(lambda: app.store.outbox_depth() == 0, timeout=30, what="the outbox to empty")
+    posted = app.store.get_slack_message(run_id)
+    assert posted is not None, "the run has a Slack message"
+    shown = slack.message(posted.channel, posted.ts)
+    return shown.text + json.dumps(shown.blocks)
 
 
 def rejection(run_id: int) -> DecisionRequest:
