@@ -170,6 +170,7 @@ class RunQueue:
                 except TfopsError:
                     continue  # it started meanwhile; the newer run waits for it
                 self._pending = [entry for entry in self._pending if entry.run_id != run.id]
+                self._held.pop(run.id, None)
 
     # -- dispatch -------------------------------------------------------------
 
@@ -264,6 +265,7 @@ class RunQueue:
 
     def _look_again(self) -> None:
         with self._cond:
+            self._recheck = None  # this timer is done: a run still held schedules the next one
             if self._accepting:
                 self._dispatch_locked()
             self._cond.notify_all()

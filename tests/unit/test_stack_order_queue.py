@@ -88,9 +88,9 @@ def store(tmp_path):
 def make_queue(store):
     made = []
 
-    def make(outcomes, heard=None):
+    def make(outcomes, heard=None, stacks=lambda: STACKS):
         transitions = Transitions(store, MultiNotifier(heard or Heard()))
-        order = StackOrder(lambda: STACKS, transitions, recheck=0.05)
+        order = StackOrder(stacks, transitions, recheck=0.05)
         queue = RunQueue(store, transitions, outcomes, max_parallel=3, order=order)
         made.append(queue)
         return queue
@@ -166,9 +166,16 @@ def test_a_held_run_is_still_held_after_a_restart_and_is_blocked_when_its_upstre
     assert store.get_run(app.id).status is RunStatus.QUEUED
     queue.shutdown(wait=5)
 
-    restarted = make_queue(Outcomes(store))
+    looks = []  # one per time the restarted queue asks whether app may go
+
+    def stacks():
+        looks.append(1)
+        return STACKS
+
+    restarted = make_queue(Outcomes(store), stacks=stacks)
     restarted.resume(store.runs_with_status([RunStatus.QUEUED]))
     assert restarted.wait_idle(10)
+    assert eventually(lambda: len(looks) >= 3), "it keeps looking while app is held"
     assert store.get_run(app.id).status is RunStatus.QUEUED, "still held"
 
     store.transition(network.id, RunStatus.REJECTED, message="rejected by alice")  # outside the queue
