@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from tfops.changes import _normalise_changed, module_closure, module_sources
 from tfops.gitdiff import TreeChanges
 from tfops.models import Stack
-from tfops.stacks import _normalise_changed, module_closure, module_sources
 
 
 class Diffs(Protocol):

@@ -29,7 +29,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def print_status(rows: list[dict[str, Any]], refused: list[dict[str, Any]]) -> None:
     """The `tfops status` table (rows from tfops.cli_status), then the refused stacks."""
     table = Table(show_edge=False, header_style="bold")
-    for column in ("stack", "path", "head", "applied", "drift", "last run", "next check"):
+    for column in ("stack", "path", "head", "applied", "drift", "last run", "next check", "after"):
         table.add_column(column)
     for row in rows:
         last = row["last_run"]
@@ -41,8 +41,12 @@ def print_status(rows: list[dict[str, Any]], refused: list[dict[str, Any]]) -> N
             drift_markup(row["drift"]) + incident_note(row.get("incident")),
             f"#{last['id']} {last['kind']} {last['status']}" if last else "-",
             short_time(row["next_check"]),
+            escape(", ".join(row.get("depends_on") or ())) or "-",  # depends_on: applied before it
         )
     out.print(table)
+    for row in rows:  # a deploy held behind its upstreams says for what (names: never markup)
+        if row.get("waiting_for"):
+            out.print(f"[yellow]waiting:[/yellow] {escape(row['name'])}: {escape(row['waiting_for'])}")
     print_refused(refused, out)
 
 

@@ -7,9 +7,13 @@ stacks found in the daemon's checkout (their drift intervals). The CLI never run
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tfops.models import TERMINAL_STATUSES, RunKind, RunStatus
+from tfops.ordering import Verdict, admit, ancestors
 
 if TYPE_CHECKING:
     from tfops.config import Settings
@@ -20,7 +24,7 @@ if TYPE_CHECKING:
 # The keys of a status row, in the order `tfops status --json` prints them (then "refused").
 STATUS_KEYS = (
     *("name", "path", "head_sha", "applied_sha", "head_code_applied"),
-    *("drift", "drift_checked_at", "last_run", "next_check", "incident"),
+    *("drift", "drift_checked_at", "last_run", "next_check", "incident", "depends_on", "waiting_for"),
 )
 
 
@@ -28,12 +32,17 @@ STATUS_KEYS = (
 # the poller would bring in the scheduler, APScheduler and Git for a read-only command. A test
 # checks that the two agree.
 HEAD_CODE_APPLIED = "head_code_applied"
+OPEN_STATUSES = frozenset(RunStatus) - TERMINAL_STATUSES
 REFUSED_STACKS_META = "refused_stacks"
 
 
 def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
     """One row per stack the store knows: a fixed number of queries whatever their number."""
-    intervals = _drift_intervals(settings)
+    found = _discover_in_checkout(settings)
+    stacks = {stack.name: stack for stack in found.stacks} if found else {}
+    intervals = {name: stack.drift_interval for name, stack in stacks.items()}
+    order = {name: stack.depends_on for name, stack in stacks.items()}
+    waiting = _waiting_for(store, order)
     head_code = store.get_meta(HEAD_CODE_APPLIED) or {}
     incidents = open_incidents(store)
     rows = []
@@ -58,6 +67,8 @@ def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
                 else None,
                 "next_check": next_check,
                 "incident": incidents.get(state.name),
+                "depends_on": list(order.get(state.name, ())),
+                "waiting_for": waiting.get(state.name),
             }
         )
     return rows
@@ -84,6 +95,25 @@ def open_incidents(store: Store) -> dict[str, dict[str, Any]]:
     return {incident.stack: incident_record(incident) for incident in store.open_incidents()}
 
 
+def _waiting_for(store: Store, order: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """What each stack's queued deploy waits for (`depends_on`), as the queue says it: one read of
+    the open runs, and none when no stack has an upstream."""
+    if not any(order.values()):
+        return {}
+    deploys: dict[str, list[Run]] = {}
+    for run in store.runs_with_status(OPEN_STATUSES):
+        if run.kind is RunKind.DEPLOY:
+            deploys.setdefault(run.stack, []).append(run)
+    waiting = {}
+    for name, runs in deploys.items():
+        queued = [run for run in runs if run.status is RunStatus.QUEUED]
+        upstreams = ancestors(order, name) if queued and order.get(name) else []
+        verdict = admit(queued[0], upstreams, deploys) if upstreams else None
+        if verdict is not None and verdict.verdict is Verdict.WAIT:
+            waiting[name] = verdict.reason
+    return waiting
+
+
 def _head_code_applied(state: StackState, record: dict[str, Any]) -> bool | None:
     """Is the stack's code at the head the code it was applied with? From what the poller
     `record`ed for its last head (no git diff here); None when it recorded nothing for this head."""
@@ -94,12 +124,6 @@ def _head_code_applied(state: StackState, record: dict[str, Any]) -> bool | None
     if record.get("head") != state.head_sha:
         return None
     return state.name in record.get("stacks", ())
-
-
-def _drift_intervals(settings: Settings) -> dict[str, float]:
-    """Drift intervals from the stacks discovered in the current checkout, if there is one."""
-    found = _discover_in_checkout(settings)
-    return {stack.name: stack.drift_interval for stack in found.stacks} if found else {}
 
 
 def _discover_in_checkout(settings: Settings) -> Discovery | None:

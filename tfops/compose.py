@@ -46,7 +46,7 @@ from tfops.poller import RepoPoller
 from tfops.preflight import needed, preflight
 from tfops.reconcile import Reconciler, ReconcileSettings, Transitions
 from tfops.recovery import Recovery, record_group
-from tfops.run_queue import RunQueue
+from tfops.run_queue import RunQueue, StackOrder
 from tfops.scheduler import Scheduler, StackRegistry, replan
 from tfops.secrets import held_secrets
 from tfops.stacks import discover
@@ -189,7 +189,8 @@ def wire(
         return reconciler.get().execute(run_id, cancel)
 
     terraform = settings.terraform
-    queue = RunQueue(store, transitions, execute, terraform.max_parallel, terraform.drift_parallel)
+    order = StackOrder(registry.current, transitions)  # depends_on: upstreams' deploys go first
+    queue = RunQueue(store, transitions, execute, terraform.max_parallel, terraform.drift_parallel, order)
     metrics = Metrics(snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None))
     sender = slack_delivery(settings, checked.slack_client, store, git, registry, metrics, notifier)
     poller = RepoPoller(git=git, store=store, queue=queue, registry=registry, on_fetch=metrics.fetch_done)

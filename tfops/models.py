@@ -37,7 +37,9 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
     EXPIRED = "expired"
-    BLOCKED = "blocked"  # a change guard refused the plan and nobody can approve it: nothing applied
+    # a change guard refused the plan and nobody can approve it, or an upstream stack's deploy did
+    # not land (`depends_on`): nothing applied
+    BLOCKED = "blocked"
     # the plan may be applied, but not now: it waits, with its plan, for the stack's sync window
     AWAITING_WINDOW = "awaiting_window"
 
@@ -79,7 +81,8 @@ _SIDE_EXITS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERR
 # Every move a run may make; `Store.transition` refuses any other. Terminal statuses lead nowhere.
 ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType(
     {
-        RunStatus.QUEUED: _SIDE_EXITS | {RunStatus.PLANNING},
+        # queued -> blocked: an upstream's deploy (`depends_on`) did not land; it is never planned
+        RunStatus.QUEUED: _SIDE_EXITS | {RunStatus.PLANNING, RunStatus.BLOCKED},
         RunStatus.PLANNING: _SIDE_EXITS
         | {
             RunStatus.NO_CHANGES,
@@ -149,6 +152,9 @@ class RunReason(StrEnum):
     WINDOW_CLOSED = "window_closed"
     WINDOW_OPENED = "window_opened"
     WINDOW_OVERRIDDEN = "window_overridden"
+    # `depends_on`: an upstream stack's deploy failed, was rejected, expired or was blocked; this
+    # deploy ends `blocked` before planning rather than apply against the upstream's stale outputs
+    UPSTREAM_FAILED = "upstream_failed"
 
 
 class DriftState(StrEnum):
@@ -273,6 +279,8 @@ class Stack:
     drift_ignore: tuple[DriftIgnoreRule, ...] = ()
     guards: StackGuards = StackGuards()
     windows: StackWindows = StackWindows()
+    # `depends_on`: stacks whose deploys of the same commit go first (tfops.ordering)
+    depends_on: tuple[str, ...] = ()
 
     @property
     def needs_aws(self) -> bool:

@@ -28,6 +28,7 @@ from tfops.changeindex import ChangeTracker, stacks_layout
 from tfops.errors import GitFetchError
 from tfops.gitsource import FetchResult, GitSource, fetch_with_backoff
 from tfops.models import Run, RunKind, RunStatus, Stack, Trigger, TriggerSource
+from tfops.ordering import ancestors, topological
 from tfops.stacks import RefusedStack
 from tfops.store import Store
 from tfops.store.deploys import DeployFacts, DeploySnapshot
@@ -236,9 +237,10 @@ class RepoPoller:
         changes = _ChangesSince(self.git, self._changes, ordered, head)
         # Every stack's facts in one read, of what changed since the last one (not per stack).
         facts = self._deploys = self.store.deploy_facts(self._deploys)
-        for stack in ordered:
+        again = _AfterUpstreams(ordered, head)
+        for stack in again.order:  # the queue holds a deploy behind its upstreams'
             known = facts.get(stack.name)
-            reason = self._deploy_reason(stack, head, changes, known)
+            reason = self._deploy_reason(stack, head, changes, known) or again.reason(stack, known)
             if reason is None:
                 continue
             trigger = Trigger(
@@ -251,6 +253,7 @@ class RepoPoller:
             run = self.queue.submit(stack.name, RunKind.DEPLOY, trigger, head)
             if run is not None:
                 queued.append(run)
+                again.queued.add(stack.name)
         self._record_head_code(ordered, head, changes, facts)
         return queued
 
@@ -296,6 +299,27 @@ class RepoPoller:
         if not changes.touch(stack, known.applied_sha):
             return None
         return f"changed since {known.applied_sha[:10]}"
+
+
+class _AfterUpstreams:
+    """`depends_on` in one poll: the stacks upstreams first (the queue finds an upstream's deploy
+    there when it looks whether a downstream may go), and a second chance for a stack whose last
+    deploy was blocked (by its upstream, or a guard) once one of its upstreams deploys again."""
+
+    def __init__(self, stacks: list[Stack], head: str) -> None:
+        self.head = head
+        self.queued: set[str] = set()
+        self.graph = {stack.name: stack.depends_on for stack in stacks if stack.depends_on}
+        by_name = {stack.name: stack for stack in stacks}
+        self.order = [by_name[name] for name in topological(self.graph, by_name)] if self.graph else stacks
+
+    def reason(self, stack: Stack, known: DeployFacts) -> str | None:
+        if stack.name not in self.graph or known.last_deploy_status is not RunStatus.BLOCKED:
+            return None
+        if known.last_deploy_sha == self.head:
+            return None
+        moved = [name for name in ancestors(self.graph, stack.name) if name in self.queued]
+        return f"upstream {moved[0]} deploys {self.head[:10]}; the last deploy was blocked" if moved else None
 
 
 class _ChangesSince:

@@ -19,13 +19,13 @@ from typing import Any, Literal, Protocol
 
 from tfops import proc
 from tfops.attribution import ResourceAttribution
+from tfops.changes import ModuleAwareDetector, affected_stacks
 from tfops.errors import RunCancelled, RunTimedOut, StalePlanError, TerraformError, TfopsError
 from tfops.incident_tracker import IncidentTracker
 from tfops.logs import run_context
 from tfops.models import DriftState, PlanSummary, Run, RunKind, RunReason, RunStatus, Stack
 from tfops.policy import Action, Decision, decide, drift_report, drift_state_after_plan, without_ignored_drift
 from tfops.stack_lock import stack_lock
-from tfops.stacks import ModuleAwareDetector, affected_stacks
 from tfops.store import InvalidTransition, Store
 from tfops.terraform.plan import scrub, secrets_in, summarize, summary_to_dict
 from tfops.terraform.runner import Deadline, PlanResult, TerraformRunner, Workspace, sha256_file

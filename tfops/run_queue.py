@@ -5,20 +5,27 @@ queued runs of its stack; a drift check is not queued twice. Deploys, plans and 
 are dispatched before any waiting drift check, and drift checks hold at most `drift_parallel`
 workers at once, so a deploy never waits behind a drift sweep. The queue knows the reconciler only
 as an `Executor` (declared here, where it is used), so whatever runs a run can stand behind it.
+
+Stack order (`depends_on`, tfops.ordering) is kept here, at admission, the one place every deploy
+passes: a queued deploy whose upstream stacks have an open deploy stays queued (its message says
+what it waits for) and one whose upstream's deploy did not land ends `blocked`. The state is the
+store's runs, so a restart holds the same runs again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Protocol
 
 from tfops import proc
 from tfops.errors import TfopsError
-from tfops.models import Run, RunKind, RunStatus, Trigger
+from tfops.models import Run, RunKind, RunStatus, Stack, Trigger
+from tfops.ordering import Verdict, admit, ancestors
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,24 @@ class Superseding(Protocol):
     ) -> Run: ...
 
 
+class Holding(Protocol):
+    """The status changes stack order makes (the reconciler's `Transitions`)."""
+
+    def mark_upstream_blocked(self, run: Run, reason: str) -> Run: ...
+
+    def note_decision(self, run: Run, message: str) -> None: ...
+
+
+class StackOrder(NamedTuple):
+    """What the queue needs to keep `depends_on`: the stacks at the head (`StackRegistry.current`)
+    and who marks a held run. `recheck`: seconds between looks at held runs, for what ends an
+    upstream's deploy outside the queue (a rejection, an expiry)."""
+
+    stacks: Callable[[], Mapping[str, Stack]]
+    transitions: Holding
+    recheck: float = 5.0
+
+
 def _same_kind_waiting(open_runs: Iterable[Run], kind: RunKind) -> Run | None:
     """A waiting run that a new drift check or plan would only repeat."""
     if kind not in (RunKind.DRIFT, RunKind.PLAN):
@@ -57,6 +82,7 @@ class _Entry(NamedTuple):
     run_id: int
     stack: str
     drift: bool  # a drift check waiting for a worker: it yields to every other kind of run
+    run: Run | None = None  # the run as queued: what stack order reads of it, without a store read
 
 
 class _Busy(NamedTuple):
@@ -78,8 +104,10 @@ class RunQueue:
         execute: Executor,
         max_parallel: int,
         drift_parallel: int | None = None,
+        order: StackOrder | None = None,
     ) -> None:
-        """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`)."""
+        """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`);
+        `order`: keep `depends_on` between deploys (None: no order)."""
         self.store = store
         self.transitions = transitions
         self.execute = execute
@@ -90,6 +118,12 @@ class RunQueue:
         self._busy: dict[str, _Busy] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
         self._accepting = True
+        self.order = order
+        self._held: dict[int, str] = {}  # run id -> what it waits for, as last announced
+        self._recheck: threading.Timer | None = None
+        self._order_source: Mapping[str, Stack] | None = None
+        self._order_graph: Mapping[str, Sequence[str]] = {}
+        self._upstream_deploys: dict[str, Sequence[Run]] = {}
 
     # -- intake ---------------------------------------------------------------
 
@@ -112,7 +146,7 @@ class RunQueue:
             run = self.store.create_run(
                 stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
             )
-            self._pending.append(_Entry(run.id, stack, _is_drift_check(run)))
+            self._pending.append(_Entry(run.id, stack, _is_drift_check(run), run))
             self._dispatch_locked()
             return run
 
@@ -122,7 +156,7 @@ class RunQueue:
             if not self._accepting:
                 return  # they stay queued/approved in the store for the next start
             for run in sorted(runs, key=lambda r: r.id):
-                self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run)))
+                self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run), run))
             self._dispatch_locked()
 
     def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
@@ -136,6 +170,7 @@ class RunQueue:
                 except TfopsError:
                     continue  # it started meanwhile; the newer run waits for it
                 self._pending = [entry for entry in self._pending if entry.run_id != run.id]
+                self._held.pop(run.id, None)
 
     # -- dispatch -------------------------------------------------------------
 
@@ -143,6 +178,7 @@ class RunQueue:
         # Every other kind first (oldest first), then drift checks: the sort is stable, so a deploy
         # queued behind a sweep of hundreds of drift checks takes the next free worker.
         drift_busy = sum(1 for busy in self._busy.values() if busy.drift)
+        self._upstream_deploys = {}  # read once per dispatch, per upstream
         for entry in sorted(self._pending, key=lambda waiting: waiting.drift):
             if len(self._busy) >= self.max_parallel:
                 return
@@ -150,6 +186,8 @@ class RunQueue:
                 continue  # one run per stack: it waits for the current one
             if entry.drift and drift_busy >= self.drift_parallel:
                 return  # drift checks come last; none may start until one ends
+            if not entry.drift and self._held_back(entry):
+                continue  # its upstreams go first (or it just ended blocked)
             drift_busy += entry.drift
             self._pending.remove(entry)
             cancel = proc.Cancel()
@@ -168,6 +206,70 @@ class RunQueue:
                     self._dispatch_locked()
                 self._cond.notify_all()
 
+    # -- stack order ----------------------------------------------------------
+
+    def _held_back(self, entry: _Entry) -> bool:
+        """Whether a deploy must not start now: an upstream's deploy is open, or did not land (then
+        it ends `blocked` here and leaves the queue). Drift checks and plans are not ordered."""
+        if self.order is None:
+            return False
+        graph = self._graph()
+        upstreams = ancestors(graph, entry.stack) if entry.stack in graph else []
+        run = entry.run
+        if not upstreams or run is None or run.status is not RunStatus.QUEUED:
+            return False  # approved applies go: their plan was made once the upstreams landed
+        deploys = {name: self._deploys_of(name) for name in upstreams}
+        verdict = admit(run, upstreams, deploys)
+        if verdict.verdict is Verdict.GO:
+            self._held.pop(run.id, None)
+            return False
+        if verdict.verdict is Verdict.BLOCKED:
+            self._pending = [item for item in self._pending if item.run_id != run.id]
+            self._held.pop(run.id, None)
+            with contextlib.suppress(TfopsError):  # superseded meanwhile: nothing to block
+                self.order.transitions.mark_upstream_blocked(run, verdict.reason)
+            return True
+        if self._held.get(run.id) != verdict.reason:
+            self._held[run.id] = verdict.reason
+            self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
+        self._schedule_recheck()
+        return True
+
+    def _graph(self) -> Mapping[str, Sequence[str]]:
+        """The stacks that have upstreams, rebuilt only when the registry rediscovered: a dispatch
+        looks at every pending deploy, and must not walk the whole estate for each."""
+        assert self.order is not None
+        stacks = self.order.stacks()
+        if self._order_source is not stacks:
+            self._order_source = stacks
+            self._order_graph = {name: stack.depends_on for name, stack in stacks.items() if stack.depends_on}
+        return self._order_graph
+
+    def _deploys_of(self, stack: str) -> Sequence[Run]:
+        """The stack's open deploys and its newest deploy (what `admit` reads), read once per
+        dispatch: a hundred deploys held behind `network` cost one read of `network`'s runs."""
+        if stack not in self._upstream_deploys:
+            runs = {run.id: run for run in self.store.open_runs(stack) if run.kind is RunKind.DEPLOY}
+            newest = self.store.last_run(stack, kinds=[RunKind.DEPLOY])
+            if newest is not None:
+                runs[newest.id] = newest
+            self._upstream_deploys[stack] = list(runs.values())
+        return self._upstream_deploys[stack]
+
+    def _schedule_recheck(self) -> None:
+        if self.order is None or (self._recheck is not None and self._recheck.is_alive()):
+            return
+        self._recheck = threading.Timer(self.order.recheck, self._look_again)
+        self._recheck.daemon = True
+        self._recheck.start()
+
+    def _look_again(self) -> None:
+        with self._cond:
+            self._recheck = None  # this timer is done: a run still held schedules the next one
+            if self._accepting:
+                self._dispatch_locked()
+            self._cond.notify_all()
+
     # -- observation and shutdown ------------------------------------------------
 
     @property
@@ -181,13 +283,20 @@ class RunQueue:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout=timeout)
+            # Runs held for an upstream that waits on people (approval) count as idle: nothing in
+            # this process moves them, and a one-shot pass must not wait for them.
+            return self._cond.wait_for(
+                lambda: not self._busy and all(entry.run_id in self._held for entry in self._pending),
+                timeout=timeout,
+            )
 
     def shutdown(self, *, wait: float | None = None) -> None:
         """Stop taking work and interrupt what runs: one SIGINT to each Terraform."""
         with self._cond:
             self._accepting = False
             self._pending.clear()  # they stay `queued` in the store and resume next start
+            if self._recheck is not None:
+                self._recheck.cancel()
             for busy in self._busy.values():
                 busy.cancel.cancel()
             self._cond.wait_for(lambda: not self._busy, timeout=wait)

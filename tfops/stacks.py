@@ -38,13 +38,14 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from tfops.changes import inside_repository
 from tfops.config import StackDefaults, StackEntry
 from tfops.config.aws import merge_stack_aws
 from tfops.config.drift import drift_ignore_rules
@@ -53,6 +54,7 @@ from tfops.config.windows import stack_windows
 from tfops.errors import StackPathError
 from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
+from tfops.ordering import refuse_broken_order
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class Refusal(StrEnum):
     INVALID_NAME = "invalid_name"
     VAR_FILE_OUTSIDE = "var_file_outside"
     NAME_CLASH = "name_clash"
+    BROKEN_ORDER = "broken_order"  # depends_on names no stack here, or forms a cycle
 
 
 _REFUSAL_HINTS = {
@@ -85,6 +88,7 @@ _REFUSAL_HINTS = {
         "var files and backend config files are relative to the stack folder and must stay in the repository"
     ),
     Refusal.NAME_CLASH: "give the stacks distinct names with explicit entries (`path` and `name`)",
+    Refusal.BROKEN_ORDER: "fix the stack's `depends_on` in tfops.yaml, or the upstream stack it names",
 }
 
 
@@ -161,7 +165,12 @@ def discover(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefa
         name = names[path]
         _take(good, refused, name, path, _discovered_stack, root, name, path, entry, defaults)
     stacks, clashes = _split_name_clashes(good)
-    refused.extend(clashes)
+    # A stack whose `depends_on` names no stack here (or forms a cycle) goes without its upstream.
+    broken = {item.name: item.detail for item in refuse_broken_order({s.name: s.depends_on for s in stacks})}
+    refused += clashes + [
+        RefusedStack(s.name, s.path, Refusal.BROKEN_ORDER, broken[s.name]) for s in stacks if s.name in broken
+    ]
+    stacks = [stack for stack in stacks if stack.name not in broken]
     return Discovery(
         stacks=tuple(sorted(stacks, key=lambda stack: stack.name)),
         refused=tuple(sorted(refused, key=lambda item: (item.name, item.path))),
@@ -227,6 +236,7 @@ def _make_stack(name: str, path: str, entry: StackEntry, defaults: StackDefaults
         drift_ignore=drift_ignore_rules(defaults.drift, entry.drift),
         guards=stack_guards(defaults.guards, entry.guards),
         windows=stack_windows(defaults.windows, defaults.timezone, entry.windows, entry.timezone),
+        depends_on=tuple(dict.fromkeys(entry.depends_on)),
     )
 
 
@@ -252,21 +262,15 @@ def _check_var_files(root: Path, stack: Stack) -> None:
             relative = validate_stack_path(posixpath.join(stack.path, name))
         except StackPathError:
             raise _Refused(Refusal.VAR_FILE_OUTSIDE, f"{kind} {name!r} is outside the repository") from None
-        if not _inside(root, root / relative):
+        if not inside_repository(root, root / relative):
             detail = f"{kind} {name!r} is a symlink that resolves outside the repository"
             raise _Refused(Refusal.VAR_FILE_OUTSIDE, detail)
-
-
-def _inside(root: Path, path: Path) -> bool:
-    """Whether `path`, every symlink on the way resolved, stays in the repository at `root` (a real path)."""
-    real = Path(os.path.realpath(path))
-    return real == root or root in real.parents
 
 
 def _refuse_escape(root: Path, directory: Path) -> None:
     # The message never names where the link points: that is a host path, and refusals are shown
     # on /readyz and in `tfops status`.
-    if not _inside(root, directory):
+    if not inside_repository(root, directory):
         detail = "the folder is a symlink that resolves outside the repository"
         raise _Refused(Refusal.OUTSIDE_REPOSITORY, detail)
 
@@ -276,7 +280,9 @@ def _refuse_escaping_files(root: Path, directory: Path) -> None:
     try:
         with os.scandir(directory) as children:
             escaping = sorted(
-                child.name for child in children if child.is_symlink() and not _inside(root, Path(child.path))
+                child.name
+                for child in children
+                if child.is_symlink() and not inside_repository(root, Path(child.path))
             )
     except OSError:
         return
@@ -371,127 +377,6 @@ def _split_name_clashes(stacks: Sequence[Stack]) -> tuple[list[Stack], list[Refu
         if len(paths_by_name[stack.name]) > 1
     ]
     return unique, clashes
-
-
-# --------------------------------------------------------------------------- change detection
-
-
-class ChangeDetector(Protocol):
-    """Decides which stacks a set of changed repository paths affects.
-
-    The seam for smarter detection (a change to a local module affects every stack
-    that calls it) without touching the callers.
-    """
-
-    def affected(self, stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]: ...
-
-
-class PathPrefixDetector:
-    """A stack is affected by a change inside its directory or to one of its var or backend config files.
-
-    ``stacks/app`` is affected by ``stacks/app/main.tf`` but not by
-    ``stacks/application/main.tf``; a stack at the repository root (``.``) by every change.
-    """
-
-    def affected(self, stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]:
-        changed = [_normalise_changed(path) for path in changed_paths]
-        changed = [path for path in changed if path]
-        return [stack for stack in stacks if any(_touches(stack, path) for path in changed)]
-
-
-def _normalise_changed(path: str) -> str:
-    normalised = posixpath.normpath(path.strip().replace("\\", "/")) if path.strip() else ""
-    return "" if normalised == "." else normalised.removeprefix("./")
-
-
-def _touches(stack: Stack, changed: str) -> bool:
-    if stack.path == "." or changed == stack.path or changed.startswith(stack.path + "/"):
-        return True
-    # A var file or backend config file shared from outside the stack directory is part of the
-    # stack's input too.
-    return any(
-        posixpath.normpath(posixpath.join(stack.path, name)) == changed
-        for name in (*stack.var_files, *stack.backend_config)
-    )
-
-
-_LOCAL_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.\.?/[^"]*)"', re.MULTILINE)
-
-
-def local_module_dirs(repo_root: Path, stack_path: str) -> frozenset[str]:
-    """Directories of the local modules (`source = "../x"`) a stack calls, transitively.
-
-    Only local paths count: registry and Git modules are pinned by version or ref in
-    the stack's own code, so a change to them is a change inside the stack directory.
-    Paths that leave the repository are ignored, as Terraform would not find them in a
-    view of the commit either; so are folders and files that are symlinks resolving
-    outside it (they are never read: `x.tf -> /dev/zero` must not hang a poll).
-    """
-    root = Path(os.path.realpath(repo_root))
-    return module_closure(stack_path, lambda directory: module_sources(root, directory))
-
-
-def module_sources(root: Path, directory: str) -> frozenset[str]:
-    """The local module folders that the `*.tf` files directly in `directory` call (`root`: a real path)."""
-    found: set[str] = set()
-    if not _inside(root, root / directory):
-        return frozenset()
-    for tf_file in sorted((root / directory).glob("*.tf")):
-        if not _inside(root, tf_file) or not tf_file.is_file():
-            continue
-        for source in _LOCAL_SOURCE.findall(tf_file.read_text(errors="replace")):
-            target = posixpath.normpath(posixpath.join(directory, source))
-            if target == ".." or target.startswith("../") or target in found:
-                continue
-            if (root / target).is_dir() and _inside(root, root / target):
-                found.add(target)
-    return frozenset(found)
-
-
-def module_closure(stack_path: str, sources: Callable[[str], frozenset[str]]) -> frozenset[str]:
-    """The module folders `stack_path` calls, transitively, given each folder's direct calls."""
-    found: set[str] = set()
-    pending = [stack_path]
-    while pending:
-        for target in sources(pending.pop()):
-            if target not in found and target != stack_path:
-                found.add(target)
-                pending.append(target)
-    return frozenset(found)
-
-
-class ModuleAwareDetector:
-    """A stack is also affected by a change inside any local module it calls.
-
-    Module calls are read from the checkout at the new head, where the stacks were
-    discovered: a module the stack stopped calling is a change to the stack itself.
-    """
-
-    def __init__(self, repo_root: Path) -> None:
-        self.repo_root = repo_root
-        self._paths = PathPrefixDetector()
-
-    def affected(self, stacks: Sequence[Stack], changed_paths: Iterable[str]) -> list[Stack]:
-        changed = [path for path in (_normalise_changed(p) for p in changed_paths) if path]
-        affected = []
-        for stack in stacks:
-            if self._paths.affected([stack], changed):
-                affected.append(stack)
-                continue
-            modules = local_module_dirs(self.repo_root, stack.path)
-            if any(path == module or path.startswith(module + "/") for module in modules for path in changed):
-                affected.append(stack)
-        return affected
-
-
-DEFAULT_CHANGE_DETECTOR: ChangeDetector = PathPrefixDetector()
-
-
-def affected_stacks(
-    stacks: Sequence[Stack], changed_paths: Iterable[str], detector: ChangeDetector | None = None
-) -> list[Stack]:
-    """The stacks, in their given order, that the changed paths (relative to the repo root) affect."""
-    return (detector or DEFAULT_CHANGE_DETECTOR).affected(stacks, changed_paths)
 
 
 def stack_env(stack: Stack) -> dict[str, str]:

@@ -80,6 +80,11 @@ class Transitions:
             run, RunStatus.BLOCKED, _PLANNING, reason, why, summary=summary, plan_sha256=plan_sha256
         )
 
+    def mark_upstream_blocked(self, run: Run, reason: str) -> Run:
+        """`depends_on`: an upstream stack's deploy did not land; this queued deploy ends unplanned
+        rather than plan against the upstream's stale outputs (tfops.ordering)."""
+        return self._move(run, RunStatus.BLOCKED, _QUEUED, reason, Why.UPSTREAM_FAILED)
+
     def mark_awaiting_approval(
         self, run: Run, summary: PlanSummary, plan_sha256: str, reason: str, *, why: Why = Why.POLICY_ASK
     ) -> Run:

@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
 from tfops.models import RunKind, StackWindows, SyncWindow, WindowAction, WindowKind
+
+if TYPE_CHECKING:  # APScheduler is imported when a schedule is first parsed: see `cron`
+    from apscheduler.triggers.cron import CronTrigger
 
 # How far ahead the next opening is looked for; beyond it, "no opening within a year".
 HORIZON = timedelta(days=366)
@@ -159,5 +161,9 @@ def _next_fire(window: SyncWindow, zone: ZoneInfo, after: datetime) -> datetime 
 
 @lru_cache(maxsize=256)
 def cron(schedule: str, timezone: str) -> CronTrigger:
-    """The parsed schedule (ValueError if it is not one); parsed once per schedule and zone."""
+    """The parsed schedule (ValueError if it is not one); parsed once per schedule and zone.
+    Imported here: loading a configuration without windows (every CLI command) need not pay
+    for APScheduler."""
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger.from_crontab(schedule, timezone=ZoneInfo(timezone))

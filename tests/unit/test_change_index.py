@@ -5,9 +5,9 @@ from __future__ import annotations
 from test_module_detection import make_repo, module_call, write
 
 from tfops.changeindex import ModuleIndex, StackIndex
+from tfops.changes import ModuleAwareDetector
 from tfops.gitdiff import TreeChanges
 from tfops.models import Stack
-from tfops.stacks import ModuleAwareDetector
 
 PATHS = [
     "service/variables.tf", "lib/naming/main.tf", "lib/unused/main.tf", "stacks/jobs/main.tf",

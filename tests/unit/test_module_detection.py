@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tfops.changes import ModuleAwareDetector, local_module_dirs
 from tfops.models import Stack
-from tfops.stacks import ModuleAwareDetector, local_module_dirs
 
 
 def write(root: Path, path: str, text: str) -> None:

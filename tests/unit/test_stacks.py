@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tfops.changes import PathPrefixDetector, affected_stacks
 from tfops.config import Settings, StackDefaults, StackEntry
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge, Stack, StackAws
 from tfops.stacks import (
-    PathPrefixDetector,
     Refusal,
     RefusedStack,
-    affected_stacks,
     discover,
     stack_env,
 )

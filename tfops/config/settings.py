@@ -26,7 +26,7 @@ from tfops.config.fields import ConfigPath, RegexPattern, lowercase
 from tfops.config.http import HttpSettings
 from tfops.config.repo import RepoSettings
 from tfops.config.slack import SlackSettings
-from tfops.config.stacks import StackDefaults, StackEntry
+from tfops.config.stacks import StackDefaults, StackEntry, check_stack_order
 from tfops.config.store import StoreSettings
 from tfops.config.terraform import TerraformSettings
 from tfops.config.webhooks import WebhookSettings
@@ -111,6 +111,7 @@ class Settings(BaseModel):
                     "names must be unique (set `name:` on one of them)"
                 )
             first_index[entry.name] = index
+        check_stack_order(stacks)
         return stacks
 
     # ---- derived values

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from tfops.config.windows import TimeZone, WindowEntry
 from tfops.errors import ConfigError, StackPathError
 from tfops.models import OnDrift, OnMerge
 from tfops.naming import validate_stack_name, validate_stack_path
+from tfops.ordering import find_cycle
 
 
 def _stack_path(value: str) -> str:
@@ -104,6 +105,8 @@ class StackEntry(Section):
     guards: GuardsSettings | None = None  # the keys it writes override defaults.guards
     windows: tuple[WindowEntry, ...] | None = None  # None: defaults.windows; [] frees the stack of them
     timezone: TimeZone | None = None
+    # stacks (names) whose deploys of a commit are applied before this one's are planned
+    depends_on: tuple[StackName, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -127,4 +130,21 @@ class StackEntry(Section):
             raise ValueError("`name` names one directory; use `path` with it, not `discover`")
         if self.path == "." and self.name is None:
             raise ValueError('a stack at the repository root (path: ".") needs a `name`')
+        if self.name is not None and self.name in self.depends_on:
+            raise ValueError(f"depends_on: stack {self.name!r} cannot depend on itself")
         return self
+
+
+def check_stack_order(entries: Sequence[StackEntry]) -> None:
+    """`depends_on` names stacks and forms no cycle, as far as the configuration alone can tell:
+    with `discover` entries, a name that no entry spells may be a discovered stack's, which only
+    discovery knows (it refuses the stack then: tfops.stacks)."""
+    graph = {entry.name: entry.depends_on for entry in entries if entry.name is not None}
+    if not any(entry.discover is not None for entry in entries):
+        for index, entry in enumerate(entries):
+            for name in entry.depends_on:
+                if name not in graph:
+                    raise ValueError(f"stacks.{index}.depends_on: {name!r} is not the name of a stack entry")
+    cycle = find_cycle(graph)
+    if cycle is not None:
+        raise ValueError(f"depends_on forms a cycle: {' -> '.join(cycle)}")
