@@ -167,3 +167,18 @@ stacks:
     [db] = [line for line in lines if line.strip().startswith("db: db")]
     assert "windows (Europe/Berlin): deny 0 17 * * FRI for 2d16h [apply]" in app
     assert "windows" not in db, "windows: [] frees the stack of the defaults' windows"
+
+
+def test_check_config_shows_which_stacks_a_stack_is_deployed_after(tmp_path):
+    path = write(
+        tmp_path,
+        """stacks:
+  - {name: network, path: network}
+  - {name: app, path: app, depends_on: [network]}""",
+    )
+
+    lines = describe(load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path)})).splitlines()
+
+    [app] = [line for line in lines if line.strip().startswith("app: app")]
+    [network] = [line for line in lines if line.strip().startswith("network: network")]
+    assert app.endswith("; after network)") and "after" not in network

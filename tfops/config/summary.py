@@ -217,4 +217,6 @@ def _describe_entry(entry: StackEntry, defaults: StackDefaults) -> str:
         extras.append(f"var files {', '.join(entry.var_files)}")
     if entry.env:
         extras.append(f"env {', '.join(sorted(entry.env))}")  # names only: values may be secrets
+    if entry.depends_on:
+        extras.append(f"after {', '.join(entry.depends_on)}")
     return f"{head} ({_describe_policy(entry, defaults)}{''.join('; ' + extra for extra in extras)})"
