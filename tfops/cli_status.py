@@ -2,7 +2,8 @@
 
 A row comes from the store (heads, drift, last run), from what the daemon's poller recorded in the
 store's meta table (whether the head's code is applied, which stacks it refused) and from the
-stacks found in the daemon's checkout (their drift intervals). The CLI never runs git here.
+config entries that give the recorded stacks (their drift intervals and order). The CLI never
+runs git here, nor walks the checkout.
 """
 
 from __future__ import annotations
@@ -38,15 +39,20 @@ REFUSED_STACKS_META = "refused_stacks"
 
 def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
     """One row per stack the store knows: a fixed number of queries whatever their number."""
-    found = _discover_in_checkout(settings)
-    stacks = {stack.name: stack for stack in found.stacks} if found else {}
+    from tfops.stacks import recorded_stacks
+
+    overviews = store.stack_overview()
+    # Each stack's policy from the config entry that gave it, matched on the recorded paths: no
+    # walk of the checkout, so a thousand stacks answer at once (the poller recorded them).
+    recorded = [(overview.state.name, overview.state.path) for overview in overviews]
+    stacks = recorded_stacks(recorded, settings.stacks, settings.defaults)
     intervals = {name: stack.drift_interval for name, stack in stacks.items()}
     order = {name: stack.depends_on for name, stack in stacks.items()}
     waiting = _waiting_for(store, order)
     head_code = store.get_meta(HEAD_CODE_APPLIED) or {}
     incidents = open_incidents(store)
     rows = []
-    for overview in store.stack_overview():
+    for overview in overviews:
         state, last = overview.state, overview.last_run
         interval = intervals.get(state.name)
         next_check = None

@@ -38,7 +38,7 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -175,6 +175,29 @@ def discover(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefa
         stacks=tuple(sorted(stacks, key=lambda stack: stack.name)),
         refused=tuple(sorted(refused, key=lambda item: (item.name, item.path))),
     )
+
+
+def recorded_stacks(
+    recorded: Iterable[tuple[str, str]], entries: Sequence[StackEntry], defaults: StackDefaults
+) -> dict[str, Stack]:
+    """The stacks the store recorded (name, path), each with the policy of the config entry that
+    gave it, without reading the checkout: an explicit entry by its path, else the first
+    `discover` glob that matches. For read-only listings (`tfops status`), which must answer at
+    once at a thousand stacks; a stack no entry gives any more is left out."""
+    explicit = {validate_stack_path(entry.path): entry for entry in entries if entry.path is not None}
+    globs = [
+        (entry, [part for part in validate_stack_path(entry.discover).split("/") if part != "."])
+        for entry in entries
+        if entry.discover is not None
+    ]
+    found = {}
+    for name, path in recorded:
+        entry = explicit.get(path) or next(
+            (glob_entry for glob_entry, segments in globs if _matches(path.split("/"), segments)), None
+        )
+        if entry is not None:
+            found[name] = _make_stack(name, path, entry, defaults)
+    return found
 
 
 def _take(

@@ -151,3 +151,25 @@ def test_api_stacks_issues_the_same_number_of_queries_at_10_and_300_stacks(estat
     assert (len(small_stacks), len(large_stacks)) == (11, 301)
     assert small == large
     assert small <= 5, "the overview's two queries and its transaction, and the open incidents"
+
+
+def test_status_gives_each_recorded_stack_its_policy_from_the_config_without_a_checkout(tmp_path) -> None:
+    store = Store(Store.sqlite_url(tmp_path / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([("network", "core/network"), ("app", "stacks/app"), ("gone", "old/gone")])
+    store.close()
+    (tmp_path / "tfops.yaml").write_text(
+        f"data_dir: {tmp_path}\n"
+        "stacks:\n"
+        "  - {name: network, path: core/network, drift_interval: 1h}\n"
+        "  - {discover: 'stacks/*', drift_interval: 10m, depends_on: [network]}\n"
+    )
+    assert not (tmp_path / "repo").exists(), "no checkout: the daemon never fetched here"
+
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "tfops.yaml"), "status", "--json"])
+
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["app"]["depends_on"] == ["network"] and rows["network"]["depends_on"] == []
+    assert rows["app"]["next_check"] is not None and rows["network"]["next_check"] is not None
+    assert rows["gone"]["next_check"] is None, "a stack no config entry gives has no policy"
