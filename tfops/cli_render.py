@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from tfops.models import Run
@@ -29,11 +30,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def print_status(rows: list[dict[str, Any]], refused: list[dict[str, Any]]) -> None:
     """The `tfops status` table (rows from tfops.cli_status), then the refused stacks."""
     table = Table(show_edge=False, header_style="bold")
-    for column in ("stack", "path", "head", "applied", "drift", "last run", "next check", "after"):
+    for column in ("stack", "path", "head", "applied", "drift", "last run", "next check"):
         table.add_column(column)
+    ordered = any(row.get("depends_on") for row in rows)
+    if ordered:  # only when some stack has upstreams: the table stays narrow otherwise
+        table.add_column("after")
     for row in rows:
         last = row["last_run"]
-        table.add_row(
+        cells = [
             row["name"],
             row["path"],
             _head_cell(row),
@@ -41,9 +45,19 @@ def print_status(rows: list[dict[str, Any]], refused: list[dict[str, Any]]) -> N
             drift_markup(row["drift"]) + incident_note(row.get("incident")),
             f"#{last['id']} {last['kind']} {last['status']}" if last else "-",
             short_time(row["next_check"]),
-            escape(", ".join(row.get("depends_on") or ())) or "-",  # depends_on: applied before it
-        )
-    out.print(table)
+        ]
+        if ordered:
+            cells.append(escape(", ".join(row.get("depends_on") or ())) or "-")  # applied before it
+        table.add_row(*cells)
+    # Never cut a cell to fit a narrow terminal (names and paths are identifiers): the table is
+    # drawn at its natural width and the terminal wraps long lines, as `kubectl get` does.
+    natural = Measurement.get(out, out.options.update_width(100_000), table).maximum
+    width = out.width
+    out.width = max(width, natural)  # print(width=) cannot go past the console's own width
+    try:
+        out.print(table)
+    finally:
+        out.width = width
     for row in rows:  # a deploy held behind its upstreams says for what (names: never markup)
         if row.get("waiting_for"):
             out.print(f"[yellow]waiting:[/yellow] {escape(row['name'])}: {escape(row['waiting_for'])}")

@@ -173,3 +173,26 @@ def test_status_gives_each_recorded_stack_its_policy_from_the_config_without_a_c
     assert rows["app"]["depends_on"] == ["network"] and rows["network"]["depends_on"] == []
     assert rows["app"]["next_check"] is not None and rows["network"]["next_check"] is not None
     assert rows["gone"]["next_check"] is None, "a stack no config entry gives has no policy"
+
+
+def test_the_status_table_never_cuts_a_stack_name_or_path_on_an_80_column_terminal(tmp_path) -> None:
+    name, path = "payments-eu-west-1-primary", "services/payments/eu-west-1/primary"
+    store = Store(Store.sqlite_url(tmp_path / "tfops.db"))
+    store.upgrade()
+    store.sync_stacks([("network", "core/network"), (name, path)])
+    store.create_run(name, RunKind.DEPLOY, POLL, SHA)
+    store.close()
+    (tmp_path / "tfops.yaml").write_text(
+        f"data_dir: {tmp_path}\n"
+        "stacks:\n"
+        "  - {name: network, path: core/network}\n"
+        f"  - {{name: {name}, path: {path}, depends_on: [network]}}\n"
+    )
+
+    result = CliRunner().invoke(
+        cli, ["--config", str(tmp_path / "tfops.yaml"), "status"], env={"COLUMNS": "80"}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert name in result.output and path in result.output, result.output
+    assert "after" in result.output, "the order column is there when a stack has upstreams"
