@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tfops.incidents import DriftSeen, IncidentChange, drifted_set, resolution_after_success
-from tfops.models import PlanSummary, Run, RunStatus
+from tfops.models import PlanSummary, Run
 from tfops.store import Store
 from tfops.store.engine import utc_now
 
@@ -38,15 +38,13 @@ class IncidentTracker:
         seen = DriftSeen(run.id, run.started_at or self.clock(), run.commit_sha, drifted_set(report))
         self._guarded(run, lambda: self.store.track_drift(run.stack, seen))
 
-    def back_in_sync(self, run: Run) -> None:
+    def back_in_sync(self, run: Run, *, applied: bool) -> None:
         """A run that applied (or found nothing to apply) left its stack in sync: resolves its incident."""
         incident = self.store.open_incident(run.stack)
         if incident is None:
             return
-        how = resolution_after_success(
-            incident, kind=run.kind, applied=run.status is RunStatus.APPLIED, commit_sha=run.commit_sha
-        )
-        at = run.finished_at or self.clock()
+        how = resolution_after_success(incident, kind=run.kind, applied=applied, commit_sha=run.commit_sha)
+        at = self.clock()
         self._guarded(run, lambda: self.store.resolve_incident(run.stack, run.id, at, how, run.commit_sha))
 
     def _guarded(self, run: Run, step: Callable[[], IncidentChange | None]) -> None:

@@ -381,9 +381,8 @@ class Reconciler:
             decision = windowed(decision, stack, run, self.clock())
             summary = self._record_drift(work, summary, code_applied)
             if decision.action is Action.NOTHING:
-                done = self.transitions.mark_no_changes(run, summary, decision.reason, why=decision.why)
-                self._after_success(done)
-                return done
+                self._stack_follows(run, applied=False)
+                return self.transitions.mark_no_changes(run, summary, decision.reason, why=decision.why)
             if decision.action is not Action.APPLY:  # recorded, asked about, or blocked by a guard
                 return self.transitions.mark_held(run, summary, plan.plan_sha256, decision)
             applying = self.transitions.mark_applying(
@@ -396,9 +395,8 @@ class Reconciler:
     def _apply(self, work: RunWork, ws: Workspace, plan_path: Path, deadline: Deadline, applying: Run) -> Run:
         """Apply the plan the run was moved to `applying` for; the stack's record follows."""
         self.runner.apply(ws, plan_path, deadline=deadline, cancel=work.cancel, redact=work.redact)
-        done = self.transitions.mark_applied(applying)
-        self._after_success(done)
-        return done
+        self._stack_follows(applying, applied=True)
+        return self.transitions.mark_applied(applying)
 
     def _run_dir(self, run: Run) -> Path:
         return self.settings.runs_dir / str(run.id)
@@ -475,14 +473,16 @@ class Reconciler:
             found = tuple(ResourceAttribution(address, unavailable=reason) for address in sorted(drifted))
         return tuple(found_item.redacted(work.redact) for found_item in found)
 
-    def _after_success(self, run: Run) -> None:
-        """The stack's record follows a successful apply or an empty plan."""
+    def _stack_follows(self, run: Run, *, applied: bool) -> None:
+        """The stack's record follows a successful apply or an empty plan. Written before the run
+        is marked done, so whoever sees the run done sees its stack's record already follow (the
+        apply has happened either way)."""
         if run.kind is RunKind.DEPLOY and run.commit_sha is not None:
             self.store.mark_stack_applied(run.stack, run.commit_sha)
-        elif run.kind is not RunKind.DRIFT or run.status is not RunStatus.APPLIED:
+        elif run.kind is not RunKind.DRIFT or not applied:
             return
         self.store.set_drift(run.stack, DriftState.IN_SYNC)
-        self.incidents.back_in_sync(run)  # a drift incident of the stack is resolved
+        self.incidents.back_in_sync(run, applied=applied)  # a drift incident of the stack is resolved
 
     def _current(self, run: Run) -> Run:
         return self.store.get_run(run.id) or run

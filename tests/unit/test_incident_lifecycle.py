@@ -174,7 +174,7 @@ def test_the_tracker_tells_its_listeners_and_a_failing_listener_costs_nothing(st
     run = store.get_run(drift_run(store))
     drift = ResourceChange("demo_object.web", "demo_object", "update", (AttributeChange("content", 1, 2),))
     tracker.drift_checked(run, PlanSummary("1.9.0", "1.2", drift=(drift,)))
-    tracker.back_in_sync(replace(run, kind=RunKind.DEPLOY, commit_sha=SHA_B))
+    tracker.back_in_sync(replace(run, kind=RunKind.DEPLOY, commit_sha=SHA_B), applied=True)
     assert [change.step for change in heard] == [Step.OPEN, Step.RESOLVE]
     assert heard[-1].incident.resolution is Resolution.FIXED_BY_COMMIT
 
