@@ -154,7 +154,12 @@ def cli(ctx: click.Context) -> None:
 @cli.command()
 @pass_ctx
 def serve(ctx: Context) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
+    """Run the daemon until SIGTERM or SIGINT (SIGUSR1 writes every thread's stack to stderr)."""
+    import faulthandler
+    import signal
+
+    # A daemon that seems stuck can be looked into without a debugger or a restart.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     ctx.app().serve()
 
 

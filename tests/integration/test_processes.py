@@ -129,7 +129,7 @@ def test_ctrl_c_to_the_daemons_process_group_ends_the_run_interrupted_not_intern
 
         # What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
         os.killpg(daemon.pid, signal.SIGINT)
-        exit_code = daemon.wait(timeout=120)
+        exit_code = _exit_code_or_stacks(daemon, log, timeout=120)
 
         text = log.read_text()
         ended = store.get_run(run.id)
@@ -142,6 +142,37 @@ def test_ctrl_c_to_the_daemons_process_group_ends_the_run_interrupted_not_intern
     finally:
         store.close()
         _kill_groups(int(pgid) for pgid in _read(shim_dir / "pgids.log").split())
+
+
+@pytest.mark.terraform
+def test_sigusr1_makes_a_serving_daemon_write_its_threads_stacks_and_carry_on(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons
+):
+    _remote, config = one_stack_repo(
+        tmp_path, demo_cloud, terraform_bin=terraform_bin, cli_config=tf_cli_config
+    )
+    log = tmp_path / "daemon.log"
+    daemon = daemons(config, tf_env, log)
+    wait_for(lambda: "tfops serving" in _read(log), timeout=120, what="the daemon to serve")
+
+    daemon.send_signal(signal.SIGUSR1)
+
+    wait_for(lambda: "most recent call first" in _read(log), timeout=30, what="the thread dump")
+    assert "Thread 0x" in _read(log) and daemon.poll() is None
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=120) == 0, _read(log)[-5000:]
+
+
+def _exit_code_or_stacks(daemon: subprocess.Popen, log: Path, *, timeout: float) -> int:
+    """The daemon's exit code; if it does not end in time, the test fails with every thread's stack
+    (SIGUSR1, `tfops serve`'s faulthandler) and the log's tail, so a rare hang can be understood."""
+    try:
+        return daemon.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        daemon.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: "most recent call first" in _read(log), timeout=10, what="the thread dump")
+        pytest.fail(f"the daemon did not end within {timeout:g}s; its log:\n{_read(log)[-20000:]}")
 
 
 def _read(path: Path) -> str:
