@@ -141,7 +141,7 @@ def test_ctrl_c_to_the_daemons_process_group_ends_the_run_interrupted_not_intern
         assert "GitCommandError" not in text and "BrokenPipeError" not in text, text
     finally:
         store.close()
-        _kill_groups(int(pgid) for pgid in _read(shim_dir / "pgids.log").split())
+        _kill_groups(_pgids(shim_dir))
 
 
 @pytest.mark.terraform
@@ -173,6 +173,10 @@ def _exit_code_or_stacks(daemon: subprocess.Popen, log: Path, *, timeout: float)
         with contextlib.suppress(AssertionError):
             wait_for(lambda: "most recent call first" in _read(log), timeout=10, what="the thread dump")
         pytest.fail(f"the daemon did not end within {timeout:g}s; its log:\n{_read(log)[-20000:]}")
+
+
+def _pgids(shim_dir: Path) -> list[int]:
+    return [int(pgid) for pgid in _read(shim_dir / "pgids.log").split()]
 
 
 def _read(path: Path) -> str:
@@ -286,9 +290,13 @@ def test_restart_after_kill_9_ends_the_orphaned_terraform_process_group(
     try:
         first = daemons(config, tf_env, tmp_path / "first.log")
         [run] = wait_for(lambda: _runs_with(store, RunStatus.APPLYING), timeout=120, what="the apply")
-        # The apply's Terraform is the last group the shim started.
-        pgid = int(_read(shim_dir / "pgids.log").split()[-1])
-        wait_for(lambda: _runs_sleep(pgid), timeout=60, what="the local-exec command to start")
+        # The apply's Terraform is the group that runs the command. Read the groups again each
+        # time: the run is `applying` a moment before its Terraform starts.
+        pgid = wait_for(
+            lambda: next((group for group in _pgids(shim_dir) if _runs_sleep(group)), None),
+            timeout=60,
+            what="the local-exec command to start",
+        )
 
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
@@ -310,4 +318,4 @@ def test_restart_after_kill_9_ends_the_orphaned_terraform_process_group(
         assert second.poll() is None, "the restarted daemon keeps serving"
     finally:
         store.close()
-        _kill_groups(int(pgid) for pgid in _read(shim_dir / "pgids.log").split())
+        _kill_groups(_pgids(shim_dir))
