@@ -32,6 +32,8 @@ from tfops.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
+_SIGNAL_CHECK = 1.0  # seconds: how long the serving main thread may leave SIGTERM unhandled
+
 
 # Runs that end a pass with a change not deployed: planned, asked about, blocked, or waiting for a window.
 _LEFT_PENDING = frozenset(
@@ -136,7 +138,11 @@ class App(Parts):
             self.settings.repo.poll_interval,
             self.settings.terraform.max_parallel,
         )
-        stop.wait()
+        # In slices, not one endless wait: the kernel may hand SIGTERM to any thread, and Python
+        # runs its handler only when the main thread next runs bytecode. An endless wait never
+        # does, and the daemon would ignore the stop (seen under load).
+        while not stop.wait(timeout=_SIGNAL_CHECK):
+            pass
         self._stop_serving()
 
     def build_listeners(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,8 @@ from tfops.ordering import Verdict, admit, ancestors
 from tfops.store import Store
 
 log = logging.getLogger(__name__)
+
+_SIGNAL_CHECK = 1.0  # seconds: how long a waiting main thread may leave a signal unhandled
 
 # Runs that have not started work yet and that a newer commit makes pointless.
 _WAITING = frozenset({RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL, RunStatus.AWAITING_WINDOW})
@@ -282,13 +285,21 @@ class RunQueue:
             return {stack: busy.run_id for stack, busy in self._busy.items()}
 
     def wait_idle(self, timeout: float | None = None) -> bool:
+        # Runs held for an upstream that waits on people (approval) count as idle: nothing in this
+        # process moves them, and a one-shot pass must not wait for them.
+        def idle() -> bool:
+            return not self._busy and all(entry.run_id in self._held for entry in self._pending)
+
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            # Runs held for an upstream that waits on people (approval) count as idle: nothing in
-            # this process moves them, and a one-shot pass must not wait for them.
-            return self._cond.wait_for(
-                lambda: not self._busy and all(entry.run_id in self._held for entry in self._pending),
-                timeout=timeout,
-            )
+            while not idle():
+                left = _SIGNAL_CHECK if deadline is None else min(_SIGNAL_CHECK, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                # In slices: Ctrl-C (handled in the main thread, which may be this one) is then
+                # acted on within one, even when the kernel gave the signal to another thread.
+                self._cond.wait(left)
+            return True
 
     def shutdown(self, *, wait: float | None = None) -> None:
         """Stop taking work and interrupt what runs: one SIGINT to each Terraform."""
