@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tfops import __version__
-from tfops.readview import ReaderView, kept_form, mask_password
+from tfops.readview import ReaderView, kept_form, mask_password, url_in_file
 
 # The environment the defaults are made of (data_dir, `~`), besides every TFOPS_* variable.
 _DEFAULTS_ENV = ("HOME", "XDG_STATE_HOME", "STATE_DIRECTORY")
@@ -168,21 +168,10 @@ def _with_password(view: ReaderView, key: CacheKey, environ: Mapping[str, str]) 
     if source.startswith("env:"):
         url = environ.get(source.removeprefix("env:"), "").strip()
     else:
-        url = _url_in_file(key.config_bytes)
+        url = url_in_file(key.config_bytes or b"")
     if not url or mask_password(url) != view.store_url:
         return None
     return replace(view, store_url=url)
-
-
-def _url_in_file(content: bytes | None) -> str:
-    import yaml  # only for a store URL with a password in tfops.yaml; it validated as a mapping
-
-    try:
-        data = yaml.safe_load(content or b"")
-        url = data["store"]["url"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        return ""
-    return url.strip() if isinstance(url, str) else ""
 
 
 def remember(key: CacheKey, view: ReaderView) -> None:

@@ -101,11 +101,27 @@ def mask_password(url: str) -> str:
 
 def _password_source(url: str, settings: Settings) -> str | None:
     environ = settings._environ
-    named = [name for name in environ if name.upper() == STORE_URL_ENV]
-    if named:
-        return f"env:{named[0]}" if environ[named[0]].strip() == url else None
-    # Not from the environment, so from the file: tfops.readcache checks it still reads the same.
-    return "file" if settings.config_file is not None else None
+    named = [name for name in environ if name.upper().startswith("TFOPS_STORE")]
+    if named:  # $TFOPS_STORE__URL alone names it; `TFOPS_STORE='{"url": ...}'` is not kept
+        whole = len(named) == 1 and named[0].upper() == STORE_URL_ENV and environ[named[0]].strip() == url
+        return f"env:{named[0]}" if whole else None
+    config = settings.config_file
+    try:
+        content = config.read_bytes() if config is not None else None
+    except OSError:
+        return None
+    return "file" if content is not None and url_in_file(content) == url else None
+
+
+def url_in_file(content: bytes) -> str:
+    """`store.url` as tfops.yaml spells it (for a URL with a password, which is never anchored)."""
+    import yaml  # only for a store URL with a password in tfops.yaml, which validated as a mapping
+
+    try:
+        url = yaml.safe_load(content)["store"]["url"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        return ""
+    return url.strip() if isinstance(url, str) else ""
 
 
 def _rule(entry: StackEntry, defaults: StackDefaults) -> StackRule:
