@@ -15,6 +15,7 @@ and why under $XDG_CACHE_HOME: docs/decisions.md, "Issue 12: a validated-configu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -191,4 +192,5 @@ def remember(key: CacheKey, view: ReaderView) -> None:
             json.dump({"key": key.digest, "view": kept.to_json()}, handle)
         os.replace(temporary, key.file)
     except OSError:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder may be what could not be made
+            temporary.unlink(missing_ok=True)

@@ -102,6 +102,13 @@ def test_a_reading_command_answers_from_the_cache_once_the_configuration_validat
     assert not tfops.validated("show", "1")[0]
 
 
+def test_a_cache_that_cannot_be_written_costs_a_validation_and_nothing_else(tfops: Tfops) -> None:
+    tfops.cache.write_text("a file where the cache folder would be")
+
+    assert tfops.validated("status", "--json")[0]
+    assert tfops.validated("show", "1")[0]
+
+
 def test_any_command_that_validates_fills_the_cache_for_the_readers(tfops: Tfops) -> None:
     tfops("check-config")  # whether terraform is installed here or not: validation came first
 
