@@ -6,7 +6,8 @@
    falls on all of them alike. The store holds one stack and one run. Target <= 1.3x the floor.
    The configuration is in the validated-configuration cache (tfops.readcache), as it is for a
    person once any command has validated it; the first run after an edit (a cache miss, which
-   validates in full) is measured too, its entry removed before each repetition.
+   validates in full) is measured too, its entry removed before each repetition. Wall time and
+   CPU time (user + system, which waiting for a core on a loaded machine does not inflate).
    With --before PYTHON, the same commands also run with another interpreter whose tfops is the
    version to compare with (e.g. a checkout of main with its own virtualenv).
 2. `GET /api/stacks` at N stacks (default 1,000; the store seeded through tfops' Store API with
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -90,7 +92,8 @@ def startup(root: Path, reps: int, before: str | None) -> None:
             "before: tfops show 1": [*old, "show", "1"],
         }
 
-    def run(name: str, command: list[str]) -> float:
+    def run(name: str, command: list[str]) -> tuple[float, float]:
+        """Wall and CPU (user + system) seconds of one run of `command`."""
         missing = name.startswith("first run")
         if missing:  # outside the timing: the entry a previous repetition kept
             shutil.rmtree(miss_cache, ignore_errors=True)
@@ -98,23 +101,38 @@ def startup(root: Path, reps: int, before: str | None) -> None:
         # The warm-up writes the .pyc files, as a person's first run does; with this variable set
         # (some shells and CI set it) every run would compile tfops' edited modules anew.
         environment.pop("PYTHONDONTWRITEBYTECODE", None)
+        used = _children_cpu()
         started = time.perf_counter()
         # From the store's folder: `-m` puts the working directory first on sys.path, and a
         # tfops checkout there would shadow the one under test.
         subprocess.run(command, check=True, capture_output=True, cwd=root, env=environment)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, _children_cpu() - used
 
     for name, command in commands.items():  # warm the file cache, the .pyc files, the tfops cache
         run(name, command)
-    times: dict[str, list[float]] = {name: [] for name in commands}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(reps):
         for name, command in commands.items():
             times[name].append(run(name, command))
-    floor = statistics.median(next(iter(times.values())))
+    floor = next(iter(times.values()))
+    floor_wall = statistics.median(wall for wall, _ in floor)
+    floor_cpu = statistics.median(cpu for _, cpu in floor)
     print(f"\nstart-up, medians of {reps} (interleaved; the cache kept by the warm-up run unless 'miss'):")
+    print(f"  {'':50} {'wall':>9}  {'x floor':>7}  {'CPU':>9}  {'x floor':>7}")
     for name, samples in times.items():
-        median = statistics.median(samples)
-        print(f"  {name:50} {median * 1000:7.1f} ms  {median / floor:.2f}x the floor")
+        wall = statistics.median(sample[0] for sample in samples)
+        cpu = statistics.median(sample[1] for sample in samples)
+        print(
+            f"  {name:50} {wall * 1000:6.1f} ms  {wall / floor_wall:6.2f}x"
+            f"  {cpu * 1000:6.1f} ms  {cpu / floor_cpu:6.2f}x"
+        )
+
+
+def _children_cpu() -> float:
+    """CPU seconds used so far by this process's waited-for children (less noisy than wall time
+    on a loaded machine: waiting for a core is not counted)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def one_run_store(root: Path) -> Path:
