@@ -55,7 +55,14 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 
 def cache_key(config: Path | None, environ: Mapping[str, str]) -> CacheKey | None:
     """The key of the configuration tfops.config.load_settings would read now; None when its
-    file cannot be read (then only full validation can say what is wrong)."""
+    file cannot be read or the key cannot be made (then full validation says what is wrong)."""
+    try:
+        return _key(config, environ)
+    except (OSError, RuntimeError):  # e.g. a working directory removed, no home directory
+        return None
+
+
+def _key(config: Path | None, environ: Mapping[str, str]) -> CacheKey | None:
     chosen: Path | None = config
     if chosen is None and environ.get(_CONFIG_ENV, "").strip():
         chosen = Path(environ[_CONFIG_ENV].strip())
@@ -98,7 +105,7 @@ def _code_fingerprint() -> list[str]:
     code or of pydantic's is a miss, even without a version change (an editable install)."""
     found = []
     tfops_dir = Path(__file__).parent
-    for folder in (tfops_dir, tfops_dir / "config"):
+    for folder in (tfops_dir, tfops_dir / "config", tfops_dir / "aws"):  # what tfops.config imports
         found += _stamps(folder)
     for package in _VALIDATING_PACKAGES:
         module = sys.modules.get(package)
@@ -123,7 +130,11 @@ def _stamps(folder: Path) -> list[str]:
     stamps = []
     for entry in entries:
         if entry.name.endswith((".py", ".so")):
-            info = entry.stat()
+            try:
+                info = entry.stat()
+            except OSError:  # removed while listed (an upgrade under way): a stamp of its own
+                stamps.append(f"{entry.path} gone")
+                continue
             stamps.append(f"{entry.path} {info.st_size} {info.st_mtime_ns}")
     return stamps
 
