@@ -19,9 +19,11 @@ import click
 
 from tfops import __version__
 from tfops.cli_status import drift_records, status_rows, with_refused
-from tfops.config import LogFormat, LogLevel
 from tfops.errors import TfopsError
+from tfops.logs import LogFormat, LogLevel
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus
+from tfops.readcache import cache_key, recall, remember
+from tfops.readview import ReaderView
 from tfops.views import run_detail_record, run_record
 from tfops.views import status_colour as status_colour  # re-exported: tests read the CLI's colours
 
@@ -41,15 +43,38 @@ class Context:
         self.log_level = log_level
         self.log_format = log_format
         self._settings = None
+        self._view: ReaderView | None = None
         self._store = None
 
     @property
     def settings(self):
+        """The configuration, validated in full; its reader view is kept for the reading commands."""
         if self._settings is None:
             from tfops.config import load_settings
+            from tfops.readview import view_of
 
+            key = cache_key(self.config_path, os.environ)
             self._settings = load_settings(self.config_path)
+            view = view_of(self._settings)
+            # Kept only when the configuration validated is the one the key was made of: a file
+            # edited during validation is left for the next command to validate.
+            if key is not None and cache_key(self.config_path, os.environ) == key:
+                remember(key, view)
+            self._view = view
         return self._settings
+
+    def view(self) -> ReaderView:
+        """What the reading commands need of the configuration: from the validated-configuration
+        cache when it holds this configuration (no validation, no pydantic models), else from a full
+        validation, whose errors stop the command as they stop every other (tfops.readcache)."""
+        if self._view is None:
+            key = cache_key(self.config_path, os.environ)
+            self._view = recall(key, os.environ) if key is not None else None
+        if self._view is None:
+            from tfops.readview import view_of
+
+            self._view = view_of(self.settings)
+        return self._view
 
     def setup_logging(self) -> None:
         from tfops.logs import setup_logging
@@ -78,7 +103,7 @@ class Context:
         if self._store is None:
             from tfops.store import Store
 
-            self._store = Store(self.settings.store_url)
+            self._store = Store(self.view().store_url)
             self._store.open_for_reading()
         return self._store
 
@@ -242,7 +267,7 @@ def drift(ctx: Context, stack: str | None, as_json: bool) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Stacks: head and applied commit, drift, last run, next drift check."""
-    rows = status_rows(ctx.reader(), ctx.settings)
+    rows = status_rows(ctx.reader(), ctx.view())
     refused = with_refused(ctx.reader(), rows)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))

@@ -2,8 +2,8 @@
 
 A row comes from the store (heads, drift, last run), from what the daemon's poller recorded in the
 store's meta table (whether the head's code is applied, which stacks it refused) and from the
-config entries that give the recorded stacks (their drift intervals and order). The CLI never
-runs git here, nor walks the checkout.
+config entries that give the recorded stacks (their drift intervals and order: the reader view,
+tfops.readview). The CLI never runs git here, nor walks the checkout.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfops.models import TERMINAL_STATUSES, RunKind, RunStatus
 from tfops.ordering import Verdict, admit, ancestors
+from tfops.readview import ReaderView, recorded_rules
 
 if TYPE_CHECKING:
     from tfops.config import Settings
@@ -37,15 +38,13 @@ OPEN_STATUSES = frozenset(RunStatus) - TERMINAL_STATUSES
 REFUSED_STACKS_META = "refused_stacks"
 
 
-def status_rows(store: Store, settings: Settings) -> list[dict[str, Any]]:
+def status_rows(store: Store, view: ReaderView) -> list[dict[str, Any]]:
     """One row per stack the store knows: a fixed number of queries whatever their number."""
-    from tfops.stacks import recorded_stacks
-
     overviews = store.stack_overview()
     # Each stack's policy from the config entry that gave it, matched on the recorded paths: no
     # walk of the checkout, so a thousand stacks answer at once (the poller recorded them).
     recorded = [(overview.state.name, overview.state.path) for overview in overviews]
-    stacks = recorded_stacks(recorded, settings.stacks, settings.defaults)
+    stacks = recorded_rules(view, recorded)
     intervals = {name: stack.drift_interval for name, stack in stacks.items()}
     order = {name: stack.depends_on for name, stack in stacks.items()}
     waiting = _waiting_for(store, order)

@@ -14,6 +14,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Literal
+
+# One definition for tfops.yaml, TFOPS_* and the command line's --log-level/--log-format (here, not
+# in tfops.config, so that the command line names them without importing the config models).
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
 
 _current_run: ContextVar[tuple[int, str] | None] = ContextVar("tfops_current_run", default=None)
 # The secrets tfops holds itself (tfops.secrets.held_secrets): no log line may carry one.

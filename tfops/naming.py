@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from fnmatch import fnmatchcase
 
 from tfops.errors import ConfigError, StackPathError
 
@@ -49,3 +50,14 @@ def validate_stack_path(path: str) -> str:
     if normalised == ".." or normalised.startswith("../"):
         raise StackPathError(f"stack path {path!r} leaves the repository")
     return normalised
+
+
+def glob_matches(parts: list[str], segments: list[str]) -> bool:
+    """Does a path (its components) match a `discover` glob (its components)? ``*`` stays inside
+    one component, ``**`` spans any number of them."""
+    if not segments:
+        return not parts
+    head, rest = segments[0], segments[1:]
+    if head == "**":
+        return any(glob_matches(parts[index:], rest) for index in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], head) and glob_matches(parts[1:], rest)

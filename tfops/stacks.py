@@ -38,10 +38,9 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from tfops.config.guards import stack_guards
 from tfops.config.windows import stack_windows
 from tfops.errors import StackPathError
 from tfops.models import OnDrift, OnMerge, Stack, StackAws
-from tfops.naming import is_stack_name, safe_stack_name, validate_stack_path
+from tfops.naming import glob_matches, is_stack_name, safe_stack_name, validate_stack_path
 from tfops.ordering import refuse_broken_order
 
 log = logging.getLogger(__name__)
@@ -175,29 +174,6 @@ def discover(repo_root: Path, entries: Sequence[StackEntry], defaults: StackDefa
         stacks=tuple(sorted(stacks, key=lambda stack: stack.name)),
         refused=tuple(sorted(refused, key=lambda item: (item.name, item.path))),
     )
-
-
-def recorded_stacks(
-    recorded: Iterable[tuple[str, str]], entries: Sequence[StackEntry], defaults: StackDefaults
-) -> dict[str, Stack]:
-    """The stacks the store recorded (name, path), each with the policy of the config entry that
-    gave it, without reading the checkout: an explicit entry by its path, else the first
-    `discover` glob that matches. For read-only listings (`tfops status`), which must answer at
-    once at a thousand stacks; a stack no entry gives any more is left out."""
-    explicit = {validate_stack_path(entry.path): entry for entry in entries if entry.path is not None}
-    globs = [
-        (entry, [part for part in validate_stack_path(entry.discover).split("/") if part != "."])
-        for entry in entries
-        if entry.discover is not None
-    ]
-    found = {}
-    for name, path in recorded:
-        entry = explicit.get(path) or next(
-            (glob_entry for glob_entry, segments in globs if _matches(path.split("/"), segments)), None
-        )
-        if entry is not None:
-            found[name] = _make_stack(name, path, entry, defaults)
-    return found
 
 
 def _take(
@@ -327,7 +303,7 @@ def _glob_stack_dirs(root: Path, pattern: str) -> list[str]:
     return sorted(
         path
         for path in _candidate_dirs(root, segments)
-        if _matches(path.split("/"), segments) and _holds_terraform(root / path)
+        if glob_matches(path.split("/"), segments) and _holds_terraform(root / path)
     )
 
 
@@ -359,15 +335,6 @@ def _candidate_dirs(root: Path, segments: list[str]) -> Iterator[str]:
             yield name if relative_current == "." else f"{relative_current}/{name}"
         if max_depth is not None and depth + 1 >= max_depth:
             dirnames.clear()
-
-
-def _matches(parts: list[str], segments: list[str]) -> bool:
-    if not segments:
-        return not parts
-    head, rest = segments[0], segments[1:]
-    if head == "**":
-        return any(_matches(parts[index:], rest) for index in range(len(parts) + 1))
-    return bool(parts) and fnmatchcase(parts[0], head) and _matches(parts[1:], rest)
 
 
 def _discovered_names(paths: list[str], taken: set[str]) -> dict[str, str]:

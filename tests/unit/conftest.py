@@ -51,3 +51,9 @@ def store_url(request, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return empty_postgres_url(request.getfixturevalue("postgres_url"))
     return Store.sqlite_url(tmp_path / "state" / "tfops.db")
+
+
+@pytest.fixture
+def postgres_store_url(postgres_url: str) -> str:
+    """An empty PostgreSQL database, for a scenario that is about PostgreSQL alone."""
+    return empty_postgres_url(postgres_url)

@@ -2,11 +2,15 @@
 
 `tfops status`, `runs` and `show` run as the real command line in a child process with
 `-X importtime`, which lists every module the process imported. How long that takes is measured
-in bench/bench_cli.py, not here.
+in bench/bench_cli.py, not here. Once a command has validated the configuration, the reading
+commands answer from the validated-configuration cache (tfops.readcache) without importing
+pydantic's models or tfops' config models at all (tests/unit/test_config_cache.py: when they
+validate anyway).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +30,20 @@ from tfops.store.revision import head_revisions
 # What a daemon needs and a reading command does not (boto3 stays lazy: tfops.compose).
 HEAVY = ("alembic", "fastapi", "uvicorn", "starlette", "slack_sdk", "git", "boto3", "apscheduler")
 OLD_REVISION = "0003_gitproc_pgid"
+# What validating the configuration needs and answering from the cache does not.
+VALIDATION = (
+    "pydantic.main",
+    "pydantic.fields",
+    "pydantic_settings",
+    "tfops.config",
+    "tfops.config.settings",
+)
+# Runs the command line as `python -m tfops.cli` does, then lists the modules it ended with.
+LISTING = (
+    "import atexit, sys; from tfops.cli import main; "
+    "atexit.register(lambda: print(*sorted(sys.modules), sep='\\n', file=sys.stderr)); "
+    "sys.argv[0] = 'tfops'; main()"
+)
 
 
 def tfops(config: Path, *args: str, importtime: bool = False) -> subprocess.CompletedProcess:
@@ -36,7 +54,22 @@ def tfops(config: Path, *args: str, importtime: bool = False) -> subprocess.Comp
         text=True,
         timeout=120,
         check=False,
+        env=os.environ | {"XDG_CACHE_HOME": str(config.parent / "cache")},  # a cache of its own
     )
+
+
+def modules_at_exit(config: Path, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run the command line; the result and every module it had imported when it exited."""
+    result = subprocess.run(
+        [sys.executable, "-c", LISTING, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=os.environ | {"XDG_CACHE_HOME": str(config.parent / "cache")},
+        cwd=config.parent,  # not a checkout: its tfops would shadow the one under test
+    )
+    return result, set(result.stderr.split())
 
 
 def imported(stderr: str) -> set[str]:
@@ -96,6 +129,22 @@ def test_reading_commands_import_none_of_the_daemons_machinery(config: Path, arg
     assert sorted(modules.intersection(HEAVY)) == []
     if "--json" in args:
         assert "rich" not in modules, "JSON needs no console"
+
+
+@pytest.mark.parametrize("args", [("status", "--json"), ("status",), ("runs",), ("show", "1", "--json")])
+def test_from_the_cache_the_reading_commands_import_neither_pydantics_models_nor_the_config_models(
+    config: Path, args: tuple[str, ...]
+) -> None:
+    first, validated = modules_at_exit(config, *args)  # validates, and keeps the view
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "pydantic.main" in validated and "tfops.config.settings" in validated, "the listing is read"
+
+    result, modules = modules_at_exit(config, *args)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == first.stdout and "network" in result.stdout
+    assert sorted(modules.intersection(VALIDATION)) == []
+    assert sorted({name.split(".")[0] for name in modules}.intersection(HEAVY)) == []
 
 
 def test_a_store_at_an_older_schema_is_read_by_no_command_and_left_as_it_is(tmp_path: Path) -> None:

@@ -31,14 +31,11 @@ from tfops.config.store import StoreSettings
 from tfops.config.terraform import TerraformSettings
 from tfops.config.webhooks import WebhookSettings
 from tfops.errors import AwsSecretError, ConfigError
+from tfops.logs import LogFormat, LogLevel
 
 ENV_PREFIX = "TFOPS_"
 CONFIG_ENV_VAR = "TFOPS_CONFIG"
 DEFAULT_CONFIG_FILE = "tfops.yaml"
-
-# One definition for tfops.yaml, TFOPS_* and the command line's --log-level/--log-format.
-LogLevel = Literal["debug", "info", "warning", "error", "critical"]
-LogFormat = Literal["text", "json"]
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
