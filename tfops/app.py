@@ -120,11 +120,18 @@ class App(Parts):
         self.build_listeners()  # first: a missing secret stops the start before anything is done
         self._install_signal_handlers(stop)
         try:
+            # Before anything: a second daemon on one SQLite file stops here (AlreadyServing).
+            self.leadership.start()
+        except BaseException:
+            self.close()
+            raise
+        try:
             # The port first: if it is taken, nothing has been resumed or started yet.
             if self.web_server is not None:
                 self.web_server.start()
             self._start_work()
             self.scheduler.start()
+            self.heartbeat.start()  # registers, and leads at once when it can
             self._start_listening()
         except BaseException:
             self._stop_serving()
@@ -234,18 +241,21 @@ class App(Parts):
     # -- the end -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop everything, in this order: listeners (no new clicks or deliveries), the timers, the
-        queue (running Terraform gets one SIGINT and `stop_grace` to write state; queued runs stay
-        queued for the next start), Slack, Git, the store, and the owner lock. Safe to call again."""
+        """Stop everything, in this order: listeners (no new clicks or deliveries), the heartbeat
+        (leadership), the timers, the queue (running Terraform gets one SIGINT and `stop_grace` to
+        write state; queued runs stay queued for the next start), Slack, Git, the store, the serve
+        lock and the owner lock. Safe to call again."""
         if self._closed:
             return
         self._closed = True
         self._stop_listening()
+        self.heartbeat.stop()  # stops leading first; leaves the instances (a clean stop is no death)
         self.scheduler.stop()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
         self._stop_slack()
         self.git.close()
         self.store.close()
+        self.leadership.close()  # last: the serve lock keeps a second daemon out until the store closed
         self.recovery.release()
 
     def _stop_serving(self) -> None:

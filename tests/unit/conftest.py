@@ -51,3 +51,13 @@ def store_url(request, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return empty_postgres_url(request.getfixturevalue("postgres_url"))
     return Store.sqlite_url(tmp_path / "state" / "tfops.db")
+
+
+@pytest.fixture
+def store(store_url: str):
+    """A migrated store with two stacks, `network` and `dns` (a test module may define its own)."""
+    store = Store(store_url)
+    store.upgrade()
+    store.sync_stacks([("network", "stacks/network"), ("dns", "stacks/dns")])
+    yield store
+    store.close()

@@ -1,0 +1,194 @@
+"""This daemon among the instances sharing the store: its heartbeat, its role, the dead ones.
+
+Every `heartbeat` seconds, one thread: checks the leadership (`Leadership.check`), writes the
+heartbeat and the role into `instances`, and tells the daemon when it starts or stops leading
+(`Roles.lead` / `Roles.follow`: the scheduler's jobs and Slack delivery follow). The leader also
+settles instances whose heartbeat is older than `failover`: their planning or applying runs end
+`interrupted` (never retried, as after a crash), which frees their stacks, and the runs they had
+taken without starting (approved, waiting for their apply) go back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tfops.errors import TfopsError
+from tfops.ha.leadership import Leadership
+from tfops.models import InstanceRole, Run, RunReason, RunStatus
+from tfops.store import InvalidTransition, Store
+
+log = logging.getLogger(__name__)
+
+# What a run of a dead instance says; a person decides whether to run it again.
+LOST_REASON = (
+    "tfops instance {instance} stopped sending heartbeats during this run (crash, kill, or its host or "
+    "network lost); review the log and the state before re-running"
+)
+
+
+class Roles(Protocol):
+    """What follows the leadership: the scheduler's jobs, Slack delivery, a counter."""
+
+    def lead(self) -> None: ...
+
+    def follow(self) -> None: ...
+
+
+class Interrupting(Protocol):
+    """The status change a dead instance's runs get (`Transitions.mark_interrupted`)."""
+
+    def mark_interrupted(self, run: Run, reason: str, *, why: RunReason = ...) -> Run: ...
+
+
+class Resuming(Protocol):
+    def resume(self, runs: Iterable[Run]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Me:
+    id: str
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls, instance_id: str) -> Me:
+        return cls(instance_id, socket.gethostname(), os.getpid())
+
+
+class Heartbeat:
+    """The instance's row, kept fresh; the leadership, checked; the dead, settled (when leading)."""
+
+    def __init__(
+        self,
+        store: Store,
+        leadership: Leadership,
+        me: Me,
+        *,
+        interval: float,
+        failover: float,
+        roles: Roles,
+        transitions: Interrupting,
+        queue: Resuming,
+        intake: Callable[[], object] | None = None,
+    ) -> None:
+        """`intake`: called at every beat after the leadership, to take in runs queued by others."""
+        self.store = store
+        self.leadership = leadership
+        self.me = me
+        self.interval = interval
+        self.failover = failover
+        self.roles = roles
+        self.transitions = transitions
+        self.queue = queue
+        self.intake = intake
+        self.leading = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Register, beat once (an instance that can lead leads at once), then beat on a thread."""
+        if self._thread is not None:
+            return
+        self.store.register_instance(self.me.id, self.me.host, self.me.pid)
+        self.beat()
+        self._thread = threading.Thread(target=self._loop, name="tfops-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and leading, and leave the instances (a clean stop is no death). A no-op when
+        never started: a one-shot command shares the instance id of its host's daemon."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(self.interval + 5)
+        if self.leading:
+            self.leading = False
+            self.roles.follow()
+        try:
+            self.store.remove_instance(self.me.id)
+        except Exception:  # noqa: BLE001 - the database may be gone; the row then expires by itself
+            log.warning(
+                "could not remove instance %s from the store; it expires after %ss", self.me.id, self.failover
+            )
+
+    def beat(self) -> None:
+        """Check the leadership and act on a change first (a lost leadership stops scheduling before
+        anything else), then write the heartbeat; the leader then settles the dead."""
+        leader = self.leadership.check()
+        if leader != self.leading:
+            self._changed(leader)
+        role = InstanceRole.LEADER if leader else InstanceRole.FOLLOWER
+        if not self.store.beat(self.me.id, role):
+            log.warning("instance %s was declared dead by the leader; registering again", self.me.id)
+            self.store.register_instance(self.me.id, self.me.host, self.me.pid)
+            self.store.beat(self.me.id, role)
+        if leader:
+            self.settle_dead()
+        if self.intake is not None:
+            self.intake()
+
+    def settle_dead(self) -> list[str]:
+        """End the runs of instances whose heartbeat is older than `failover`; returns their ids."""
+        dead = [found for found in self.store.expired_instances(self.failover) if found != self.me.id]
+        for instance in dead:
+            self._settle(instance)
+        return dead
+
+    def _settle(self, instance: str) -> None:
+        working = self.store.runs_of_instance(instance, {RunStatus.PLANNING, RunStatus.APPLYING})
+        reason = LOST_REASON.format(instance=instance)
+        for run in working:
+            try:
+                self.transitions.mark_interrupted(run, reason, why=RunReason.DAEMON_RESTARTED)
+            except InvalidTransition:
+                continue  # it ended meanwhile
+        taken = self.store.runs_of_instance(instance, {RunStatus.QUEUED, RunStatus.APPROVED})
+        self.store.remove_instance(instance)
+        log.warning(
+            "instance %s stopped sending heartbeats: %d run(s) interrupted, %d back to the queue",
+            instance,
+            len(working),
+            len(taken),
+        )
+        if taken:
+            self.queue.resume(taken)
+
+    def _changed(self, leader: bool) -> None:
+        self.leading = leader
+        if leader:
+            log.warning("instance %s is now the leader", self.me.id)
+            self.roles.lead()
+        else:
+            log.warning("instance %s lost the leadership; it stops scheduling", self.me.id)
+            self.roles.follow()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except TfopsError as exc:
+                log.error("heartbeat: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed; it beats again in %.1fs", self.interval)
+
+
+class Duties:
+    """What follows the leadership in the daemon: the scheduler's jobs, and the count of changes."""
+
+    def __init__(self, scheduler: Roles, on_change: Callable[[bool], None]) -> None:
+        self.scheduler = scheduler
+        self.on_change = on_change
+
+    def lead(self) -> None:
+        self.on_change(True)
+        self.scheduler.lead()
+
+    def follow(self) -> None:
+        self.scheduler.follow()
+        self.on_change(False)
