@@ -10,6 +10,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from ha_fakes import Queue, Roles
 
 from tfops.ha.instances import Heartbeat, Me
 from tfops.ha.leadership import SqliteLeadership
@@ -17,7 +18,6 @@ from tfops.ha.serve_lock import ServeLock
 from tfops.models import (
     WORKING_STATUSES,
     InstanceRole,
-    Run,
     RunKind,
     RunReason,
     RunStatus,
@@ -120,25 +120,6 @@ def test_an_instance_is_expired_once_its_heartbeat_is_older_than_the_lease(store
     store.remove_instance("vm-a")
     assert store.beat("vm-a", InstanceRole.FOLLOWER) is False  # gone: the beat says so
     assert [i.id for i in store.instances()] == ["vm-b"]
-
-
-class Queue:
-    def __init__(self) -> None:
-        self.resumed: list[Run] = []
-
-    def resume(self, runs) -> None:
-        self.resumed.extend(runs)
-
-
-class Roles:
-    def __init__(self) -> None:
-        self.heard: list[str] = []
-
-    def lead(self) -> None:
-        self.heard.append("lead")
-
-    def follow(self) -> None:
-        self.heard.append("follow")
 
 
 def test_the_leader_interrupts_a_dead_instances_running_runs_and_requeues_what_it_had_taken(store, tmp_path):

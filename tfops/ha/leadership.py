@@ -97,6 +97,7 @@ class PostgresLeadership:
         self._failover = failover
         self._connection: Connection | None = None
         self._confirmed_at: float | None = None  # clock() of the last confirmation, while held
+        self._failing = False  # the last check could not reach the database (logged once)
 
     def start(self) -> None:
         self.serve_lock.take()
@@ -107,7 +108,12 @@ class PostgresLeadership:
         except SQLAlchemyError as exc:
             if self._confirmed_at is not None:
                 log.error("the leader lock's database connection failed: %s", _first_line(exc))
+            elif not self._failing:
+                log.warning("cannot reach the database for the leader lock: %s", _first_line(exc))
+            self._failing = True
             self._drop()
+            return False
+        self._failing = False
         return self.is_leader()
 
     def is_leader(self) -> bool:
