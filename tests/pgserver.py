@@ -114,3 +114,16 @@ def start_server() -> PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return server
+
+
+def start_or_skip() -> PostgresServer:
+    """A server for a test fixture: without server binaries the test skips with the reason, except
+    in CI (CI set), where that is a failure: CI never skips the PostgreSQL tests."""
+    import pytest
+
+    try:
+        return start_server()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(f"no PostgreSQL for these tests: {exc}")

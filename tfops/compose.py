@@ -32,12 +32,13 @@ from tfops.approvals import ApprovalDesk
 from tfops.config import Settings
 from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.ha.instances import Duties, Heartbeat, Me
+from tfops.ha.intake import Intake
 from tfops.ha.leadership import Leadership, leadership_for
 from tfops.ha.serve_lock import ServeLock
 from tfops.incident_tracker import IncidentTracker
 from tfops.logs import hold_secrets
 from tfops.metrics import Metrics
-from tfops.models import Run, RunStatus, Stack
+from tfops.models import Run, Stack
 from tfops.notify import MultiNotifier, Notifier
 from tfops.notify.blocks import CommitInfo
 from tfops.notify.console import LogNotifier
@@ -259,7 +260,7 @@ def wire(
         roles=Duties(scheduler, metrics.leader_changed),
         transitions=transitions,
         queue=queue,
-        intake=partial(take_in_queued, store, queue, me.id) if shared else None,
+        intake=Intake(store, queue, git, registry, me.id) if shared else None,
     )
     # In the order of Parts' fields; each has a type of its own, so mypy checks the order.
     return Parts(
@@ -280,15 +281,6 @@ def fetch_if_leading(leading: Callable[[], bool], poller: RepoPoller, hints: Hin
         fetch_for_webhooks(poller, hints)
     else:
         log.info("webhook hint on a follower: the leader's next poll fetches")
-
-
-def take_in_queued(store: Store, queue: RunQueue, instance_id: str) -> None:
-    """At every heartbeat (several daemons): queued runs, whoever queued them, and the approved runs
-    whose saved plan this instance made, go to this instance's queue too; the store's claim picks
-    one instance for each."""
-    queued = store.runs_with_status({RunStatus.QUEUED})
-    approved = [run for run in store.runs_with_status({RunStatus.APPROVED}) if run.instance_id == instance_id]
-    queue.adopt(sorted([*queued, *approved], key=lambda run: run.id))
 
 
 def git_for(
@@ -442,7 +434,7 @@ def desk_for(
 
 def start_apply(queue: RunQueue, holder: str | None, run: Run) -> None:
     """An approved run goes to the queue of the instance holding its saved plan: here, or (several
-    daemons, another instance's plan) at that instance's next heartbeat (`take_in_queued`)."""
+    daemons, another instance's plan) at that instance's next heartbeat (`tfops.ha.intake`)."""
     if holder is None or run.instance_id in (None, holder):
         queue.resume([run])
 

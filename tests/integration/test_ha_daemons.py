@@ -1,20 +1,32 @@
 """Several `tfops serve` processes on one store, seen from outside: real daemons, real Git, real
-Terraform with the demo provider.
+Terraform with the demo provider, a real PostgreSQL (tests/pgserver.py) for the store and for
+the stacks' state (Terraform's `pg` backend: state must be remote when runs move between
+instances).
 
 - SQLite holds one daemon: the second on the same file refuses to start and says to use
   PostgreSQL, the first keeps serving, and after a kill -9 of the first a new one starts.
+- Three daemons on one PostgreSQL database: every merge is applied exactly once, whichever
+  instance runs it, and no stack ever has two runs at once (from the runs' timestamps); after a
+  kill -9 of the leader another instance leads and the next merge is applied.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
+from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
-from harness import Daemons, Remote, demo_stack, wait_for, write_config
+from harness import Daemons, Remote, cloud_object, demo_stack, wait_for, write_config
+from pgserver import start_or_skip
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
+from tfops.models import InstanceRole, RunKind, RunStatus
 from tfops.store import Store
 
 
@@ -74,3 +86,143 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused_and_the_first_keeps_servi
     first.wait()
     daemons(configs["three"], tf_env, tmp_path / "three.log")
     wait_for(lambda: _healthy(ports["three"]), timeout=60, what="a new daemon serving after kill -9")
+
+
+# -- three daemons on one PostgreSQL ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = start_or_skip()
+    yield server
+    server.stop()
+
+
+def _new_database(server, name: str) -> tuple[str, str]:
+    """A fresh database: (tfops' store URL, Terraform's `pg` backend conn_str)."""
+    engine = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    socket_dir = server.socket_dir
+    return (
+        f"postgresql+psycopg://tfops@/{name}?host={socket_dir}",
+        f"postgres://tfops@/{name}?host={socket_dir}&sslmode=disable",
+    )
+
+
+def _stack(cloud: Path, conn_str: str, name: str, content: str) -> str:
+    backend = f'''
+    terraform {{
+      backend "pg" {{
+        conn_str    = "{conn_str}"
+        schema_name = "state_{name}"
+      }}
+    }}
+    '''
+    return demo_stack(cloud, {f"{name}-obj": content}, extra=backend)
+
+
+def _instances(store: Store) -> list:
+    try:
+        return store.instances()
+    except ProgrammingError:  # the daemons have not created the schema yet
+        return []
+
+
+def _leader(store: Store) -> str | None:
+    leaders = [i.id for i in _instances(store) if i.role is InstanceRole.LEADER]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def _applied(store: Store, stack: str, sha: str) -> bool:
+    runs = [
+        r for r in store.list_runs(stack=stack, limit=50) if r.kind is RunKind.DEPLOY and r.commit_sha == sha
+    ]
+    return any(r.status is RunStatus.APPLIED for r in runs)
+
+
+def _overlaps(runs) -> list[tuple[int, int]]:
+    """Pairs of runs of one stack whose [started_at, finished_at] overlap."""
+    by_stack: dict[str, list] = {}
+    for run in runs:
+        if run.started_at is not None:
+            by_stack.setdefault(run.stack, []).append(run)
+    found = []
+    for stack_runs in by_stack.values():
+        stack_runs.sort(key=lambda r: r.started_at)
+        for before, after in itertools.pairwise(stack_runs):
+            if before.finished_at is None or after.started_at < before.finished_at:
+                found.append((before.id, after.id))
+    return found
+
+
+@pytest.mark.terraform
+def test_three_daemons_on_one_postgresql_apply_each_merge_once_and_survive_the_leader(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
+):
+    store_url, conn_str = _new_database(postgres, "ha_three")
+    stacks = ("app", "db")
+    remote = Remote(tmp_path)
+    first = remote.commit_and_push(
+        "two stacks", {f"stacks/{n}/main.tf": _stack(demo_cloud, conn_str, n, "v1") for n in stacks}
+    )
+    names = ("vm-1", "vm-2", "vm-3")
+    ports = {name: _free_port() for name in names}
+    processes = {}
+    for name in names:
+        config = write_config(
+            tmp_path / f"{name}.yaml",
+            remote=remote,
+            data_dir=tmp_path / name,
+            terraform_bin=terraform_bin,
+            cli_config=tf_cli_config,
+            store={"url": store_url},
+            ha={"failover": "10s", "instance_id": name},
+            http={"listen": f"127.0.0.1:{ports[name]}"},
+        )
+        processes[name] = daemons(config, tf_env, tmp_path / f"{name}.log")
+    store = Store(store_url)
+    try:
+        wait_for(
+            lambda: len(_instances(store)) == 3 and _leader(store), timeout=120, what="three, one leading"
+        )
+        wait_for(lambda: all(_applied(store, n, first) for n in stacks), timeout=240, what="the first merge")
+        ready = httpx.get(f"http://127.0.0.1:{ports['vm-2']}/readyz", timeout=10).json()
+        assert sorted(i["id"] for i in ready["instances"]) == list(names)
+        assert [i["role"] for i in ready["instances"]].count("leader") == 1
+
+        second = remote.commit_and_push(
+            "v2 everywhere", {f"stacks/{n}/main.tf": _stack(demo_cloud, conn_str, n, "v2") for n in stacks}
+        )
+        wait_for(
+            lambda: all(_applied(store, n, second) for n in stacks), timeout=240, what="the second merge"
+        )
+
+        old_leader = _leader(store)
+        os.killpg(processes[old_leader].pid, signal.SIGKILL)
+        processes[old_leader].wait()
+        wait_for(
+            lambda: _leader(store) not in (None, old_leader), timeout=120, what="another instance to lead"
+        )
+        third = remote.commit_and_push(
+            "app v3", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v3")}
+        )
+        wait_for(lambda: _applied(store, "app", third), timeout=240, what="the merge after the failover")
+        wait_for(
+            lambda: old_leader not in {i.id for i in store.instances()}, timeout=120, what="the dead one gone"
+        )
+
+        runs = store.list_runs(limit=100)
+        deploys = [r for r in runs if r.kind is RunKind.DEPLOY]
+        applied = Counter((r.stack, r.commit_sha) for r in deploys if r.status is RunStatus.APPLIED)
+        assert applied == Counter(
+            {("app", first): 1, ("db", first): 1, ("app", second): 1, ("db", second): 1, ("app", third): 1}
+        )
+        assert _overlaps(runs) == []
+        assert {r.instance_id for r in deploys if r.status is RunStatus.APPLIED} <= set(names)
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v3"
+        assert cloud_object(demo_cloud, "db-obj")["content"] == "v2"
+    finally:
+        store.close()

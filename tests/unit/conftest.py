@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgserver import PostgresUnavailable, start_server
+from pgserver import start_or_skip
 from sqlalchemy import create_engine, text
 
 from tfops.store import Store
@@ -25,12 +25,7 @@ def postgres_url() -> Iterator[str]:
     if url:
         yield url
         return
-    try:
-        server = start_server()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL store tests: {exc}")
-        pytest.skip(f"no PostgreSQL for the store tests: {exc}")
+    server = start_or_skip()
     try:
         yield server.url
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tfops.cli_status import instance_lines
+from tfops.metrics import Metrics
 from tfops.models import InstanceRole, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.store import Store
 from tfops.web.health import ReadinessFacts, readiness
@@ -53,3 +54,16 @@ def test_a_follower_is_ready_without_fetching_because_the_leader_polls():
     assert readiness(never_fetched).ready is False  # the leader (or a lone daemon) must fetch
     follower = readiness(ReadinessFacts(**{**never_fetched.__dict__, "leader": False}))
     assert follower.ready is True and follower.checks["fetch"] is True
+
+
+def test_leader_changes_are_counted_and_the_gauge_says_who_leads():
+    metrics = Metrics()
+    metrics.leader_changed(True)
+    metrics.leader_changed(False)
+    metrics.leader_changed(True)
+
+    text = metrics.render()[0].decode()
+
+    assert 'tfops_leader_changes_total{to="leader"} 2.0' in text
+    assert 'tfops_leader_changes_total{to="follower"} 1.0' in text
+    assert "tfops_leader 1.0" in text

@@ -77,7 +77,7 @@ class Heartbeat:
         queue: Resuming,
         intake: Callable[[], object] | None = None,
     ) -> None:
-        """`intake`: called at every beat after the leadership, to take in runs queued by others."""
+        """`intake`: called every `interval` on a thread of its own, to take in runs queued by others."""
         self.store = store
         self.leadership = leadership
         self.me = me
@@ -90,6 +90,7 @@ class Heartbeat:
         self.leading = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._intake_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Register, beat once (an instance that can lead leads at once), then beat on a thread."""
@@ -99,6 +100,9 @@ class Heartbeat:
         self.beat()
         self._thread = threading.Thread(target=self._loop, name="tfops-heartbeat", daemon=True)
         self._thread.start()
+        if self.intake is not None:  # its own thread: a fetch must never delay a heartbeat
+            self._intake_thread = threading.Thread(target=self._take_in, name="tfops-intake", daemon=True)
+            self._intake_thread.start()
 
     def stop(self) -> None:
         """Stop beating and leading, and leave the instances (a clean stop is no death). A no-op when
@@ -107,6 +111,8 @@ class Heartbeat:
             return
         self._stop.set()
         self._thread.join(self.interval + 5)
+        if self._intake_thread is not None:
+            self._intake_thread.join(self.interval + 5)
         if self.leading:
             self.leading = False
             self.roles.follow()
@@ -130,8 +136,6 @@ class Heartbeat:
             self.store.beat(self.me.id, role)
         if leader:
             self.settle_dead()
-        if self.intake is not None:
-            self.intake()
 
     def settle_dead(self) -> list[str]:
         """End the runs of instances whose heartbeat is older than `failover`; returns their ids."""
@@ -167,6 +171,14 @@ class Heartbeat:
         else:
             log.warning("instance %s lost the leadership; it stops scheduling", self.me.id)
             self.roles.follow()
+
+    def _take_in(self) -> None:
+        assert self.intake is not None
+        while not self._stop.wait(self.interval):
+            try:
+                self.intake()
+            except Exception:
+                log.exception("taking in the queued runs failed; trying again in %.1fs", self.interval)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -32,6 +32,9 @@ __all__ = ["MIGRATIONS_DIR", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "utc_now"]
 # How long a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
+# PostgreSQL advisory lock held while migrating: "tfops-mg" as a 64-bit integer.
+_MIGRATION_LOCK_KEY = int.from_bytes(b"tfops-mg", "big")
+
 # Execution option that marks a connection as about to write (see _on_sqlite_begin).
 _WRITE_OPTION = "tfops_write"
 
@@ -73,6 +76,12 @@ class StoreBase:
         # ConfigParser interpolates '%': escape it so any directory name works.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         with self._upgrade_lock, self._writing() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several daemons may start together on one database (tfops.ha): one migrates, the
+                # others wait here and then find nothing left to do. SQLite's write lock does this.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+                if recorded_revisions(connection) == head_revisions():
+                    return
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
