@@ -31,6 +31,7 @@ from tfops import proc
 from tfops.approvals import ApprovalDesk
 from tfops.config import Settings
 from tfops.gitsource import GitSource, git_env, write_askpass
+from tfops.ha.hints import HintRelay
 from tfops.ha.instances import Duties, Heartbeat, Me
 from tfops.ha.intake import Intake
 from tfops.ha.leadership import Leadership, leadership_for
@@ -57,7 +58,7 @@ from tfops.secrets import held_secrets
 from tfops.stacks import discover
 from tfops.store import Store
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
-from tfops.triggers import FetchSoon, HintBatch, fetch_for_webhooks
+from tfops.triggers import FetchSoon, fetch_for_webhooks
 
 if TYPE_CHECKING:  # boto3 is imported only when a stack needs AWS (AwsOnFirstUse)
     from tfops.aws.runs import RunCloud, RunIdentities
@@ -248,8 +249,9 @@ def wire(
         leading=leadership.is_leader,
     )
     interactions = SlackInteractions(desk, store, on_enqueue=sender.wake) if sender is not None else None
+    relay = HintRelay(store, poller, leadership.is_leader)
     fetch_soon = FetchSoon(
-        partial(fetch_if_leading, leadership.is_leader, poller), window=settings.webhooks.debounce
+        relay if shared else partial(fetch_for_webhooks, poller), window=settings.webhooks.debounce
     )
     heartbeat = Heartbeat(
         store,
@@ -260,7 +262,9 @@ def wire(
         roles=Duties(scheduler, metrics.leader_changed),
         transitions=transitions,
         queue=queue,
-        intake=Intake(store, queue, git, registry, me.id) if shared else None,
+        intake=partial(ha_tick, Intake(store, queue, git, registry, me.id, leadership.is_leader), relay)
+        if shared
+        else None,
     )
     # In the order of Parts' fields; each has a type of its own, so mypy checks the order.
     return Parts(
@@ -275,12 +279,11 @@ def several_daemons(settings: Settings) -> bool:
     return not settings.store_url.startswith("sqlite")
 
 
-def fetch_if_leading(leading: Callable[[], bool], poller: RepoPoller, hints: HintBatch) -> None:
-    """A webhook's fetch: the leader polls; a follower leaves it to the leader's next poll."""
-    if leading():
-        fetch_for_webhooks(poller, hints)
-    else:
-        log.info("webhook hint on a follower: the leader's next poll fetches")
+def ha_tick(intake: Intake, relay: HintRelay) -> None:
+    """Every heartbeat interval, off the heartbeat's thread (several daemons): the leader acts on a
+    webhook hint a follower left, then every instance takes in the runs queued by others."""
+    relay.check()
+    intake()
 
 
 def git_for(
@@ -435,7 +438,7 @@ def desk_for(
 def start_apply(queue: RunQueue, holder: str | None, run: Run) -> None:
     """An approved run goes to the queue of the instance holding its saved plan: here, or (several
     daemons, another instance's plan) at that instance's next heartbeat (`tfops.ha.intake`)."""
-    if holder is None or run.instance_id in (None, holder):
+    if holder is None or run.instance_id == holder:
         queue.resume([run])
 
 

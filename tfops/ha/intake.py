@@ -11,7 +11,7 @@ leader saw. Runs on a thread of its own: a slow fetch must never delay a heartbe
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from tfops.errors import TfopsError
@@ -40,7 +40,16 @@ class Adopting(Protocol):
 class Intake:
     """Takes the store's runnable runs into this instance's queue; call it at every heartbeat."""
 
-    def __init__(self, store: Store, queue: Adopting, git: Clone, registry: Stacks, instance_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: Adopting,
+        git: Clone,
+        registry: Stacks,
+        instance_id: str,
+        leading: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.leading = leading
         self.store = store
         self.queue = queue
         self.git = git
@@ -67,11 +76,16 @@ class Intake:
         )
 
     def runnable(self) -> list[Run]:
-        """Queued runs, whoever queued them, and approved runs whose saved plan is this instance's."""
+        """Queued runs, whoever queued them, and approved runs whose saved plan is this instance's;
+        the leader also takes the approved runs of instances that are gone: their plan went with
+        them, so the worker supersedes the run and plans afresh (never an apply of anything else)."""
         queued = self.store.runs_with_status({RunStatus.QUEUED})
-        approved = [
+        approved = self.store.runs_with_status({RunStatus.APPROVED})
+        live = {instance.id for instance in self.store.instances()} if approved else set()
+        leading = self.leading()
+        mine = [
             run
-            for run in self.store.runs_with_status({RunStatus.APPROVED})
-            if run.instance_id == self.instance_id
+            for run in approved
+            if run.instance_id == self.instance_id or (leading and run.instance_id not in live)
         ]
-        return sorted([*queued, *approved], key=lambda run: run.id)
+        return sorted([*queued, *mine], key=lambda run: run.id)
