@@ -8,10 +8,13 @@ instances).
 - Three daemons on one PostgreSQL database: every merge is applied exactly once, whichever
   instance runs it, and no stack ever has two runs at once (from the runs' timestamps); after a
   kill -9 of the leader another instance leads and the next merge is applied.
+- An instance lost mid-apply (kill -9 of the daemon and its Terraform: its VM gone): its run ends
+  `interrupted` once its heartbeat is older than `ha.failover`, and the stack takes the next merge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -26,7 +29,7 @@ from pgserver import start_or_skip
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from tfops.models import InstanceRole, RunKind, RunStatus
+from tfops.models import InstanceRole, RunKind, RunReason, RunStatus
 from tfops.store import Store
 
 
@@ -172,14 +175,13 @@ def test_three_daemons_on_one_postgresql_apply_each_merge_once_and_survive_the_l
     ports = {name: _free_port() for name in names}
     processes = {}
     for name in names:
-        config = write_config(
-            tmp_path / f"{name}.yaml",
-            remote=remote,
-            data_dir=tmp_path / name,
-            terraform_bin=terraform_bin,
-            cli_config=tf_cli_config,
-            store={"url": store_url},
-            ha={"failover": "10s", "instance_id": name},
+        config = _config(
+            tmp_path,
+            name,
+            remote,
+            store_url,
+            terraform_bin,
+            tf_cli_config,
             http={"listen": f"127.0.0.1:{ports[name]}"},
         )
         processes[name] = daemons(config, tf_env, tmp_path / f"{name}.log")
@@ -226,3 +228,76 @@ def test_three_daemons_on_one_postgresql_apply_each_merge_once_and_survive_the_l
         assert cloud_object(demo_cloud, "db-obj")["content"] == "v2"
     finally:
         store.close()
+
+
+def _config(
+    tmp_path: Path, name: str, remote: Remote, store_url: str, terraform_bin, tf_cli_config, **extra
+) -> Path:
+    """Instance `name`'s tfops.yaml: its own data dir, the shared store, a 10 s failover."""
+    return write_config(
+        tmp_path / f"{name}.yaml",
+        remote=remote,
+        data_dir=tmp_path / name,
+        terraform_bin=terraform_bin,
+        cli_config=tf_cli_config,
+        store={"url": store_url},
+        ha={"failover": "10s", "instance_id": name},
+        **extra,
+    )
+
+
+@pytest.mark.terraform
+def test_an_instance_lost_mid_apply_has_its_run_interrupted_after_the_lease_and_the_stack_goes_on(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
+):
+    store_url, conn_str = _new_database(postgres, "ha_lost")
+    remote = Remote(tmp_path)
+    slow = _stack(demo_cloud, conn_str, "app", "v1") + '\nresource "demo_wait" "slow" {\n  seconds = 300\n}\n'
+    remote.commit_and_push("app, slow to apply", {"stacks/app/main.tf": slow})
+    processes = {
+        name: daemons(
+            _config(tmp_path, name, remote, store_url, terraform_bin, tf_cli_config),
+            tf_env,
+            tmp_path / f"{name}.log",
+        )
+        for name in ("vm-1", "vm-2")
+    }
+    store = Store(store_url)
+    try:
+        [applying] = wait_for(
+            lambda: [r for r in _runs(store) if r.status is RunStatus.APPLYING], timeout=240, what="the apply"
+        )
+        lost = applying.instance_id
+        [survivor] = [name for name in processes if name != lost]
+        group = wait_for(lambda: store.run_process_group(applying.id), timeout=60, what="its Terraform")
+        # Its VM is gone: the daemon and its Terraform (in a session of its own) die together.
+        for pgid in (processes[lost].pid, group[0]):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        processes[lost].wait()
+
+        ended = wait_for(
+            lambda: (run := store.get_run(applying.id)).status is RunStatus.INTERRUPTED and run,
+            timeout=120,
+            what="the run to end interrupted",
+        )
+        assert ended.reason is RunReason.DAEMON_RESTARTED
+        assert f"instance {lost} stopped sending heartbeats" in (ended.error or "")
+        assert [i.id for i in store.instances()] == [survivor]
+
+        fixed = remote.commit_and_push(
+            "app v2", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v2")}
+        )
+        wait_for(lambda: _applied(store, "app", fixed), timeout=240, what="the next merge on the stack")
+        assert store.get_run(applying.id).status is RunStatus.INTERRUPTED  # never retried
+        assert _overlaps(store.list_runs(limit=50)) == []
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v2"
+    finally:
+        store.close()
+
+
+def _runs(store: Store) -> list:
+    try:
+        return store.list_runs(limit=50)
+    except ProgrammingError:
+        return []
