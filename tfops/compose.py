@@ -343,6 +343,7 @@ def runner_for(settings: Settings, binary: str, environ: Mapping[str, str], stor
             stop_grace=terraform.stop_grace,
             passthrough=tuple(terraform.env_passthrough),
             inherit=dict(environ),
+            remote_state_only=several_daemons(settings),
         ),
         on_group=partial(record_group, store),
     )

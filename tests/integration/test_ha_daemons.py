@@ -8,6 +8,7 @@ instances).
 - Three daemons on one PostgreSQL database: every merge is applied exactly once, whichever
   instance runs it, and no stack ever has two runs at once (from the runs' timestamps); after a
   kill -9 of the leader another instance leads and the next merge is applied.
+- A stack with local state is refused when daemons share the store (each has its own data_dir).
 - An instance lost mid-apply (kill -9 of the daemon and its Terraform: its VM gone): its run ends
   `interrupted` once its heartbeat is older than `ha.failover`, and the stack takes the next merge.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Daemons, Remote, cloud_object, demo_stack, wait_for, write_config
+from harness import Daemons, Remote, cloud_object, demo_stack, make_app, wait_for, write_config
 from pgserver import start_or_skip
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
@@ -301,3 +302,29 @@ def _runs(store: Store) -> list:
         return store.list_runs(limit=50)
     except ProgrammingError:
         return []
+
+
+@pytest.mark.terraform
+def test_a_stack_with_local_state_is_refused_when_daemons_share_the_store(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, postgres
+):
+    store_url, conn_str = _new_database(postgres, "ha_local")
+    remote = Remote(tmp_path)
+    remote.commit_and_push(
+        "one remote, one local",
+        {
+            "stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1"),
+            "stacks/local/main.tf": demo_stack(demo_cloud, {"local-obj": "v1"}),
+        },
+    )
+    config = _config(tmp_path, "vm-1", remote, store_url, terraform_bin, tf_cli_config)
+    app = make_app(config, tf_env)
+    try:
+        runs = {run.stack: run for run in app.one_shot(RunKind.PLAN, None, timeout=240)}
+    finally:
+        app.close()
+
+    assert runs["app"].status is RunStatus.NO_CHANGES  # its deploy (queued by the fetch) applied it
+    assert runs["local"].status is RunStatus.FAILED
+    assert "keeps its state locally" in runs["local"].error and "docs/ha.md" in runs["local"].error
+    assert cloud_object(demo_cloud, "local-obj") is None  # nothing was planned, let alone applied
