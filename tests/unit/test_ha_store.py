@@ -134,11 +134,23 @@ def test_the_leader_interrupts_a_dead_instances_running_runs_and_requeues_what_i
     queue, roles = Queue(), Roles()
     leader = SqliteLeadership(ServeLock(Store.sqlite_url(tmp_path / "x.db"), tmp_path))
     me = Me("live-vm", "host-l", 1)
+    clock = [100.0]
     heartbeat = Heartbeat(
-        store, leader, me, interval=1, failover=15, roles=roles, transitions=transitions, queue=queue
+        store,
+        leader,
+        me,
+        interval=1,
+        failover=15,
+        roles=roles,
+        transitions=transitions,
+        queue=queue,
+        clock=lambda: clock[0],
     )
     store.register_instance(me.id, me.host, me.pid)
 
+    heartbeat.beat()  # a new leader first gives every instance a whole failover to beat
+    assert store.get_run(running.id).status is RunStatus.PLANNING
+    clock[0] += 15
     heartbeat.beat()
 
     ended = store.get_run(running.id)
@@ -151,3 +163,34 @@ def test_the_leader_interrupts_a_dead_instances_running_runs_and_requeues_what_i
     # The stack is free again: a new run of it may start.
     fresh = store.create_run("network", RunKind.DEPLOY, POLL, SHA)
     assert store.transition(fresh.id, RunStatus.PLANNING).status is RunStatus.PLANNING
+
+
+def test_after_a_database_outage_the_leader_gives_live_instances_time_to_beat_before_judging(store, tmp_path):
+    # Every heartbeat stopped while the database was away: the live follower's is as old as a
+    # dead one's would be.
+    outage_start = utc_now() - timedelta(minutes=2)
+    store.register_instance("follower", "host-f", 2, now=outage_start)
+    working = store.create_run("network", RunKind.DEPLOY, POLL, SHA)
+    store.transition(working.id, RunStatus.PLANNING, instance_id="follower")
+    clock = [0.0]
+    leader = Heartbeat(
+        store,
+        SqliteLeadership(ServeLock(Store.sqlite_url(tmp_path / "x.db"), tmp_path)),
+        Me("leader", "host-l", 1),
+        interval=1,
+        failover=15,
+        roles=Roles(),
+        transitions=Transitions(store, MultiNotifier()),
+        queue=Queue(),
+        clock=lambda: clock[0],
+    )
+    store.register_instance("leader", "host-l", 1)
+
+    leader.beat()  # the database is back: the leader beats first
+    clock[0] += 5
+    store.beat("follower", InstanceRole.FOLLOWER)  # the follower's next beat
+    clock[0] += 10
+    leader.beat()
+
+    assert store.get_run(working.id).status is RunStatus.PLANNING  # its run goes on
+    assert sorted(i.id for i in store.instances()) == ["follower", "leader"]

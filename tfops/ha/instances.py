@@ -5,7 +5,9 @@ heartbeat and the role into `instances`, and tells the daemon when it starts or 
 (`Roles.lead` / `Roles.follow`: the scheduler's jobs and Slack delivery follow). The leader also
 settles instances whose heartbeat is older than `failover`: their planning or applying runs end
 `interrupted` (never retried, as after a crash), which frees their stacks, and the runs they had
-taken without starting (approved, waiting for their apply) go back to the queue.
+taken without starting (approved, waiting for their apply) go back to the queue. It judges only
+once it has itself led, beating, for a whole `failover`: after a database outage every instance's
+heartbeat is old, and the live ones must first have the time to beat again.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tfops.errors import TfopsError
 from tfops.ha.leadership import Leadership
 from tfops.models import InstanceRole, Run, RunReason, RunStatus
 from tfops.store import InvalidTransition, Store
@@ -76,6 +78,7 @@ class Heartbeat:
         transitions: Interrupting,
         queue: Resuming,
         intake: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`intake`: called every `interval` on a thread of its own, to take in runs queued by others."""
         self.store = store
@@ -87,7 +90,9 @@ class Heartbeat:
         self.transitions = transitions
         self.queue = queue
         self.intake = intake
+        self.clock = clock
         self.leading = False
+        self._judging_since: float | None = None  # clock() since which it leads with every beat written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._intake_thread: threading.Thread | None = None
@@ -134,7 +139,13 @@ class Heartbeat:
             log.warning("instance %s was declared dead by the leader; registering again", self.me.id)
             self.store.register_instance(self.me.id, self.me.host, self.me.pid)
             self.store.beat(self.me.id, role)
-        if leader:
+        if not leader:
+            return
+        if self._judging_since is None:
+            self._judging_since = self.clock()
+        # Only a leader that has itself beaten for a whole `failover` judges the others: after a
+        # database outage (or a new leadership) every live instance first gets `failover` to beat.
+        if self.clock() - self._judging_since >= self.failover:
             self.settle_dead()
 
     def settle_dead(self) -> list[str]:
@@ -165,6 +176,7 @@ class Heartbeat:
 
     def _changed(self, leader: bool) -> None:
         self.leading = leader
+        self._judging_since = None
         if leader:
             log.warning("instance %s is now the leader", self.me.id)
             self.roles.lead()
@@ -184,10 +196,9 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
-            except TfopsError as exc:
-                log.error("heartbeat: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed; it beats again in %.1fs", self.interval)
+            except Exception as exc:  # noqa: BLE001 - the database may be away: beat again later
+                self._judging_since = None  # our own beats stopped: the others' may have too
+                log.error("heartbeat failed (%s); it beats again in %.1fs", _first_line(exc), self.interval)
 
 
 class Duties:
@@ -204,3 +215,8 @@ class Duties:
     def follow(self) -> None:
         self.scheduler.follow()
         self.on_change(False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
