@@ -206,8 +206,11 @@ def test_three_daemons_on_one_postgresql_apply_each_merge_once_and_survive_the_l
         old_leader = _leader(store)
         os.killpg(processes[old_leader].pid, signal.SIGKILL)
         processes[old_leader].wait()
+        # The dead leader's row still says `leader` until the new leader settles it.
         wait_for(
-            lambda: _leader(store) not in (None, old_leader), timeout=120, what="another instance to lead"
+            lambda: any(i.role is InstanceRole.LEADER and i.id != old_leader for i in _instances(store)),
+            timeout=120,
+            what="another instance to lead",
         )
         third = remote.commit_and_push(
             "app v3", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v3")}
