@@ -208,7 +208,9 @@ def wire(
     terraform = settings.terraform
     order = StackOrder(registry.current, transitions)  # depends_on: upstreams' deploys go first
     queue = RunQueue(store, transitions, execute, terraform.max_parallel, terraform.drift_parallel, order)
-    metrics = Metrics(snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None))
+    metrics = Metrics(
+        snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None), instance=me.id
+    )
     sender = slack_delivery(
         settings, checked.slack_client, store, git, registry, metrics, notifier, leadership.is_leader
     )

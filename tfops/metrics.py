@@ -102,8 +102,20 @@ class Snapshot:
 class Metrics:
     """The daemon's metrics in a registry of their own; `render()` gives what `GET /metrics` serves."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot] | None = None) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot] | None = None, *, instance: str | None = None
+    ) -> None:
+        """`instance`: this daemon's id among those sharing the store (tfops.ha), exported as
+        `tfops_instance_info{instance=...} 1` so that dashboards can join on it."""
         self.registry = CollectorRegistry(auto_describe=True)
+        if instance is not None:
+            info = Gauge(
+                "tfops_instance_info",
+                "This tfops daemon's instance id.",
+                ["instance"],
+                registry=self.registry,
+            )
+            info.labels(instance=instance).set(1)
         self._labels = _LabelGuard()
         self._add_run_series()
         self._add_fetch_and_delivery_series()

@@ -57,7 +57,7 @@ def test_a_follower_is_ready_without_fetching_because_the_leader_polls():
 
 
 def test_leader_changes_are_counted_and_the_gauge_says_who_leads():
-    metrics = Metrics()
+    metrics = Metrics(instance="vm-1")
     metrics.leader_changed(True)
     metrics.leader_changed(False)
     metrics.leader_changed(True)
@@ -67,3 +67,4 @@ def test_leader_changes_are_counted_and_the_gauge_says_who_leads():
     assert 'tfops_leader_changes_total{to="leader"} 2.0' in text
     assert 'tfops_leader_changes_total{to="follower"} 1.0' in text
     assert "tfops_leader 1.0" in text
+    assert 'tfops_instance_info{instance="vm-1"} 1.0' in text
