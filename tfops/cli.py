@@ -245,7 +245,7 @@ def status(ctx: Context, as_json: bool) -> None:
     from tfops.cli_render import print_status
 
     print_status(rows, refused)
-    for line in instance_lines(ctx.reader()):  # the daemons serving this store (tfops.ha)
+    for line in instance_lines(ctx.reader(), failover=ctx.settings.ha.failover):  # tfops.ha
         click.echo(line)
 
 

@@ -23,13 +23,16 @@ def test_status_lists_the_instances_leader_first_with_heartbeat_and_runs_in_flig
     run = store.create_run("app", RunKind.DEPLOY, Trigger(source=TriggerSource.POLL, actor="poll"), "a" * 40)
     store.transition(run.id, RunStatus.PLANNING, instance_id="vm-a")
 
-    lines = instance_lines(store, now=START + timedelta(seconds=10))
+    lines = instance_lines(store, now=START + timedelta(seconds=10), failover=15)
+    later = instance_lines(store, now=START + timedelta(seconds=20), failover=15)
 
     assert lines == [
         "instances (2)",
         "  vm-b  host-bb  leader    heartbeat 2s ago  0 runs in flight",
         "  vm-a  host-a   follower  heartbeat 10s ago  1 run in flight",
     ]
+    assert later[2].endswith("heartbeat 20s ago  1 run in flight  (silent: presumed dead)")
+    assert "presumed dead" not in later[1]
     store.close()
 
 
