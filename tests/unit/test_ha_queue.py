@@ -46,7 +46,7 @@ class ClaimingExecutor:
         self.store.transition(run_id, RunStatus.NO_CHANGES, message="done")
 
 
-def test_three_instances_take_each_of_many_queued_runs_exactly_once(store_url):
+def test_three_instances_take_each_of_a_hundred_queued_runs_exactly_once(store_url):
     stores = [Store(store_url) for _ in range(3)]
     stores[0].upgrade()
     stores[0].sync_stacks([(name, f"stacks/{name}") for name in STACKS])
@@ -59,7 +59,7 @@ def test_three_instances_take_each_of_many_queued_runs_exactly_once(store_url):
         for n, store in enumerate(stores)
     ]
     # The leader queues the runs without running them (as if busy); they wait in the store.
-    created = [stores[0].create_run(STACKS[n % 4], RunKind.PLAN, TRIGGER, SHA).id for n in range(60)]
+    created = [stores[0].create_run(STACKS[n % 4], RunKind.PLAN, TRIGGER, SHA).id for n in range(100)]
     done = threading.Event()
 
     def heartbeat(store: Store, queue: RunQueue) -> None:
