@@ -57,6 +57,7 @@ from tfops.scheduler import Scheduler, StackRegistry, replan
 from tfops.secrets import held_secrets
 from tfops.stacks import discover
 from tfops.store import Store
+from tfops.store.engine import OUTAGE_WAIT
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
 from tfops.triggers import FetchSoon, fetch_for_webhooks
 
@@ -136,7 +137,7 @@ def build(
     hold_secrets(checked.held_secrets)
     make_private_dirs(settings)
     credentials = git_credentials(settings)  # reads the Git token, writes the askpass helper
-    store = Store(settings.store_url)
+    store = Store(settings.store_url, outage_wait=OUTAGE_WAIT)  # a database restart is waited out
     try:
         store.upgrade()
         return wire(settings, checked, store, environ, notifiers, credentials)

@@ -141,10 +141,11 @@ def readiness_facts(
     leading: Callable[[], bool] = lambda: True,
 ):
     def facts() -> ReadinessFacts:
+        store_ok = store.ping()  # never waits out an outage: a probe must answer at once
         return ReadinessFacts(
             leader=leading(),
-            instances=_instances(store),
-            store_ok=store.ping(),
+            instances=_instances(store) if store_ok else (),
+            store_ok=store_ok,
             scheduler_running=scheduler.running,
             last_fetch_ok_at=poller.last_fetch_ok_at,
             last_fetch_error=poller.last_error,
