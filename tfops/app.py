@@ -122,6 +122,7 @@ class App(Parts):
         try:
             # Before anything: a second daemon on one SQLite file stops here (AlreadyServing).
             self.leadership.start()
+            self.heartbeat.check_id_free()  # ... and one with this instance id on another host
         except BaseException:
             self.close()
             raise

@@ -14,7 +14,7 @@ from ha_fakes import Queue, Roles
 
 from tfops.ha.instances import Heartbeat, Me
 from tfops.ha.leadership import SqliteLeadership
-from tfops.ha.serve_lock import ServeLock
+from tfops.ha.serve_lock import AlreadyServing, ServeLock
 from tfops.models import (
     WORKING_STATUSES,
     InstanceRole,
@@ -194,3 +194,27 @@ def test_after_a_database_outage_the_leader_gives_live_instances_time_to_beat_be
 
     assert store.get_run(working.id).status is RunStatus.PLANNING  # its run goes on
     assert sorted(i.id for i in store.instances()) == ["follower", "leader"]
+
+
+def test_an_instance_id_in_use_on_another_host_is_refused_but_a_restart_here_is_not(store, tmp_path):
+    def heartbeat_of(me: Me) -> Heartbeat:
+        leadership = SqliteLeadership(ServeLock(Store.sqlite_url(tmp_path / "x.db"), tmp_path))
+        return Heartbeat(
+            store,
+            leadership,
+            me,
+            interval=1,
+            failover=15,
+            roles=Roles(),
+            transitions=Transitions(store, MultiNotifier()),
+            queue=Queue(),
+        )
+
+    store.register_instance("vm-1", "host-a", 100)
+
+    with pytest.raises(AlreadyServing) as refused:
+        heartbeat_of(Me("vm-1", "host-b", 200)).check_id_free()
+    assert "in use by tfops on host-a (pid 100)" in str(refused.value)
+    heartbeat_of(Me("vm-1", "host-a", 300)).check_id_free()  # the same host: a restart
+    store.beat("vm-1", InstanceRole.FOLLOWER, now=utc_now() - timedelta(seconds=30))
+    heartbeat_of(Me("vm-1", "host-b", 200)).check_id_free()  # silent for longer than failover

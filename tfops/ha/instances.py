@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tfops.ha.leadership import Leadership
+from tfops.ha.serve_lock import AlreadyServing
 from tfops.models import InstanceRole, Run, RunReason, RunStatus
 from tfops.store import InvalidTransition, Store
+from tfops.store.engine import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,19 @@ class Heartbeat:
         if self.intake is not None:  # its own thread: a fetch must never delay a heartbeat
             self._intake_thread = threading.Thread(target=self._take_in, name="tfops-intake", daemon=True)
             self._intake_thread.start()
+
+    def check_id_free(self) -> None:
+        """Before anything is recovered: refuse to serve under an instance id that a daemon on
+        another host is using (it beat within `failover`); recovery would take its runs for ours.
+        The same host is this instance restarting (the serve lock keeps two off one data_dir)."""
+        now = utc_now()
+        for other in self.store.instances():
+            fresh = (now - other.heartbeat_at).total_seconds() < self.failover
+            if other.id == self.me.id and other.host != self.me.host and fresh:
+                raise AlreadyServing(
+                    f"instance id {self.me.id!r} is in use by tfops on {other.host} (pid {other.pid})",
+                    hint="give each daemon its own ha.instance_id (or leave it unset: host and data_dir)",
+                )
 
     def stop(self) -> None:
         """Stop beating and leading, and leave the instances (a clean stop is no death). A no-op when
