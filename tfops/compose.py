@@ -35,6 +35,7 @@ from tfops.ha.hints import HintRelay
 from tfops.ha.instances import Duties, Heartbeat, Me
 from tfops.ha.intake import Intake
 from tfops.ha.leadership import Leadership, leadership_for
+from tfops.ha.routing import PlanHolderRouting
 from tfops.ha.serve_lock import ServeLock
 from tfops.incident_tracker import IncidentTracker
 from tfops.logs import hold_secrets
@@ -244,7 +245,8 @@ def wire(
     recovery = Recovery(store, transitions, registry, queue, settings, me.id if shared else None)
     scheduler = Scheduler(
         poller=poller,
-        queue=queue,
+        # Several daemons: a run with another instance's saved plan is released for that instance.
+        queue=PlanHolderRouting(queue, transitions, me.id) if shared else queue,
         registry=registry,
         store=store,
         poll_interval=settings.repo.poll_interval,

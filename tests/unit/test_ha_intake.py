@@ -1,6 +1,7 @@
 """What reaches an instance from the others: queued runs (fetching the commits it lacks first),
-approved runs whose plan it holds (or, for the leader, whose instance is gone), and webhook hints
-left by a follower for the leader."""
+approved runs whose plan it holds (or, for the leader, whose instance is gone), runs released by
+the leader's window wake-up for the instance holding their plan, and webhook hints left by a
+follower for the leader."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 
 from tfops.ha.hints import FETCH_HINT_META, HintRelay
 from tfops.ha.intake import Intake
-from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
+from tfops.ha.routing import PlanHolderRouting
+from tfops.models import RunKind, RunReason, RunStatus, Trigger, TriggerSource
+from tfops.notify import MultiNotifier
+from tfops.reconcile import Transitions
 from tfops.store import Store
 from tfops.triggers import FetchHint, HintBatch
 
@@ -127,3 +131,36 @@ def test_a_webhook_on_the_leader_polls_at_once_and_leaves_no_row(store):
 
     assert len(poller.polls) == 1
     assert store.get_meta(FETCH_HINT_META) is None
+
+
+class Resumed:
+    def __init__(self) -> None:
+        self.runs: list[int] = []
+
+    def submit(self, stack, kind, trigger, commit_sha):
+        raise AssertionError("not asked here")
+
+    def resume(self, runs) -> None:
+        self.runs.extend(run.id for run in runs)
+
+
+def _waiting_for_window(store: Store, stack: str, instance: str):
+    run = store.create_run(stack, RunKind.DEPLOY, POLL, OLD)
+    for status in (RunStatus.PLANNING, RunStatus.AWAITING_WINDOW):
+        run = store.transition(run.id, status, instance_id=instance)
+    return run
+
+
+def test_a_window_opening_releases_another_instances_plan_for_it_and_runs_ours_here(store):
+    ours = _waiting_for_window(store, "app", "vm-1")
+    theirs = _waiting_for_window(store, "db", "vm-2")
+    queue = Resumed()
+    router = PlanHolderRouting(queue, Transitions(store, MultiNotifier()), "vm-1")
+
+    router.resume([ours, theirs])
+
+    assert queue.runs == [ours.id]  # applied here, from the plan this instance holds
+    released = store.get_run(theirs.id)
+    assert (released.status, released.reason) == (RunStatus.APPROVED, RunReason.WINDOW_OPENED)
+    holder = Intake(store, Queue(), Clone(has={OLD}, remote={OLD}), Stacks(), "vm-2")
+    assert [run.id for run in holder.runnable()] == [theirs.id]  # its instance takes it in
