@@ -12,6 +12,7 @@ import os
 import pwd
 import signal
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from tfops.preflight import needed as _needed
 from tfops.recovery import CRASH_REASON
 from tfops.scheduler import head_of, queue_drift_check
 from tfops.stacks import RefusedStack
+from tfops.store import Store
 from tfops.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,9 @@ class App(Parts):
         answer = self.desk.decide(request, transport="cli")
         if answer.verdict in (Verdict.APPROVE, Verdict.SUPERSEDE):
             self.queue.wait_idle(timeout)  # the apply, or the fresh plan that replaces a stale one
+            if answer.verdict is Verdict.APPROVE:
+                # Several daemons: the instance holding the saved plan applies it (tfops.ha).
+                wait_for_holder(self.store, request.run_id, timeout or self.settings.terraform.timeout)
         return answer, self.store.get_run(request.run_id)
 
     # -- the daemon --------------------------------------------------------------
@@ -284,6 +289,17 @@ class App(Parts):
 
     def _queue_drift(self, stack: str, source: TriggerSource) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack, source=source, actor=local_user())
+
+
+def wait_for_holder(store: Store, run_id: int, timeout: float, step: float = 0.2) -> None:
+    """Wait while the run is `approved` or `applying`: another instance holds its plan, takes it in
+    at its next heartbeat and applies it. Returns at once when it ended (applied here, refused)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = store.get_run(run_id)
+        if run is None or run.status not in (RunStatus.APPROVED, RunStatus.APPLYING):
+            return
+        time.sleep(step)
 
 
 def _cli_trigger(*, allow_destroy: bool, override_window: bool) -> Trigger:

@@ -35,7 +35,7 @@ from tfops.ha.hints import HintRelay
 from tfops.ha.instances import Duties, Heartbeat, Me
 from tfops.ha.intake import Intake
 from tfops.ha.leadership import Leadership, leadership_for
-from tfops.ha.routing import PlanHolderRouting
+from tfops.ha.routing import HolderBinding, PlanHolderRouting
 from tfops.ha.serve_lock import ServeLock
 from tfops.incident_tracker import IncidentTracker
 from tfops.logs import hold_secrets
@@ -433,7 +433,7 @@ def desk_for(
         store=store,
         transitions=transitions,
         stacks=registry.current,
-        binding=reconciler,
+        binding=HolderBinding(reconciler, holder) if holder is not None else reconciler,
         directory=SlackDirectory(client, ttl=settings.slack.usergroup_cache) if client is not None else None,
         start_apply=partial(start_apply, queue, holder),
         replan=partial(replan, store, queue),

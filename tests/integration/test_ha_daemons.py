@@ -8,6 +8,8 @@ instances).
 - Three daemons on one PostgreSQL database: every merge is applied exactly once, whichever
   instance runs it, and no stack ever has two runs at once (from the runs' timestamps); after a
   kill -9 of the leader another instance leads and the next merge is applied.
+- An approval given on the instance that did not plan the run is applied by the one that did,
+  from its saved plan.
 - A stack with local state is refused when daemons share the store (each has its own data_dir).
 - An instance lost mid-apply (kill -9 of the daemon and its Terraform: its VM gone): its run ends
   `interrupted` once its heartbeat is older than `ha.failover`, and the stack takes the next merge.
@@ -25,7 +27,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Daemons, Remote, cloud_object, demo_stack, make_app, wait_for, write_config
+from harness import (
+    Daemons,
+    Remote,
+    cloud_object,
+    demo_stack,
+    make_app,
+    tfops_cli,
+    wait_for,
+    write_config,
+)
 from pgserver import start_or_skip
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
@@ -331,3 +342,37 @@ def test_a_stack_with_local_state_is_refused_when_daemons_share_the_store(
     assert runs["local"].status is RunStatus.FAILED
     assert "keeps its state locally" in runs["local"].error and "docs/ha.md" in runs["local"].error
     assert cloud_object(demo_cloud, "local-obj") is None  # nothing was planned, let alone applied
+
+
+@pytest.mark.terraform
+def test_an_approval_on_another_instance_is_applied_by_the_one_holding_the_plan(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
+):
+    store_url, conn_str = _new_database(postgres, "ha_approve")
+    remote = Remote(tmp_path)
+    remote.commit_and_push("app", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1")})
+    asking = [{"discover": "stacks/*", "on_merge": "ask", "on_drift": "notify", "drift_interval": 0}]
+    configs = {
+        name: _config(tmp_path, name, remote, store_url, terraform_bin, tf_cli_config, stacks=asking)
+        for name in ("vm-1", "vm-2")
+    }
+    for name, config in configs.items():
+        daemons(config, tf_env, tmp_path / f"{name}.log")
+    store = Store(store_url)
+    try:
+        [waiting] = wait_for(
+            lambda: [r for r in _runs(store) if r.status is RunStatus.AWAITING_APPROVAL],
+            timeout=240,
+            what="the deploy to ask",
+        )
+        [elsewhere] = [name for name in configs if name != waiting.instance_id]
+
+        approved = tfops_cli(configs[elsewhere], "approve", str(waiting.id), env=tf_env)
+
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        applied = store.get_run(waiting.id)
+        assert applied.status is RunStatus.APPLIED
+        assert applied.instance_id == waiting.instance_id  # from the plan file it made
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v1"
+    finally:
+        store.close()

@@ -1,4 +1,4 @@
-"""Runs that carry a saved plan go to the instance that made it, whoever releases them.
+"""Runs that carry a saved plan go to the instance that made it, whoever releases or approves them.
 
 With several daemons, the leader's window wake-up job releases runs waiting for a sync window;
 their saved plan is on the instance that planned them. `PlanHolderRouting` stands where the
@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from tfops.models import Run, RunKind, RunStatus, Trigger
+from tfops.models import Run, RunKind, RunStatus, Stack, Trigger
 from tfops.store import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -53,3 +53,26 @@ class PlanHolderRouting:
                 log.info("run %s: window open; released for instance %s", run.id, run.instance_id)
         if here:
             self.queue.resume(here)
+
+
+class BindingCheck(Protocol):
+    """`Reconciler.stale_binding`: why a run's saved plan may no longer be applied, or None."""
+
+    def stale_binding(self, run: Run, stack: Stack) -> str | None: ...
+
+
+class HolderBinding:
+    """The approval desk's binding check with several daemons: the saved plan is a file on the
+    instance that made it, so only that instance can compare its SHA-256 at the click. Elsewhere
+    the click is recorded and the holder checks the whole binding (plan hash and branch) under
+    the stack's lock just before it applies, as it does for every approved run: a stale plan is
+    then superseded there instead of at the click, and never applied."""
+
+    def __init__(self, binding: BindingCheck, instance_id: str) -> None:
+        self.binding = binding
+        self.instance_id = instance_id
+
+    def stale_binding(self, run: Run, stack: Stack) -> str | None:
+        if run.instance_id not in (None, self.instance_id):
+            return None
+        return self.binding.stale_binding(run, stack)
