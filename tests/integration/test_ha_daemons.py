@@ -8,6 +8,7 @@ instances).
 - Three daemons on one PostgreSQL database: every merge is applied exactly once, whichever
   instance runs it, and no stack ever has two runs at once (from the runs' timestamps); after a
   kill -9 of the leader another instance leads and the next merge is applied.
+- A webhook that reaches a follower makes the leader fetch (it polls only hourly here).
 - An approval given on the instance that did not plan the run is applied by the one that did,
   from its saved plan.
 - A stack with local state is refused when daemons share the store (each has its own data_dir).
@@ -40,8 +41,9 @@ from harness import (
 from pgserver import start_or_skip
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
+from test_http_face import GITHUB_SECRET, github, merged_pull_request
 
-from tfops.models import InstanceRole, RunKind, RunReason, RunStatus
+from tfops.models import InstanceRole, RunKind, RunReason, RunStatus, TriggerSource
 from tfops.store import Store
 
 
@@ -374,5 +376,47 @@ def test_an_approval_on_another_instance_is_applied_by_the_one_holding_the_plan(
         assert applied.status is RunStatus.APPLIED
         assert applied.instance_id == waiting.instance_id  # from the plan file it made
         assert cloud_object(demo_cloud, "app-obj")["content"] == "v1"
+    finally:
+        store.close()
+
+
+@pytest.mark.terraform
+def test_a_webhook_sent_to_a_follower_makes_the_leader_fetch_and_deploy(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
+):
+    store_url, conn_str = _new_database(postgres, "ha_webhook")
+    remote = Remote(tmp_path)
+    remote.commit_and_push("app v1", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1")})
+    (tmp_path / "github-secret").write_text(GITHUB_SECRET + "\n")
+    ports = {name: _free_port() for name in ("vm-1", "vm-2")}
+    for name, port in ports.items():
+        config = _config(
+            tmp_path,
+            name,
+            remote,
+            store_url,
+            terraform_bin,
+            tf_cli_config,
+            repo={"url": remote.url, "branch": remote.branch, "poll_interval": "1h"},
+            http={"listen": f"127.0.0.1:{port}"},
+            webhooks={"repository": "acme/infra", "github": {"secret_file": str(tmp_path / "github-secret")}},
+        )
+        daemons(config, tf_env, tmp_path / f"{name}.log")
+    store = Store(store_url)
+    try:
+        first = wait_for(lambda: _leader(store), timeout=120, what="a leader")
+        wait_for(lambda: _applied(store, "app", remote.repo.head.commit.hexsha), timeout=240, what="v1")
+        [follower] = [name for name in ports if name != first]
+        merge = remote.commit_and_push(
+            "app v2", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v2")}
+        )
+
+        answer = github(ports[follower], merged_pull_request(merge))
+
+        assert answer.status_code == 202 and answer.json()["status"] == "accepted"
+        wait_for(lambda: _applied(store, "app", merge), timeout=240, what="the merge the webhook announced")
+        [deploy] = [r for r in store.list_runs(stack="app") if r.commit_sha == merge]
+        assert deploy.trigger.source is TriggerSource.WEBHOOK
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v2"
     finally:
         store.close()
