@@ -148,6 +148,14 @@ def _instances(store: Store) -> list:
         return []
 
 
+def _app_estate(tmp_path: Path, server, cloud: Path, database: str) -> tuple[str, str, Remote]:
+    """A fresh database and a remote whose one stack, `app`, keeps its state in it."""
+    store_url, conn_str = _new_database(server, database)
+    remote = Remote(tmp_path)
+    remote.commit_and_push("app v1", {"stacks/app/main.tf": _stack(cloud, conn_str, "app", "v1")})
+    return store_url, conn_str, remote
+
+
 def _leader(store: Store) -> str | None:
     leaders = [i.id for i in _instances(store) if i.role is InstanceRole.LEADER]
     return leaders[0] if len(leaders) == 1 else None
@@ -350,9 +358,7 @@ def test_a_stack_with_local_state_is_refused_when_daemons_share_the_store(
 def test_an_approval_on_another_instance_is_applied_by_the_one_holding_the_plan(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
 ):
-    store_url, conn_str = _new_database(postgres, "ha_approve")
-    remote = Remote(tmp_path)
-    remote.commit_and_push("app", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1")})
+    store_url, _, remote = _app_estate(tmp_path, postgres, demo_cloud, "ha_approve")
     asking = [{"discover": "stacks/*", "on_merge": "ask", "on_drift": "notify", "drift_interval": 0}]
     configs = {
         name: _config(tmp_path, name, remote, store_url, terraform_bin, tf_cli_config, stacks=asking)
@@ -384,9 +390,7 @@ def test_an_approval_on_another_instance_is_applied_by_the_one_holding_the_plan(
 def test_a_webhook_sent_to_a_follower_makes_the_leader_fetch_and_deploy(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
 ):
-    store_url, conn_str = _new_database(postgres, "ha_webhook")
-    remote = Remote(tmp_path)
-    remote.commit_and_push("app v1", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1")})
+    store_url, conn_str, remote = _app_estate(tmp_path, postgres, demo_cloud, "ha_webhook")
     (tmp_path / "github-secret").write_text(GITHUB_SECRET + "\n")
     ports = {name: _free_port() for name in ("vm-1", "vm-2")}
     for name, port in ports.items():
