@@ -50,6 +50,15 @@ class PostgresServer:
             shutil.chown(self.root, user=self.run_as)
             shutil.chown(self.socket_dir, user=self.run_as)
         self._run("initdb", "-D", str(self.data), "-U", "tfops", "--auth=trust", "--no-sync", "-E", "UTF8")
+        self.resume()
+        self._run("createdb", "-h", str(self.socket_dir), "-U", "tfops", "tfops_test")
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (its data stays): what a database outage looks like."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server on its data (after `halt`, or the first time)."""
         options = f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
@@ -64,7 +73,6 @@ class PostgresServer:
             str(self.root / "server.log"),
             "start",
         )
-        self._run("createdb", "-h", str(self.socket_dir), "-U", "tfops", "tfops_test")
 
     def stop(self) -> None:
         try:
@@ -114,3 +122,16 @@ def start_server() -> PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return server
+
+
+def start_or_skip() -> PostgresServer:
+    """A server for a test fixture: without server binaries the test skips with the reason, except
+    in CI (CI set), where that is a failure: CI never skips the PostgreSQL tests."""
+    import pytest
+
+    try:
+        return start_server()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(f"no PostgreSQL for these tests: {exc}")

@@ -12,6 +12,7 @@ import os
 import pwd
 import signal
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from tfops.preflight import needed as _needed
 from tfops.recovery import CRASH_REASON
 from tfops.scheduler import head_of, queue_drift_check
 from tfops.stacks import RefusedStack
+from tfops.store import Store
 from tfops.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,9 @@ class App(Parts):
         answer = self.desk.decide(request, transport="cli")
         if answer.verdict in (Verdict.APPROVE, Verdict.SUPERSEDE):
             self.queue.wait_idle(timeout)  # the apply, or the fresh plan that replaces a stale one
+            if answer.verdict is Verdict.APPROVE:
+                # Several daemons: the instance holding the saved plan applies it (tfops.ha).
+                wait_for_holder(self.store, request.run_id, timeout or self.settings.terraform.timeout)
         return answer, self.store.get_run(request.run_id)
 
     # -- the daemon --------------------------------------------------------------
@@ -122,11 +127,19 @@ class App(Parts):
         self.build_listeners()  # first: a missing secret stops the start before anything is done
         self._install_signal_handlers(stop)
         try:
+            # Before anything: a second daemon on one SQLite file stops here (AlreadyServing).
+            self.leadership.start()
+            self.heartbeat.check_id_free()  # ... and one with this instance id on another host
+        except BaseException:
+            self.close()
+            raise
+        try:
             # The port first: if it is taken, nothing has been resumed or started yet.
             if self.web_server is not None:
                 self.web_server.start()
             self._start_work()
             self.scheduler.start()
+            self.heartbeat.start()  # registers, and leads at once when it can
             self._start_listening()
         except BaseException:
             self._stop_serving()
@@ -240,18 +253,21 @@ class App(Parts):
     # -- the end -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop everything, in this order: listeners (no new clicks or deliveries), the timers, the
-        queue (running Terraform gets one SIGINT and `stop_grace` to write state; queued runs stay
-        queued for the next start), Slack, Git, the store, and the owner lock. Safe to call again."""
+        """Stop everything, in this order: listeners (no new clicks or deliveries), the heartbeat
+        (leadership), the timers, the queue (running Terraform gets one SIGINT and `stop_grace` to
+        write state; queued runs stay queued for the next start), Slack, Git, the store, the serve
+        lock and the owner lock. Safe to call again."""
         if self._closed:
             return
         self._closed = True
         self._stop_listening()
+        self.heartbeat.stop()  # stops leading first; leaves the instances (a clean stop is no death)
         self.scheduler.stop()
         self.queue.shutdown(wait=self.settings.terraform.stop_grace + 15)
         self._stop_slack()
         self.git.close()
         self.store.close()
+        self.leadership.close()  # last: the serve lock keeps a second daemon out until the store closed
         self.recovery.release()
 
     def _stop_serving(self) -> None:
@@ -279,6 +295,17 @@ class App(Parts):
 
     def _queue_drift(self, stack: str, source: TriggerSource) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack, source=source, actor=local_user())
+
+
+def wait_for_holder(store: Store, run_id: int, timeout: float, step: float = 0.2) -> None:
+    """Wait while the run is `approved` or `applying`: another instance holds its plan, takes it in
+    at its next heartbeat and applies it. Returns at once when it ended (applied here, refused)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = store.get_run(run_id)
+        if run is None or run.status not in (RunStatus.APPROVED, RunStatus.APPLYING):
+            return
+        time.sleep(step)
 
 
 def _cli_trigger(*, allow_destroy: bool, override_window: bool) -> Trigger:

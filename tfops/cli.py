@@ -18,7 +18,7 @@ from typing import Any, get_args
 import click
 
 from tfops import __version__
-from tfops.cli_status import drift_records, status_rows, with_refused
+from tfops.cli_status import drift_records, instance_lines, status_rows, with_refused
 from tfops.errors import TfopsError
 from tfops.logs import LogFormat, LogLevel
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus
@@ -275,6 +275,8 @@ def status(ctx: Context, as_json: bool) -> None:
     from tfops.cli_render import print_status
 
     print_status(rows, refused)
+    for line in instance_lines(ctx.reader(), failover=ctx.view().ha_failover):  # tfops.ha
+        click.echo(line)
 
 
 @cli.command()

@@ -168,3 +168,25 @@ def with_refused(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any
         row["refused"] = {"reason": item["reason"], "detail": item["detail"]}
     rows.sort(key=lambda row: row["name"])
     return refused
+
+
+def instance_lines(store: Store, now: datetime | None = None, *, failover: float | None = None) -> list[str]:
+    """`tfops status`: the daemons serving this store (tfops.ha), leader first: id, host, role, last
+    heartbeat and runs in flight; one silent for more than `failover` is marked as presumed dead
+    (the leader settles it). Nothing when none serves."""
+    found = store.instances()
+    if not found:
+        return []
+    now = now or datetime.now(UTC)
+    width = max(len(instance.id) for instance in found)
+    host_width = max(len(instance.host) for instance in found)
+    lines = [f"instances ({len(found)})"]
+    for instance in found:
+        ago = max(0, round((now - instance.heartbeat_at).total_seconds()))
+        flying = instance.runs_in_flight
+        silent = "  (silent: presumed dead)" if failover is not None and ago > failover else ""
+        lines.append(
+            f"  {instance.id:<{width}}  {instance.host:<{host_width}}  {instance.role.value:<8}  "
+            f"heartbeat {ago}s ago  {flying} run{'' if flying == 1 else 's'} in flight{silent}"
+        )
+    return lines

@@ -15,6 +15,7 @@ and before anything runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,12 @@ from tfops import proc
 from tfops.approvals import ApprovalDesk
 from tfops.config import Settings
 from tfops.gitsource import GitSource, git_env, write_askpass
+from tfops.ha.hints import HintRelay
+from tfops.ha.instances import Duties, Heartbeat, Me
+from tfops.ha.intake import Intake
+from tfops.ha.leadership import Leadership, leadership_for
+from tfops.ha.routing import HolderBinding, PlanHolderRouting
+from tfops.ha.serve_lock import ServeLock
 from tfops.incident_tracker import IncidentTracker
 from tfops.logs import hold_secrets
 from tfops.metrics import Metrics
@@ -51,11 +58,14 @@ from tfops.scheduler import Scheduler, StackRegistry, replan
 from tfops.secrets import held_secrets
 from tfops.stacks import discover
 from tfops.store import Store
+from tfops.store.engine import OUTAGE_WAIT
 from tfops.terraform.runner import RunnerSettings, TerraformRunner
 from tfops.triggers import FetchSoon, fetch_for_webhooks
 
 if TYPE_CHECKING:  # boto3 is imported only when a stack needs AWS (AwsOnFirstUse)
     from tfops.aws.runs import RunCloud, RunIdentities
+
+log = logging.getLogger(__name__)
 
 _P = TypeVar("_P")
 
@@ -112,6 +122,8 @@ class Parts:
     scheduler: Scheduler
     fetch_soon: FetchSoon
     started_at: datetime
+    leadership: Leadership
+    heartbeat: Heartbeat
 
 
 def build(
@@ -126,7 +138,7 @@ def build(
     hold_secrets(checked.held_secrets)
     make_private_dirs(settings)
     credentials = git_credentials(settings)  # reads the Git token, writes the askpass helper
-    store = Store(settings.store_url)
+    store = Store(settings.store_url, outage_wait=OUTAGE_WAIT)  # a database restart is waited out
     try:
         store.upgrade()
         return wire(settings, checked, store, environ, notifiers, credentials)
@@ -182,7 +194,14 @@ def wire(
         lambda root: discover(root, settings.stacks, settings.defaults), settings.checkout_dir
     )
     notifier = MultiNotifier(LogNotifier(), *notifiers)
-    transitions = Transitions(store, notifier, settings.runs_dir)
+    me = Me.here(settings.ha.instance_for(settings.data_dir))
+    leadership = leadership_for(
+        settings.store_url,
+        ServeLock(settings.store_url, settings.data_dir),
+        heartbeat=settings.ha.heartbeat,
+        failover=settings.ha.failover,
+    )
+    transitions = Transitions(store, notifier, settings.runs_dir, instance_id=me.id)
     reconciler: Later[Reconciler] = Later("the reconciler")
 
     def execute(run_id: int, cancel: proc.Cancel) -> Run | None:
@@ -191,8 +210,12 @@ def wire(
     terraform = settings.terraform
     order = StackOrder(registry.current, transitions)  # depends_on: upstreams' deploys go first
     queue = RunQueue(store, transitions, execute, terraform.max_parallel, terraform.drift_parallel, order)
-    metrics = Metrics(snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None))
-    sender = slack_delivery(settings, checked.slack_client, store, git, registry, metrics, notifier)
+    metrics = Metrics(
+        snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None), instance=me.id
+    )
+    sender = slack_delivery(
+        settings, checked.slack_client, store, git, registry, metrics, notifier, leadership.is_leader
+    )
     poller = RepoPoller(git=git, store=store, queue=queue, registry=registry, on_fetch=metrics.fetch_done)
     run_metrics = RunMetrics(metrics, store, lambda run_id: reconciler.get().is_executing(run_id))
     notifier.add(run_metrics)
@@ -214,23 +237,58 @@ def wire(
             IncidentTracker(store, [notifier.incident_changed, metrics.incident_changed]),
         )
     )
-    desk = desk_for(settings, checked, store, transitions, registry, reconciler.get(), queue, confirm_head)
-    recovery = Recovery(store, transitions, registry, queue, settings)
+    shared = several_daemons(settings)
+    holder = me.id if shared else None  # who applies an approved run: the instance with its plan
+    desk = desk_for(
+        settings, checked, store, transitions, registry, reconciler.get(), queue, confirm_head, holder
+    )
+    recovery = Recovery(store, transitions, registry, queue, settings, me.id if shared else None)
     scheduler = Scheduler(
         poller=poller,
-        queue=queue,
+        # Several daemons: a run with another instance's saved plan is released for that instance.
+        queue=PlanHolderRouting(queue, transitions, me.id) if shared else queue,
         registry=registry,
         store=store,
         poll_interval=settings.repo.poll_interval,
         housekeeping=partial(housekeeping, desk, recovery),
+        leading=leadership.is_leader,
     )
     interactions = SlackInteractions(desk, store, on_enqueue=sender.wake) if sender is not None else None
-    fetch_soon = FetchSoon(partial(fetch_for_webhooks, poller), window=settings.webhooks.debounce)
+    relay = HintRelay(store, poller, leadership.is_leader)
+    fetch_soon = FetchSoon(
+        relay if shared else partial(fetch_for_webhooks, poller), window=settings.webhooks.debounce
+    )
+    heartbeat = Heartbeat(
+        store,
+        leadership,
+        me,
+        interval=settings.ha.heartbeat,
+        failover=settings.ha.failover,
+        roles=Duties(scheduler, metrics.leader_changed),
+        transitions=transitions,
+        queue=queue,
+        intake=partial(ha_tick, Intake(store, queue, git, registry, me.id, leadership.is_leader), relay)
+        if shared
+        else None,
+    )
     # In the order of Parts' fields; each has a type of its own, so mypy checks the order.
     return Parts(
         settings, store, git, registry, notifier, transitions, queue, metrics, sender, poller, runner,
         reconciler.get(), desk, interactions, recovery, scheduler, fetch_soon, datetime.now(UTC),
+        leadership, heartbeat,
     )  # fmt: skip
+
+
+def several_daemons(settings: Settings) -> bool:
+    """Whether daemons may share this store (PostgreSQL); SQLite holds one (tfops.ha.serve_lock)."""
+    return not settings.store_url.startswith("sqlite")
+
+
+def ha_tick(intake: Intake, relay: HintRelay) -> None:
+    """Every heartbeat interval, off the heartbeat's thread (several daemons): the leader acts on a
+    webhook hint a follower left, then every instance takes in the runs queued by others."""
+    relay.check()
+    intake()
 
 
 def git_for(
@@ -254,6 +312,7 @@ def slack_delivery(
     registry: StackRegistry,
     metrics: Metrics,
     notifier: MultiNotifier,
+    may_send: Callable[[], bool] = lambda: True,
 ) -> OutboxSender | None:
     """When Slack is configured: a notifier that fills the outbox, and the sender that empties it."""
     if client is None:
@@ -266,7 +325,9 @@ def slack_delivery(
         stack_for=lambda name: registry.current().get(name),
         mention=slack.mention,
     )
-    sender = OutboxSender(store, client, renderer=renderer, on_failed=metrics.slack_delivery_failed)
+    sender = OutboxSender(
+        store, client, renderer=renderer, on_failed=metrics.slack_delivery_failed, may_send=may_send
+    )
     notifier.add(SlackNotifier(store, slack.channel_for, on_enqueue=sender.wake))
     return sender
 
@@ -287,6 +348,7 @@ def runner_for(settings: Settings, binary: str, environ: Mapping[str, str], stor
             stop_grace=terraform.stop_grace,
             passthrough=tuple(terraform.env_passthrough),
             inherit=dict(environ),
+            remote_state_only=several_daemons(settings),
         ),
         on_group=partial(record_group, store),
     )
@@ -364,18 +426,26 @@ def desk_for(
     reconciler: Reconciler,
     queue: RunQueue,
     confirm_head: Callable[[], str | None],
+    holder: str | None = None,
 ) -> ApprovalDesk:
     client = checked.slack_client
     return ApprovalDesk(
         store=store,
         transitions=transitions,
         stacks=registry.current,
-        binding=reconciler,
+        binding=HolderBinding(reconciler, holder) if holder is not None else reconciler,
         directory=SlackDirectory(client, ttl=settings.slack.usergroup_cache) if client is not None else None,
-        start_apply=lambda run: queue.resume([run]),
+        start_apply=partial(start_apply, queue, holder),
         replan=partial(replan, store, queue),
         confirm_head=confirm_head,
     )
+
+
+def start_apply(queue: RunQueue, holder: str | None, run: Run) -> None:
+    """An approved run goes to the queue of the instance holding its saved plan: here, or (several
+    daemons, another instance's plan) at that instance's next heartbeat (`tfops.ha.intake`)."""
+    if holder is None or run.instance_id == holder:
+        queue.resume([run])
 
 
 def housekeeping(desk: ApprovalDesk, recovery: Recovery) -> None:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Response
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -102,8 +102,20 @@ class Snapshot:
 class Metrics:
     """The daemon's metrics in a registry of their own; `render()` gives what `GET /metrics` serves."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot] | None = None) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot] | None = None, *, instance: str | None = None
+    ) -> None:
+        """`instance`: this daemon's id among those sharing the store (tfops.ha), exported as
+        `tfops_instance_info{instance=...} 1` so that dashboards can join on it."""
         self.registry = CollectorRegistry(auto_describe=True)
+        if instance is not None:
+            info = Gauge(
+                "tfops_instance_info",
+                "This tfops daemon's instance id.",
+                ["instance"],
+                registry=self.registry,
+            )
+            info.labels(instance=instance).set(1)
         self._labels = _LabelGuard()
         self._add_run_series()
         self._add_fetch_and_delivery_series()
@@ -178,6 +190,15 @@ class Metrics:
         )
         for reason in sorted(SLACK_FAILURE_REASONS):
             self._slack_failed.labels(reason=reason)  # exported at 0, so the first failure alerts
+        self._leader_changes = Counter(
+            "tfops_leader_changes",
+            "Times this daemon started (to=leader) or stopped (to=follower) leading (tfops.ha).",
+            ["to"],
+            registry=reg,
+        )
+        for to in ("leader", "follower"):
+            self._leader_changes.labels(to=to)
+        self._leading = Gauge("tfops_leader", "1 while this daemon is the leader, else 0.", registry=reg)
         self._incident_duration = Histogram(
             "tfops_drift_incident_duration_seconds",
             "How long drift incidents lasted, from the drift run that opened one to the stack back in sync.",
@@ -210,6 +231,11 @@ class Metrics:
         _observe(self._run_duration.labels(kind=kind_label), duration)
         _observe(self._terraform_time.labels(kind=kind_label), terraform_seconds)
         _observe(self._tfops_time.labels(kind=kind_label), tfops_seconds)
+
+    def leader_changed(self, leading: bool) -> None:
+        """This daemon started or stopped leading."""
+        self._leader_changes.labels(to="leader" if leading else "follower").inc()
+        self._leading.set(1 if leading else 0)
 
     def merge_applied(self, seconds: float) -> None:
         """A commit was applied `seconds` after tfops first saw it."""

@@ -70,6 +70,9 @@ TERMINAL_STATUSES = frozenset(
 # start-up means the previous daemon died mid-run.
 IN_FLIGHT_STATUSES = frozenset({RunStatus.PLANNING, RunStatus.APPROVED, RunStatus.APPLYING})
 
+# A run that works on its stack: at most one per stack, enforced by the store's unique index.
+WORKING_STATUSES = frozenset({RunStatus.PLANNING, RunStatus.APPLYING})
+
 # The runs that went wrong: exit code 1 of the CLI, red in the terminal, a page in Slack with the
 # error in the thread. The one definition every consumer reads.
 FAILURE_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
@@ -413,6 +416,7 @@ class Run:
     finished_at: datetime | None = None
     decided_by: str | None = None
     reason: RunReason | None = None  # why it is in its status (None: before 0004, or unknown)
+    instance_id: str | None = None  # the `tfops serve` instance that works on it (0007)
 
 
 @dataclass
@@ -462,3 +466,22 @@ class DecisionOutcome(StrEnum):
     COUNTED = "counted"  # counts towards approvals_required (or rejects the run)
     REFUSED = "refused"  # not an approver, stale binding, run no longer awaiting approval
     DUPLICATE = "duplicate"  # the same person's same decision already counts
+
+
+# -- Instances of `tfops serve` sharing one store (tfops.ha) ------------------------------------------
+
+
+class InstanceRole(StrEnum):
+    LEADER = "leader"  # runs the poller, the drift timers, approval expiry and Slack delivery
+    FOLLOWER = "follower"  # runs what it claims from the queue
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    role: InstanceRole
+    runs_in_flight: int = 0  # runs planning, approved or applying that it took

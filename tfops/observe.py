@@ -8,8 +8,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tfops.metrics import Metrics, Snapshot
-from tfops.models import Run, RunKind, RunStatus
+from tfops.models import Instance, Run, RunKind, RunStatus
 from tfops.notify import RunNotice
 from tfops.reconcile import RunTiming
 from tfops.store import Store
@@ -129,10 +131,21 @@ class CachedSnapshot:
         return self._clock() - cached[0] < self._ttl
 
 
-def readiness_facts(store: Store, scheduler, poller, *, poll_interval: float, started_at: datetime):
+def readiness_facts(
+    store: Store,
+    scheduler,
+    poller,
+    *,
+    poll_interval: float,
+    started_at: datetime,
+    leading: Callable[[], bool] = lambda: True,
+):
     def facts() -> ReadinessFacts:
+        store_ok = store.ping()  # never waits out an outage: a probe must answer at once
         return ReadinessFacts(
-            store_ok=store.ping(),
+            leader=leading(),
+            instances=_instances(store) if store_ok else (),
+            store_ok=store_ok,
             scheduler_running=scheduler.running,
             last_fetch_ok_at=poller.last_fetch_ok_at,
             last_fetch_error=poller.last_error,
@@ -146,3 +159,11 @@ def readiness_facts(store: Store, scheduler, poller, *, poll_interval: float, st
         )
 
     return facts
+
+
+def _instances(store: Store) -> tuple[Instance, ...]:
+    """The instances for /readyz; none when the store does not answer (its own check says so)."""
+    try:
+        return tuple(store.instances())
+    except SQLAlchemyError:
+        return ()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tfops.config import Settings, StackDefaults, StackEntry
 
 # Bumped whenever the view's shape or meaning changes: an older cache file is then a miss.
-VIEW_FORMAT = 1
+VIEW_FORMAT = 2
 
 # The password of a database URL, as tfops.config.store masks it (a test checks they agree).
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
@@ -50,6 +50,7 @@ class ReaderView:
     store_url: str  # whole in memory; in the cache, its password masked (`kept_form`)
     store_url_from: str | None  # where a URL with a password was found: "env:NAME" or "file"
     stacks: tuple[StackRule, ...]
+    ha_failover: float  # seconds: `tfops status` marks an instance silent for longer presumed dead
 
     def to_json(self) -> dict[str, Any]:
         return {"format": VIEW_FORMAT, **asdict(self)}
@@ -73,7 +74,10 @@ class ReaderView:
         source = _optional_text(data["store_url_from"])
         if source is not None and source != "file" and not source.startswith("env:"):
             raise ValueError("unknown store URL source")
-        return cls(store_url=_text(data["store_url"]), store_url_from=source, stacks=stacks)
+        failover = float(data["ha_failover"])
+        return cls(
+            store_url=_text(data["store_url"]), store_url_from=source, stacks=stacks, ha_failover=failover
+        )
 
 
 def view_of(settings: Settings) -> ReaderView:
@@ -81,7 +85,7 @@ def view_of(settings: Settings) -> ReaderView:
     url = settings.store_url
     source = _password_source(url, settings) if _URL_PASSWORD.search(url) else None
     stacks = tuple(_rule(entry, settings.defaults) for entry in settings.stacks)
-    return ReaderView(store_url=url, store_url_from=source, stacks=stacks)
+    return ReaderView(store_url=url, store_url_from=source, stacks=stacks, ha_failover=settings.ha.failover)
 
 
 def kept_form(view: ReaderView) -> ReaderView | None:

@@ -51,6 +51,9 @@ class Recovery:
     registry: Refreshable
     queue: Resumable
     settings: Settings
+    # With several daemons on one store (tfops.ha): only this instance's runs (and those of no
+    # instance) are its to settle; a dead instance's runs are settled by the leader.
+    instance_id: str | None = None
     recovered: bool = field(default=False, init=False)  # once, by this process
     _owner_lock: TextIO | None = field(default=None, init=False, repr=False)
 
@@ -62,7 +65,7 @@ class Recovery:
             log.info("another tfops process works on %s; its runs are left to it", self.settings.data_dir)
             return
         self.recovered = True
-        cut_off = self.store.runs_with_status(IN_FLIGHT_STATUSES - {RunStatus.APPROVED})
+        cut_off = self._mine(self.store.runs_with_status(IN_FLIGHT_STATUSES - {RunStatus.APPROVED}))
         # First: an orphaned apply must stop before the queue may start another on its stack.
         notes = self._end_orphaned_terraform(cut_off)
         for run in cut_off:
@@ -71,10 +74,16 @@ class Recovery:
             self.transitions.mark_interrupted(
                 run, f"{CRASH_REASON}; {note}" if note else CRASH_REASON, why=RunReason.DAEMON_RESTARTED
             )
-        pending = self.store.runs_with_status({RunStatus.QUEUED, RunStatus.APPROVED})
+        queued = self.store.runs_with_status({RunStatus.QUEUED})
+        pending = sorted([*queued, *self._mine(self.store.runs_with_status({RunStatus.APPROVED}))], key=_id)
         if pending:
             self.registry.refresh()
             self.queue.resume(pending)
+
+    def _mine(self, runs: list[Run]) -> list[Run]:
+        if self.instance_id is None:
+            return runs
+        return [run for run in runs if run.instance_id in (None, self.instance_id)]
 
     def retry(self) -> None:
         """Recover now if another process held the data directory when this one started."""
@@ -117,6 +126,10 @@ class Recovery:
             return False
         fcntl.flock(self._owner_lock, fcntl.LOCK_SH)  # held for life: later processes leave us be
         return True
+
+
+def _id(run: Run) -> int:
+    return run.id
 
 
 def record_group(store: Store, run_id: int, record: orphans.GroupRecord | None) -> None:

@@ -162,6 +162,18 @@ class RunQueue:
                 self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run), run))
             self._dispatch_locked()
 
+    def adopt(self, runs: Iterable[Run]) -> list[Run]:
+        """Queue those of the store's `runs` this queue does not hold yet: runs another instance
+        queued (tfops.ha), or one whose start lost to a busy stack. The same admission rules pick
+        among them; the store's claim (`queued -> planning`, one working run per stack) decides
+        which instance runs each. Returns the runs taken in."""
+        with self._cond:
+            known = {entry.run_id for entry in self._pending} | {busy.run_id for busy in self._busy.values()}
+            new = [run for run in runs if run.id not in known]
+            if new:
+                self.resume(new)
+            return new
+
     def _supersede(self, waiting: list[Run], commit_sha: str) -> None:
         """A newer commit of the stack makes queued plans and plans awaiting approval pointless."""
         for run in waiting:

@@ -109,10 +109,14 @@ class Scheduler:
         window_interval: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         """`housekeeping`: run every `housekeeping_interval` (expire approval requests, retry recovery).
 
-        `clock` and `rng` place the first drift checks; tests and benchmarks pass fakes."""
+        `clock` and `rng` place the first drift checks; tests and benchmarks pass fakes. `leading`:
+        whether this daemon leads (tfops.ha.leadership), asked by every job when it fires: only the
+        leader polls, checks drift, expires approvals and wakes waiting runs."""
+        self.leading = leading
         self.clock = clock
         self.rng = rng or random.Random()
         self.housekeeping = housekeeping
@@ -171,13 +175,15 @@ class Scheduler:
         return due
 
     def _windows_job(self) -> None:
+        if not self.leading():
+            return
         try:
             self.wake_waiting_runs()
         except Exception:
             log.exception("waking the runs waiting for a sync window failed; the next tick tries again")
 
     def _housekeeping_job(self) -> None:
-        if self.housekeeping is None:
+        if self.housekeeping is None or not self.leading():
             return
         try:
             self.housekeeping()
@@ -194,6 +200,8 @@ class Scheduler:
 
     def _poll_job(self) -> None:
         """Poll; whatever goes wrong is logged here (fetch failures by the poller), never lost."""
+        if not self.leading():
+            return
         try:
             self.poller.poll()
         except GitFetchError:
@@ -238,7 +246,7 @@ class Scheduler:
                 rng=self.rng,
             )
             self._aps.add_job(
-                self.check_drift,
+                self._drift_job,
                 IntervalTrigger(
                     seconds=stack.drift_interval, jitter=stack.drift_interval * self.jitter, timezone=UTC
                 ),
@@ -250,6 +258,24 @@ class Scheduler:
                 # default grace of 1 s would skip it for a whole interval.
                 misfire_grace_time=None,
             )
+
+    def _drift_job(self, stack_name: str) -> None:
+        if self.leading():
+            self.check_drift(stack_name)
+
+    # -- leadership (tfops.ha): the jobs keep their schedule; only the leader's do anything ------
+
+    def lead(self) -> None:
+        """This daemon became the leader: poll now (drift timers are placed from the store by it)."""
+        if self._aps.running and self._aps.get_job("poll") is not None:
+            self._aps.modify_job("poll", next_run_time=datetime.now(UTC))
+
+    def follow(self) -> None:
+        """This daemon stopped leading: its drift timers go (the next leader places its own, from
+        the store); the other jobs stay and do nothing while it follows."""
+        for job in self._aps.get_jobs():
+            if job.id.startswith("drift:"):
+                job.remove()
 
     def check_drift(self, stack_name: str, source: TriggerSource = TriggerSource.DRIFT_TIMER) -> Run | None:
         return queue_drift_check(self.store, self.queue, stack_name, source=source, actor="drift timer")

@@ -34,13 +34,33 @@ class Transitions:
     status in which it can no longer be applied (it holds secrets in clear).
     """
 
-    def __init__(self, store: Store, notifier: Notifier, runs_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        runs_dir: Path | None = None,
+        *,
+        instance_id: str | None = None,
+    ) -> None:
+        """`instance_id`: this daemon among those sharing the store (tfops.ha), recorded on the runs
+        it starts; None for a process that is no instance (a one-shot command)."""
         self.store = store
         self.notifier = notifier
         self.runs_dir = runs_dir
+        self.instance_id = instance_id
 
     def mark_planning(self, run: Run, *, log_path: Path) -> Run:
-        return self._move(run, RunStatus.PLANNING, _QUEUED, "planning", Why.STARTED, log_path=str(log_path))
+        """Raises InvalidTransition when taken meanwhile, and its `StackBusy` when another run of the
+        stack is planning or applying (the store's unique index refuses a second one)."""
+        return self._move(
+            run,
+            RunStatus.PLANNING,
+            _QUEUED,
+            "planning",
+            Why.STARTED,
+            log_path=str(log_path),
+            instance_id=self.instance_id,
+        )
 
     def mark_no_changes(
         self, run: Run, summary: PlanSummary, reason: str, *, why: Why = Why.NO_CHANGES

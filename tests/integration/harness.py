@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -263,3 +264,22 @@ def start_daemon(config: Path, *, env: Mapping[str, str], log: Path) -> subproce
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+class Daemons:
+    """`tfops serve` processes started by a test (`start_daemon`); `kill_all()` at its end kills
+    whatever still runs, so a failing test leaves no daemon behind."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def __call__(self, config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen:
+        daemon = start_daemon(config, env=env, log=log)
+        self.started.append(daemon)
+        return daemon
+
+    def kill_all(self) -> None:
+        for daemon in self.started:
+            if daemon.poll() is None:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from harness import (
+    Daemons,
     Remote,
     demo_stack,
     one_stack_repo,
     processes_in_group,
     signal_counting_terraform,
-    start_daemon,
     tfops_cli,
     wait_for,
 )
@@ -90,18 +90,9 @@ def _kill_groups(pgids) -> None:
 @pytest.fixture
 def daemons():
     """Start `tfops serve` processes; whatever is still running at the end is killed."""
-    started: list[subprocess.Popen] = []
-
-    def start(config: Path, env: dict, log: Path) -> subprocess.Popen:
-        daemon = start_daemon(config, env=env, log=log)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+    started = Daemons()
+    yield started
+    started.kill_all()
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------

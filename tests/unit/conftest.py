@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgserver import PostgresUnavailable, start_server
+from pgserver import start_or_skip
 from sqlalchemy import create_engine, text
 
 from tfops.store import Store
@@ -25,12 +25,7 @@ def postgres_url() -> Iterator[str]:
     if url:
         yield url
         return
-    try:
-        server = start_server()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL store tests: {exc}")
-        pytest.skip(f"no PostgreSQL for the store tests: {exc}")
+    server = start_or_skip()
     try:
         yield server.url
     finally:
@@ -57,3 +52,13 @@ def store_url(request, tmp_path: Path) -> str:
 def postgres_store_url(postgres_url: str) -> str:
     """An empty PostgreSQL database, for a scenario that is about PostgreSQL alone."""
     return empty_postgres_url(postgres_url)
+
+
+@pytest.fixture
+def store(store_url: str):
+    """A migrated store with two stacks, `network` and `dns` (a test module may define its own)."""
+    store = Store(store_url)
+    store.upgrade()
+    store.sync_stacks([("network", "stacks/network"), ("dns", "stacks/dns")])
+    yield store
+    store.close()

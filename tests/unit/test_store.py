@@ -26,15 +26,6 @@ SHA_A = "a" * 40
 SHA_B = "b" * 40
 
 
-@pytest.fixture
-def store(store_url: str):
-    store = Store(store_url)
-    store.upgrade()
-    store.sync_stacks([("network", "stacks/network"), ("dns", "stacks/dns")])
-    yield store
-    store.close()
-
-
 def schema_diff(store: Store, target: MetaData) -> list:
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -206,10 +197,11 @@ def test_two_threads_racing_for_a_queued_run_exactly_one_wins(store_url):
     # Two Store objects: two engines and pools, as two processes would have.
     stores = [Store(store_url), Store(store_url)]
     stores[0].upgrade()
-    stores[0].sync_stacks([("network", "stacks/network")])
     contenders = 4
     rounds = 10
-    run_ids = [stores[0].create_run("network", RunKind.DEPLOY, POLL, SHA_A).id for _ in range(rounds)]
+    # A stack per round: the winners stay `planning`, and a stack has one working run at a time.
+    stores[0].sync_stacks([(f"network{i}", f"stacks/network{i}") for i in range(rounds)])
+    run_ids = [stores[0].create_run(f"network{i}", RunKind.DEPLOY, POLL, SHA_A).id for i in range(rounds)]
     outcomes: list[tuple[int, str]] = []
     lock = threading.Lock()
 
@@ -313,10 +305,10 @@ def test_list_runs_is_newest_first_with_stack_filter_and_limit(store):
 def test_open_runs_and_runs_with_status_find_unfinished_work(store):
     queued = store.create_run("network", RunKind.DEPLOY, POLL, SHA_A)
     planning = store.create_run("network", RunKind.DRIFT, POLL, SHA_A)
-    store.transition(planning.id, RunStatus.PLANNING)
     done = store.create_run("network", RunKind.DRIFT, POLL, SHA_A)
-    store.transition(done.id, RunStatus.PLANNING)
+    store.transition(done.id, RunStatus.PLANNING)  # one working run per stack: this one ends first
     store.transition(done.id, RunStatus.FAILED, error="provider error")
+    store.transition(planning.id, RunStatus.PLANNING)
     store.create_run("dns", RunKind.DEPLOY, POLL, SHA_A)
 
     assert [r.id for r in store.open_runs("network")] == [queued.id, planning.id]

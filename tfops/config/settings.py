@@ -23,6 +23,7 @@ from pydantic import (
 from tfops.config.api import ApiSettings
 from tfops.config.aws import AwsSettings, inherit_attribution
 from tfops.config.fields import ConfigPath, RegexPattern, lowercase
+from tfops.config.ha import HaSettings
 from tfops.config.http import HttpSettings
 from tfops.config.repo import RepoSettings
 from tfops.config.slack import SlackSettings
@@ -75,6 +76,7 @@ class Settings(BaseModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)  # before `defaults`: its validator reads it
     redact_patterns: tuple[RegexPattern, ...] = Field(default=(), repr=False)  # may hold literal secrets
     defaults: StackDefaults = Field(default_factory=StackDefaults)

@@ -38,6 +38,7 @@ def describe(settings: Settings) -> str:
         f"logging           {settings.log_level}, {settings.log_format}",
         f"store             {mask_url_password(settings.store_url)}",
         f"redaction         {len(settings.redact_patterns)} configured pattern(s)",
+        f"ha                {_describe_ha(settings)}",
         "repo",
         f"  url             {repo.url or 'not set (tfops serve needs it)'}",
         f"  branch          {repo.branch}",
@@ -66,6 +67,14 @@ def describe(settings: Settings) -> str:
         secrets = {**settings.defaults.secrets, **entry.secrets}
         lines.extend(_describe_stack_aws(settings, aws, secrets, entry.backend_config, indent="    "))
     return "\n".join(lines)
+
+
+def _describe_ha(settings: Settings) -> str:
+    """ "instance vm1-1a2b3c4d, failover 15s, several daemons share this PostgreSQL store" """
+    many = not settings.store_url.startswith("sqlite")
+    mode = "several daemons share this PostgreSQL store" if many else "one daemon per SQLite file"
+    instance = settings.ha.instance_for(settings.data_dir)
+    return f"instance {instance}, failover {format_duration(settings.ha.failover)}, {mode}"
 
 
 def _describe_aws(aws: AwsSettings) -> str:

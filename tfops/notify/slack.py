@@ -134,7 +134,10 @@ class OutboxSender:
         renderer: RunRenderer | None = None,
         timing: DeliveryTiming | None = None,
         on_failed: Callable[[str], None] = lambda why: None,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`may_send`: whether this daemon delivers now (only the leader does, tfops.ha)."""
+        self.may_send = may_send
         self.store = store
         self.client = client
         self.clock = clock
@@ -188,7 +191,7 @@ class OutboxSender:
 
     def deliver_one(self) -> bool:
         """Claim and deliver the oldest due item; False when nothing was due (or Slack is on hold)."""
-        if time.monotonic() < self._hold_until:
+        if time.monotonic() < self._hold_until or not self.may_send():
             return False
         item = self.store.claim_next(now=self.clock())
         if item is None:

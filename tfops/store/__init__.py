@@ -8,8 +8,9 @@ from tfops.store.store import (
     InvalidTransition,
     RunEvent,
     RunNotFound,
+    StackBusy,
     StackNotFound,
     Store,
 )
 
-__all__ = ["InvalidTransition", "RunEvent", "RunNotFound", "StackNotFound", "Store"]
+__all__ = ["InvalidTransition", "RunEvent", "RunNotFound", "StackBusy", "StackNotFound", "Store"]

@@ -9,7 +9,9 @@ on PostgreSQL the same checks lock the rows they read (``SELECT ... FOR UPDATE``
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql import Executable
 
 from tfops.store.revision import MIGRATIONS_DIR, check_current, head_revisions, recorded_revisions
@@ -27,10 +29,18 @@ from tfops.store.revision import MIGRATIONS_DIR, check_current, head_revisions, 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+log = logging.getLogger(__name__)
+
 __all__ = ["MIGRATIONS_DIR", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "utc_now"]
+
+# How long the daemon's store calls wait for a PostgreSQL server that does not answer (a restart).
+OUTAGE_WAIT = 120.0
 
 # How long a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# PostgreSQL advisory lock held while migrating: "tfops-mg" as a 64-bit integer.
+_MIGRATION_LOCK_KEY = int.from_bytes(b"tfops-mg", "big")
 
 # Execution option that marks a connection as about to write (see _on_sqlite_begin).
 _WRITE_OPTION = "tfops_write"
@@ -45,12 +55,17 @@ def utc_now() -> datetime:
 class StoreBase:
     """The engine and the sessions every table's methods share; see :class:`tfops.store.Store`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, outage_wait: float = 0.0) -> None:
+        """`outage_wait`: how long a call waits for a database server that does not answer (a
+        PostgreSQL restart) before it raises: the daemon waits (OUTAGE_WAIT), a reading command
+        answers at once; SQLite has no server to wait for."""
         parsed = make_url(url)
+        self._outage_wait = 0.0
         if parsed.get_backend_name() == "sqlite":
             self._engine = _sqlite_engine(parsed)
         else:
             self._engine = create_engine(parsed, pool_pre_ping=True)
+            self._outage_wait = outage_wait
         # Serializes upgrade() inside this process; the database lock covers other processes.
         self._upgrade_lock = threading.Lock()
 
@@ -73,6 +88,12 @@ class StoreBase:
         # ConfigParser interpolates '%': escape it so any directory name works.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         with self._upgrade_lock, self._writing() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several daemons may start together on one database (tfops.ha): one migrates, the
+                # others wait here and then find nothing left to do. SQLite's write lock does this.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+                if recorded_revisions(connection) == head_revisions():
+                    return
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
@@ -84,6 +105,11 @@ class StoreBase:
             current = check_current(recorded_revisions(connection))
         if not current:
             self.upgrade()
+
+    def _connect(self) -> Connection:
+        if not self._outage_wait:
+            return self._engine.connect()
+        return _connect_through_outages(self._engine, self._outage_wait)
 
     def ping(self) -> bool:
         """True when the database answers a trivial query (readiness check)."""
@@ -103,15 +129,40 @@ class StoreBase:
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             yield connection
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             connection.execution_options(**{_WRITE_OPTION: True})
             with connection.begin():
                 yield connection
+
+
+def _connect_through_outages(engine: Engine, wait: float) -> Connection:
+    """A connection, retried with backoff for up to `wait` seconds while the server does not answer.
+
+    Only connecting is retried: nothing was sent yet, so nothing can happen twice. A restart of
+    PostgreSQL then costs the callers (a run recording its result, a heartbeat) a wait, not an
+    error. `pool_pre_ping` makes a pooled connection that died with the old server fail here too.
+    """
+    deadline = time.monotonic() + wait
+    delay = 0.2
+    while True:
+        try:
+            return engine.connect()
+        except OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database does not answer; trying again in %.1fs: %s", delay, _first_line(exc))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- SQLite --------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from tfops.errors import IllegalTransition, TerminalError
-from tfops.models import ALLOWED_TRANSITIONS, Run, RunKind, RunReason, RunStatus, Trigger
+from tfops.models import ALLOWED_TRANSITIONS, WORKING_STATUSES, Run, RunKind, RunReason, RunStatus, Trigger
 from tfops.store import schema
 from tfops.store.engine import StoreBase, existing, from_row, new_id, utc_now
 from tfops.store.stacks import StackNotFound, stack_exists
@@ -27,6 +28,7 @@ from tfops.store.stacks import StackNotFound, stack_exists
 SETTABLE_RUN_FIELDS = frozenset(
     {
         "commit_sha",
+        "instance_id",
         "plan_sha256",
         "summary",
         "log_path",
@@ -54,6 +56,13 @@ class InvalidTransition(TerminalError):
     """A run cannot move to the requested status from the one it is in."""
 
     hint = "the run was finished or moved on by someone else; look at `tfops show RUN_ID`"
+
+
+class StackBusy(InvalidTransition):
+    """Another run of the stack is planning or applying: the database refuses a second one, whichever
+    process (or instance) asks. The run stays where it was, to be taken again later."""
+
+    hint = "the stack's current run ends first"
 
 
 class RunNotFound(TerminalError):
@@ -166,11 +175,18 @@ class RunsMixin(StoreBase):
                 "status": to.value,
                 "reason": None if reason is None else RunReason(reason).value,
             }
-            result = connection.execute(
-                update(schema.runs)
-                .where(schema.runs.c.id == run_id, schema.runs.c.status == current.value)
-                .values(**values)
-            )
+            try:
+                result = connection.execute(
+                    update(schema.runs)
+                    .where(schema.runs.c.id == run_id, schema.runs.c.status == current.value)
+                    .values(**values)
+                )
+            except IntegrityError as exc:
+                if to in WORKING_STATUSES:  # uq_runs_stack_working: one working run per stack
+                    raise StackBusy(
+                        f"run {run_id}: another run of its stack is planning or applying"
+                    ) from exc
+                raise
             if result.rowcount != 1:
                 # Only reachable on a database without row locks: someone else moved it first.
                 raise InvalidTransition(f"run {run_id} changed status concurrently; not moved to {to}")
@@ -305,6 +321,11 @@ def _reason(value: str | None) -> RunReason | None:
         return RunReason(value) if value is not None else None
     except ValueError:
         return None
+
+
+def run_from_row(row: Row) -> Run:
+    """A run from its row (the other store modules read runs too)."""
+    return _run_from_row(row)
 
 
 def _run_from_row(row: Row) -> Run:

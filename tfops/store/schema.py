@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import SchemaItem
@@ -50,6 +51,9 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 SHA_LENGTH = 64
 NAME_LENGTH = 200
 STATUS_LENGTH = 32
+INSTANCE_ID_LENGTH = 100
+# The statuses of a run that works on its stack (models.WORKING_STATUSES), as SQL for the index.
+WORKING_SQL = "status IN ('planning', 'applying')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -137,8 +141,18 @@ runs = _table_keyed_by_id(
     Column("pgid_leader", String(NAME_LENGTH), nullable=True),
     # Why the run is in its status (models.RunReason); NULL for runs moved before 0004.
     Column("reason", String(STATUS_LENGTH), nullable=True),
+    # The `tfops serve` instance working on the run (0007); NULL before it is taken.
+    Column("instance_id", String(INSTANCE_ID_LENGTH), nullable=True),
     Index(None, "stack", "id"),
     Index(None, "status"),
+    # One planning or applying run per stack, refused by the database whichever process asks (0007).
+    Index(
+        "uq_runs_stack_working",
+        "stack",
+        unique=True,
+        sqlite_where=text(WORKING_SQL),
+        postgresql_where=text(WORKING_SQL),
+    ),
 )
 
 run_events = _table_keyed_by_id(
@@ -239,4 +253,17 @@ drift_incidents = _table_keyed_by_id(
     Column("resolved_commit", String(SHA_LENGTH), nullable=True),
     # A stack's open incident: its newest row, while resolved_at is NULL.
     Index(None, "stack", "id"),
+)
+
+# -- Instances of `tfops serve` on this store (migration 0007) -------------------------------------
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(INSTANCE_ID_LENGTH), primary_key=True),
+    Column("host", String(NAME_LENGTH), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("role", String(STATUS_LENGTH), nullable=False),  # models.InstanceRole
 )

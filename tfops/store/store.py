@@ -15,7 +15,8 @@ their events, and the guarantee that a run ends in exactly one terminal status),
 ``outbox.py`` (Slack delivery and its ordering guarantees), ``decisions.py``
 (approvals and the audit log), ``overview.py`` (every stack with its newest run, for listings),
 ``timers.py`` (set-based reads for the drift timers), ``deploys.py`` (every stack's deploy
-facts in one read, for the poller) and ``incidents.py`` (drift incidents). A new table gets its
+facts in one read, for the poller), ``incidents.py`` (drift incidents) and ``instances.py``
+(the daemons sharing the store). A new table gets its
 own module and mixin, listed here.
 """
 
@@ -25,6 +26,7 @@ from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
 from tfops.store.deploys import DeployFacts, DeploysMixin
 from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
 from tfops.store.incidents import IncidentsMixin
+from tfops.store.instances import InstancesMixin
 from tfops.store.outbox import (
     DEFAULT_CLAIM_LEASE,
     MAX_OUTBOX_ERROR_CHARS,
@@ -35,7 +37,14 @@ from tfops.store.outbox import (
     SlackMessage,
 )
 from tfops.store.overview import OverviewMixin
-from tfops.store.runs import SETTABLE_RUN_FIELDS, InvalidTransition, RunEvent, RunNotFound, RunsMixin
+from tfops.store.runs import (
+    SETTABLE_RUN_FIELDS,
+    InvalidTransition,
+    RunEvent,
+    RunNotFound,
+    RunsMixin,
+    StackBusy,
+)
 from tfops.store.stacks import StackNotFound, StacksMixin
 from tfops.store.timers import TimersMixin
 
@@ -55,6 +64,7 @@ __all__ = [
     "RunEvent",
     "RunNotFound",
     "SlackMessage",
+    "StackBusy",
     "StackNotFound",
     "Store",
     "utc_now",
@@ -70,6 +80,7 @@ class Store(
     TimersMixin,
     DeploysMixin,
     IncidentsMixin,
+    InstancesMixin,
 ):
     """SQLAlchemy-backed store; SQLite by default, PostgreSQL-ready schema.
 

@@ -143,6 +143,9 @@ class RunnerSettings:
     stop_grace: float = 60.0
     passthrough: Sequence[str] = ()
     inherit: Mapping[str, str] = field(default_factory=dict)
+    # Several daemons share the store (tfops.ha): runs move between instances, each with its own
+    # data_dir, so a stack without a remote backend is refused rather than given local state.
+    remote_state_only: bool = False
 
 
 # Told a run's Terraform process group when it starts, and None when it ended, so that a
@@ -345,6 +348,12 @@ class TerraformRunner:
                 f'stack {ws.stack.name} declares backend "local"',
                 hint="remove the backend block (tfops keeps local state under its data dir) "
                 "or use a remote backend",
+            )
+        if self.settings.remote_state_only:
+            raise TerraformError(
+                f"stack {ws.stack.name} keeps its state locally (no backend block), and several tfops "
+                "daemons share this store: each instance would have a state of its own",
+                hint="give the stack a remote backend with locking (s3, pg, azurerm, gcs...); see docs/ha.md",
             )
         state = ws.state_dir / "terraform.tfstate"
         workspaces = ws.state_dir / "terraform.tfstate.d"

@@ -15,6 +15,10 @@
                  configured folder gone, a name clash); when some are, the answer is still 200 with
                  `"status": "degraded"` and a `warnings` line naming each refused stack and why
 
+  With several daemons on one store (tfops.ha), the answer also carries this daemon's `role` and
+  the `instances` (id, host, role, last heartbeat, runs in flight), and a follower passes the fetch
+  check without fetching: the leader polls.
+
   The decision is `readiness(facts)`, a pure function; the route only gathers the facts (through
   the daemon's callable) and turns the result into JSON. A reason says that the last fetch failed,
   never git's error: that names the remote URL and local paths, and these routes are open to anyone
@@ -37,6 +41,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from tfops.config import format_duration
+from tfops.models import Instance
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,8 @@ class ReadinessFacts:
     started_at: datetime
     now: datetime
     refused_stacks: tuple[str, ...] = ()  # one line per stack refused at the head, naming it and why
+    leader: bool = True  # this daemon leads (tfops.ha); a follower does not fetch: the leader polls
+    instances: tuple[Instance, ...] = ()  # the daemons sharing the store, leader first
 
     def __post_init__(self) -> None:
         for name in ("last_fetch_ok_at", "started_at", "now"):
@@ -98,7 +105,10 @@ def readiness(facts: ReadinessFacts) -> Readiness:
 
 
 def fetch_problem(facts: ReadinessFacts) -> str | None:
-    """Why the fetch check fails, or None when a fetch succeeded recently enough (or in the grace)."""
+    """Why the fetch check fails, or None when a fetch succeeded recently enough (or in the grace),
+    or when this daemon follows (the leader fetches)."""
+    if not facts.leader:
+        return None
     window = FETCH_INTERVALS * facts.poll_interval
     allowed = f"{FETCH_INTERVALS} poll intervals, {format_duration(window)}"
     last_ok = facts.last_fetch_ok_at
@@ -135,28 +145,54 @@ def health_router(facts: Callable[[], ReadinessFacts]) -> APIRouter:
     )
     def readyz() -> JSONResponse:
         try:
-            result = readiness(facts())
+            gathered = facts()
+            result = readiness(gathered)
         except Exception:  # noqa: BLE001 - a probe must get an answer, whatever broke
             failures.failed()
             return _not_ready({}, (FAILED_CHECK_REASON,))
         failures.recovered()
         if not result.ready:
-            return _not_ready(result.checks, result.reasons, result.warnings)
+            return _not_ready(result.checks, result.reasons, result.warnings, gathered)
         body: dict[str, object] = {"status": result.status, "checks": dict(result.checks)}
         if result.warnings:
             body["warnings"] = list(result.warnings)
-        return JSONResponse(body, headers=_NO_STORE)
+        return JSONResponse({**body, **_instances(gathered)}, headers=_NO_STORE)
 
     return router
 
 
 def _not_ready(
-    checks: Mapping[str, bool], reasons: tuple[str, ...], warnings: tuple[str, ...] = ()
+    checks: Mapping[str, bool],
+    reasons: tuple[str, ...],
+    warnings: tuple[str, ...] = (),
+    facts: ReadinessFacts | None = None,
 ) -> JSONResponse:
     body: dict[str, object] = {"status": "not ready", "checks": dict(checks), "reasons": list(reasons)}
     if warnings:
         body["warnings"] = list(warnings)
+    if facts is not None:
+        body.update(_instances(facts))
     return JSONResponse(body, status_code=503, headers=_NO_STORE)
+
+
+def _instances(facts: ReadinessFacts) -> dict[str, object]:
+    """This daemon's role and the instances sharing its store (id, host, role, last heartbeat,
+    runs in flight); nothing when no instance is registered (a store without `tfops serve`)."""
+    if not facts.instances:
+        return {}
+    return {
+        "role": "leader" if facts.leader else "follower",
+        "instances": [
+            {
+                "id": instance.id,
+                "host": instance.host,
+                "role": instance.role.value,
+                "heartbeat_at": instance.heartbeat_at.isoformat(),
+                "runs_in_flight": instance.runs_in_flight,
+            }
+            for instance in facts.instances
+        ],
+    }
 
 
 class _FailureLog:
