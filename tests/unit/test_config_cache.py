@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tfops.models import DriftState, RunKind, Trigger, TriggerSource
+from tfops.readview import VIEW_FORMAT
 from tfops.store import Store
 
 POLL = Trigger(source=TriggerSource.POLL, actor="poll")
@@ -239,7 +240,7 @@ def test_a_corrupt_or_foreign_cache_file_falls_back_to_validation_and_is_rewritt
 
     assert validated and output == expected
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
-    assert json.loads(entry.read_text())["view"]["format"] == 1
+    assert json.loads(entry.read_text())["view"]["format"] == VIEW_FORMAT
     assert not tfops.validated("status", "--json")[0], "rewritten whole: a hit again"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tfops.config import Settings, load_settings, mask_url_password
-from tfops.readview import ReaderView, kept_form, mask_password, recorded_rules, view_of
+from tfops.readview import VIEW_FORMAT, ReaderView, kept_form, mask_password, recorded_rules, view_of
 from tfops.stacks import discover
 
 CONFIG = """\
@@ -91,7 +91,13 @@ def test_a_store_password_is_kept_only_with_where_to_read_it(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "damage",
-    [{"format": 2}, {"stacks": [{"path": 1}]}, {"store_url": None}, {"store_url_from": "ssm:/x"}],
+    [
+        {"format": VIEW_FORMAT + 1},
+        {"ha_failover": "soon"},
+        {"stacks": [{"path": 1}]},
+        {"store_url": None},
+        {"store_url_from": "ssm:/x"},
+    ],
 )
 def test_a_view_in_another_shape_is_refused(tmp_path: Path, damage: dict) -> None:
     kept = kept_form(view_of(settings(tmp_path, CONFIG)))
