@@ -18,12 +18,11 @@ from typing import Any, get_args
 import click
 
 from tfops import __version__
+from tfops.cli_context import Context
 from tfops.cli_status import drift_records, instance_lines, status_rows, with_refused
 from tfops.errors import TfopsError
 from tfops.logs import LogFormat, LogLevel
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus
-from tfops.readcache import cache_key, recall, remember
-from tfops.readview import ReaderView
 from tfops.views import run_detail_record, run_record
 from tfops.views import status_colour as status_colour  # re-exported: tests read the CLI's colours
 
@@ -31,81 +30,6 @@ EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 # Commands that only read the store: they start no child process (see `cli`).
 READING_COMMANDS = frozenset({"status", "runs", "show"})
-
-
-class Context:
-    """What the shared options chose, filled in as they are parsed (see `_shared_options`)."""
-
-    def __init__(
-        self, config: Path | None = None, log_level: str | None = None, log_format: str | None = None
-    ) -> None:
-        self.config_path = config
-        self.log_level = log_level
-        self.log_format = log_format
-        self._settings = None
-        self._view: ReaderView | None = None
-        self._store = None
-
-    @property
-    def settings(self):
-        """The configuration, validated in full; its reader view is kept for the reading commands."""
-        if self._settings is None:
-            from tfops.config import load_settings
-            from tfops.readview import view_of
-
-            key = cache_key(self.config_path, os.environ)
-            self._settings = load_settings(self.config_path)
-            view = view_of(self._settings)
-            # Kept only when the configuration validated is the one the key was made of: a file
-            # edited during validation is left for the next command to validate.
-            if key is not None and cache_key(self.config_path, os.environ) == key:
-                remember(key, view)
-            self._view = view
-        return self._settings
-
-    def view(self) -> ReaderView:
-        """What the reading commands need of the configuration: from the validated-configuration
-        cache when it holds this configuration (no validation, no pydantic models), else from a full
-        validation, whose errors stop the command as they stop every other (tfops.readcache)."""
-        if self._view is None:
-            key = cache_key(self.config_path, os.environ)
-            self._view = recall(key, os.environ) if key is not None else None
-        if self._view is None:
-            from tfops.readview import view_of
-
-            self._view = view_of(self.settings)
-        return self._view
-
-    def setup_logging(self) -> None:
-        from tfops.logs import setup_logging
-
-        settings = self.settings
-        setup_logging(self.log_level or settings.log_level, self.log_format or settings.log_format)
-
-    def app(self):
-        from tfops.app import App
-
-        self.setup_logging()
-        return App(self.settings)
-
-    def store(self):
-        """The store, opened and migrated once per command (status reads it in several places)."""
-        if self._store is None:
-            from tfops.store import Store
-
-            self._store = Store(self.settings.store_url)
-            self._store.upgrade()
-        return self._store
-
-    def reader(self):
-        """The store for a command that only reads it: never migrated behind the daemon's back (a
-        store at another schema revision is an error saying what to do; see docs/decisions.md)."""
-        if self._store is None:
-            from tfops.store import Store
-
-            self._store = Store(self.view().store_url)
-            self._store.open_for_reading()
-        return self._store
 
 
 pass_ctx = click.make_pass_decorator(Context)
