@@ -127,6 +127,7 @@ def test_reading_commands_import_none_of_the_daemons_machinery(config: Path, arg
     modules = imported(result.stderr)
     assert "sqlalchemy" in modules and "click" in modules, "the listing is read"
     assert sorted(modules.intersection(HEAVY)) == []
+    assert "sqlalchemy.dialects.postgresql" not in modules, "a SQLite store needs no PostgreSQL dialect"
     if "--json" in args:
         assert "rich" not in modules, "JSON needs no console"
 

@@ -64,6 +64,9 @@ class StoreBase:
         if parsed.get_backend_name() == "sqlite":
             self._engine = _sqlite_engine(parsed)
         else:
+            from tfops.store.schema import with_postgresql_options
+
+            with_postgresql_options()
             self._engine = create_engine(parsed, pool_pre_ping=True)
             self._outage_wait = outage_wait
         # Serializes upgrade() inside this process; the database lock covers other processes.
