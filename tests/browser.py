@@ -35,6 +35,9 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 VIEWPORT = {"width": 1280, "height": 800}
+# How long Playwright's assertions wait for a page to get there: generous, because the tests must
+# pass while other CPU-heavy work shares the machine (they wait for a condition, never a time).
+EXPECT_TIMEOUT_MS = 30_000
 
 
 def unavailable() -> str | None:
@@ -61,8 +64,9 @@ def require_browser() -> None:
 @contextmanager
 def chromium() -> Iterator[Browser]:
     """One headless Chromium for as long as the block lasts."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:

@@ -61,9 +61,13 @@ class ServedDaemon:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def process_env(self) -> dict[str, str]:
+        """The environment of the daemon and of `tfops` commands run beside it (same config)."""
+        return {**self.env, WRITE_TOKEN_ENV: WRITE_TOKEN}
+
     def start(self, *, timeout: float = 60) -> ServedDaemon:
-        env = {**self.env, WRITE_TOKEN_ENV: WRITE_TOKEN}
-        self.process = start_daemon(self.config, env=env, log=self.log)
+        self.process = start_daemon(self.config, env=self.process_env, log=self.log)
         wait_for(self._alive, timeout=timeout, what=f"the daemon's HTTP server (log: {self.log})")
         return self
 
