@@ -139,11 +139,9 @@ def overview_page(
 ) -> HTMLResponse:
     now = ui.clock()
     mark = ui_queries.change_mark(ui.store)  # read first: a change while rendering shows next time
-    found = ui.store.stack_overview()  # two queries, any number of stacks
+    found = ui_queries.stack_overview(ui.store)  # two queries, any number of stacks
     incidents = {incident.stack: incident for incident in ui.store.open_incidents()}
-    rows = views.stack_rows(
-        [(item.state, item.last_run) for item in found], ui.stacks(), incidents, ui.next_check
-    )
+    rows = views.stack_rows(found, ui.stacks(), incidents, ui.next_check)
     shown = views.overview(rows, state=state, query=q, page=page)
     shown_rows = views.with_commits(shown.rows, ui.commits.commit, ui.commits.behind)
     chart = trouble_chart(ui_queries.trouble_by_day(ui.store, days=CHART_DAYS, now=now))

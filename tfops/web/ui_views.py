@@ -17,6 +17,7 @@ from tfops.incidents import Incident
 from tfops.models import FAILURE_STATUSES, Run, RunStatus, Stack, StackState
 from tfops.store.decisions import Decision
 from tfops.store.runs import RunEvent
+from tfops.store.ui_queries import LastRun
 from tfops.terraform.summary import summary_from_dict
 from tfops.views import Scrub, unchanged
 from tfops.web.ui_commits import CommitView
@@ -79,7 +80,7 @@ class Overview:
 
 
 def stack_rows(
-    states: Sequence[tuple[StackState, Run | None]],
+    states: Sequence[tuple[StackState, Run | LastRun | None]],
     configured: Mapping[str, Stack],
     incidents: Mapping[str, Incident],
     next_check: Callable[[str], datetime | None],
@@ -127,7 +128,7 @@ def with_commits(
     ]
 
 
-def last_run_view(run: Run | None) -> LastRunView | None:
+def last_run_view(run: Run | LastRun | None) -> LastRunView | None:
     if run is None:
         return None
     return LastRunView(
