@@ -55,15 +55,13 @@ def _serve_the_demo(root: Path):
     home.mkdir()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
     daemon = ServedDaemon(layout.config, env, port, layout.log).start()
-    wait_for(lambda: _latest(daemon) == dict.fromkeys(STACKS, "applied"), timeout=300, what="the deploys")
+    wait_for(lambda: _deployed(daemon) == set(STACKS), timeout=300, what="the first deploys")
     return daemon, layout
 
 
-def _latest(daemon: ServedDaemon) -> dict[str, str]:
-    latest: dict[str, str] = {}
-    for run in reversed(daemon.runs()):
-        latest[run["stack"]] = run["status"]
-    return latest
+def _deployed(daemon: ServedDaemon) -> set[str]:
+    """Stacks with an applied deploy (the demo's drift checks start right after)."""
+    return {run["stack"] for run in daemon.runs() if run["kind"] == "deploy" and run["status"] == "applied"}
 
 
 def _story(daemon: ServedDaemon, layout) -> int:
@@ -100,7 +98,15 @@ def _pictures(daemon: ServedDaemon, run_id: int, out: Path) -> None:
         page.screenshot(path=out / "overview.png")
         page.goto(f"{daemon.base}/runs/{run_id}")
         expect(page.locator('section[data-section="drift"]')).to_be_visible()
-        page.screenshot(path=out / "run.png", full_page=True)
+        # Down to the log's link: the log is Terraform's output, and it names this
+        # machine's folders, which a picture in the repository need not show.
+        log = page.locator('section[data-section="log"] pre').first.bounding_box()
+        height = int(log["y"] - 4) if log else VIEWPORT["height"]
+        page.screenshot(path=out / "run.png", full_page=True, clip=_top(height))
+
+
+def _top(height: int) -> dict[str, float]:
+    return {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height}
 
 
 if __name__ == "__main__":
