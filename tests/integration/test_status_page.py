@@ -136,6 +136,38 @@ def test_a_drift_shows_on_the_overview_without_a_reload_and_its_run_shows_before
     expect(drift).to_contain_text(re.compile(r"v1\W*→\W*edited by hand"))
 
 
+def test_the_overview_filters_by_state_and_by_search(page, estate):
+    daemon, _ = estate
+    stacks = daemon.api("/api/stacks")
+    drifted = {stack["name"] for stack in stacks if stack["drift"] == "drifted"}
+    waiting = {s["name"] for s in stacks if (s["last_run"] or {}).get("status") == "awaiting_approval"}
+    log_in(page, daemon.base, READ_TOKEN)
+
+    for state, expected in (("drifted", drifted), ("awaiting_approval", waiting)):
+        page.goto(f"{daemon.base}/?state={state}")
+        expect(page.locator("tr[data-stack]")).to_have_count(len(expected))
+        shown = page.locator("tr[data-stack]").evaluate_all("rows => rows.map(r => r.dataset.stack)")
+        assert set(shown) == expected, state
+    page.goto(f"{daemon.base}/?q=db")
+    expect(page.locator("tr[data-stack]")).to_have_count(1)
+    expect(page.locator('tr[data-stack="db"]')).to_be_visible()
+
+
+def test_the_pages_work_with_javascript_off(browser, estate):
+    daemon, _ = estate
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        [run, *_] = daemon.runs("db")
+        log_in(page, daemon.base, READ_TOKEN, next_path=f"/runs/{run['id']}")
+
+        expect(page.locator('section[data-section="timeline"]')).to_contain_text(run["status"])
+        page.goto(f"{daemon.base}/")
+        expect(page.locator("tr[data-stack]")).to_have_count(len(STACKS))
+    finally:
+        context.close()
+
+
 def _count(page: Page, state: str) -> int:
     text = page.locator(f'[data-count="{state}"]').first.inner_text()
     found = re.search(r"\d+", text)
@@ -182,6 +214,8 @@ def test_a_sensitive_value_appears_in_no_page(page, estate):
 
     assert "secret" in pages[f"/runs/{drift['id']}"], "the drifted sensitive attribute is named"
     assert pages[f"/runs/{drift['id']}/log"].strip(), "the log is shown"
+    log = httpx.get(f"{daemon.base}/runs/{drift['id']}/log", headers=bearer(READ_TOKEN), timeout=30)
+    assert log.headers["content-type"].startswith("text/plain")
     for secret in (CANARY, CONSOLE):
         leaks = [path for path, text in pages.items() if secret in text]
         assert not leaks, f"{secret} shown on {leaks}"
