@@ -38,6 +38,7 @@ from tfops.web.ui_auth import COOKIE, UiAccess
 from tfops.web.ui_commits import CommitLookup
 
 DATA_CANARY = "datadir-canary-71c3"  # the data directory's name: a host path no page may show
+PROGRAM_CANARY = "bin-canary-0e4d"  # the folder Terraform is installed in, quoted by the log
 EVIL = "<script>alert(1)</script>"
 EVIL_STACK = "x<script>alert(2)"  # a name cannot hold "/", so no closing tag
 KEY = b"k" * 32
@@ -84,6 +85,8 @@ def serve(router_context: UiContext) -> WebServer:
 
 def fill_more(store: Store, data_dir: Path) -> dict[str, int]:
     runs = {name: run.id for name, run in fill_store(store, data_dir / "runs").items()}
+    with open(data_dir / "runs" / str(runs["awaiting"]) / "plan.log", "a") as log:
+        log.write(f"$ /opt/{PROGRAM_CANARY}/terraform plan -out={data_dir}/plan.tfplan\n")
     store.sync_stacks([(EVIL_STACK, "stacks/evil")])
     store.set_head(EVIL_STACK, SHA_NEW)
     store.mark_stack_applied(EVIL_STACK, SHA_OLD)
@@ -204,6 +207,7 @@ def test_the_log_route_answers_the_whole_log_as_plain_text(page: Page) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert response.text.startswith("terraform output mentioning")
+    assert "$ terraform plan -out=<data_dir>/plan.tfplan" in response.text
     assert page.get("/runs/999999/log").status_code == 404
 
 
@@ -225,6 +229,7 @@ def test_no_page_shows_a_sensitive_value_or_the_data_directory(page: Page) -> No
         assert response.status_code == 200, path
         assert SENSITIVE_CANARY not in response.text, path
         assert DATA_CANARY not in response.text, path
+        assert PROGRAM_CANARY not in response.text, path
     assert "&lt;data_dir&gt;" in page.get(f"/runs/{page.runs['evil']}").text  # scrubbed, then escaped
 
 

@@ -93,6 +93,14 @@ def test_drifted_attributes_show_before_and_after_and_long_values_are_cut() -> N
     assert len(cut) == views.VALUE_CHARS and cut.endswith("…")
 
 
+def test_the_log_names_the_program_without_its_folder() -> None:
+    log = "$ /opt/tf/bin/terraform plan -out=x\nError: /etc/hosts is unreadable\n$ terraform show"
+
+    assert views.hide_program_paths(log) == (
+        "$ terraform plan -out=x\nError: /etc/hosts is unreadable\n$ terraform show"
+    )
+
+
 def test_times_read_as_people_say_them() -> None:
     assert views.ago(NOW - timedelta(seconds=90), NOW) == "1m ago"
     assert views.ago(NOW + timedelta(hours=3), NOW) == "in 3h00m"

@@ -243,7 +243,7 @@ def _read_log(ui: UiContext, log_path: str | None, limit: int) -> str:
     text = data.decode("utf-8", "replace")
     if len(data) == limit and size > limit:
         text = text.partition("\n")[2]  # the first line was cut: start at a whole one
-    return ui.scrub(text)
+    return views.hide_program_paths(ui.scrub(text))
 
 
 # --------------------------------------------------------------------------- login, logout, assets

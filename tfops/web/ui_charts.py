@@ -79,10 +79,13 @@ def _grouped_bars(groups: Sequence[tuple[str, Sequence[Bar]]], title: str, *, un
         f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
         f'<line class="axis" x1="{_PAD_LEFT}" y1="{_PAD_TOP + plot_h}" x2="{WIDTH - 4}" '
         f'y2="{_PAD_TOP + plot_h}"/>',
-        f'<text class="tick" x="{_PAD_LEFT - 4}" y="{_PAD_TOP + 8}" text-anchor="end">'
-        f"{_number(scale_top)}{unit}</text>",
         f'<text class="tick" x="{_PAD_LEFT - 4}" y="{_PAD_TOP + plot_h}" text-anchor="end">0</text>',
     ]
+    if scale_top > 0:
+        parts.append(
+            f'<text class="tick" x="{_PAD_LEFT - 4}" y="{_PAD_TOP + 8}" text-anchor="end">'
+            f"{_number(scale_top)}{unit}</text>"
+        )
     if not groups:
         parts.append(
             f'<text class="tick" x="{WIDTH // 2}" y="{HEIGHT // 2}" text-anchor="middle">no data</text>'

@@ -8,6 +8,7 @@ Free texts a run recorded go through `scrub` (host paths), as the API does it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -270,6 +271,15 @@ def decision_lines(decisions: Iterable[Decision]) -> list[DecisionLine]:
 
 def log_tail(text: str, lines: int = 80) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+# tfops' own header line in a run log, `$ /path/to/terraform plan ...`: the program by its name.
+_COMMAND_LINE = re.compile(r"^\$ \S*/(?=[^/\s]+(\s|$))", re.MULTILINE)
+
+
+def hide_program_paths(text: str) -> str:
+    """A run log's command lines name the program without the folder it is installed in."""
+    return _COMMAND_LINE.sub("$ ", text)
 
 
 # --------------------------------------------------------------------------- time, as people say it
