@@ -91,19 +91,6 @@ def _first_deploys_ended(daemon: ServedDaemon) -> bool:
     return latest == {"app": "applied", "db": "applied", "gate": "awaiting_approval"}
 
 
-# --- the infrastructure: a daemon and a browser that can talk to it ---------------------------------
-
-
-def test_the_browser_reaches_the_served_daemon_on_loopback(page, estate):
-    daemon, _ = estate
-
-    answer = page.goto(f"{daemon.base}/healthz")
-
-    assert answer is not None and answer.status == 200
-    assert '"ok"' in page.content() or "ok" in page.inner_text("body")
-    assert {s["name"] for s in daemon.api("/api/stacks")} == set(STACKS)
-
-
 # --- the overview, live, and a click through to the drifted attribute --------------------------------
 
 
