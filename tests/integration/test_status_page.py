@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import sys
 from urllib.parse import urlsplit
 
 import httpx
@@ -182,7 +183,7 @@ def test_an_ask_run_approved_with_tfops_approve_shows_the_approver_on_its_run_pa
 # --- nothing secret ------------------------------------------------------------------------------------
 
 
-def test_a_sensitive_value_appears_in_no_page(page, estate):
+def test_a_sensitive_value_and_the_hosts_folders_appear_in_no_page(page, estate):
     daemon, cloud = estate
     edit_cloud_object(cloud, "db-credentials", secret=CONSOLE)
     drift = daemon.wait_for_run(daemon.queue_drift_check("db"))
@@ -206,6 +207,10 @@ def test_a_sensitive_value_appears_in_no_page(page, estate):
     for secret in (CANARY, CONSOLE):
         leaks = [path for path, text in pages.items() if secret in text]
         assert not leaks, f"{secret} shown on {leaks}"
+    # Host paths are scrubbed as in the API: the data dir, the cloud, the remote, the Terraform binary.
+    for folder in (str(daemon.config.parent), sys.prefix):
+        named = [path for path, text in pages.items() if folder in text]
+        assert not named, f"{folder} shown on {named}"
 
 
 def _get(daemon: ServedDaemon, path: str) -> str:
