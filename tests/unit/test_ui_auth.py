@@ -13,6 +13,7 @@ import pytest
 
 from tfops.config import Settings
 from tfops.config.checks import warnings
+from tfops.config.summary import describe
 from tfops.store import Store
 from tfops.web import HttpOptions, WebServer, create_app
 from tfops.web.api import ApiToken
@@ -183,11 +184,18 @@ def test_the_session_key_is_made_once_owner_only_and_then_reused(tmp_path) -> No
     assert load_session_key(path) == first
 
 
-def test_check_config_warns_when_an_exposed_page_has_no_login_or_trusts_a_header(tmp_path) -> None:
+def test_check_config_says_who_may_read_the_page_and_warns_when_exposed(tmp_path) -> None:
     def found(http: dict) -> list[str]:
         settings = Settings.model_validate({"data_dir": str(tmp_path), "http": http})
         return [line for line in warnings(settings) if "status page" in line or "proxy_user_header" in line]
 
+    def described(http: dict) -> str:
+        settings = Settings.model_validate({"data_dir": str(tmp_path), "http": http})
+        return next(line for line in describe(settings).splitlines() if "status page" in line)
+
+    assert "open to anyone on this machine" in described({"listen": "127.0.0.1:8080"})
+    assert "refused (403)" in described({"listen": "0.0.0.0:8080"})
+    assert "X-User" in described({"listen": "0.0.0.0:8080", "ui": {"proxy_user_header": "X-User"}})
     assert found({"listen": "127.0.0.1:8080"}) == []
     assert "answers 403" in found({"listen": "0.0.0.0:8080"})[0]
     assert "claim any user" in found({"listen": "0.0.0.0:8080", "ui": {"proxy_user_header": "X-User"}})[0]
