@@ -155,3 +155,30 @@ def test_without_tokens_a_loopback_daemon_serves_the_page_openly(daemon, port, t
     assert page.status_code == 200 and 'data-stack="app"' in page.text
     key = tmp_path / "data" / "ui-session.key"
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+
+
+def test_commits_behind_count_only_the_commits_that_touch_the_stacks_folder(tmp_path) -> None:
+    from tfops.gitsource import GitSource
+    from tfops.web.ui_commits import CommitLookup
+
+    remote = Remote(tmp_path)
+    applied = remote.commit_and_push(
+        "app v1", {"stacks/app/main.tf": "# v1\n", "stacks/db/main.tf": "# v1\n"}
+    )
+    remote.commit_and_push("app v2 <b>bold</b>", {"stacks/app/main.tf": "# v2\n"})
+    remote.commit_and_push("docs", {"README.md": "hello\n"})
+    head = remote.commit_and_push("app v3", {"stacks/app/main.tf": "# v3\n"})
+    source = GitSource(remote.url, "main", tmp_path / "data" / "repo")
+    source.ensure_clone()
+    lookup = CommitLookup(source)
+
+    try:
+        app, db = lookup.behind(applied, head, "stacks/app"), lookup.behind(applied, head, "stacks/db")
+        commit = lookup.commit(head)
+        gone = lookup.commit("f" * 40)
+    finally:
+        source.close()
+
+    assert (app, db) == (2, 0)
+    assert commit is not None and commit.subject == "app v3" and commit.sha == head
+    assert gone is None

@@ -13,12 +13,14 @@ import pytest
 
 from tfops.config import Settings
 from tfops.config.checks import warnings
+from tfops.config.summary import describe
 from tfops.store import Store
 from tfops.web import HttpOptions, WebServer, create_app
 from tfops.web.api import ApiToken
 from tfops.web.ui import UiContext, ui_router
-from tfops.web.ui_auth import COOKIE, KEY_BYTES, UiAccess, load_session_key, safe_next
+from tfops.web.ui_auth import COOKIE, KEY_BYTES, SessionKeyError, UiAccess, load_session_key, safe_next
 from tfops.web.ui_commits import CommitLookup
+from tfops.web.ui_setup import SESSION_KEY_FILE, ui_router_for
 
 READ = ApiToken(name="oncall", token="read-token-0123456789abcdef", scope="read")
 OTHER = ApiToken(name="ci", token="write-token-fedcba9876543210", scope="write")
@@ -182,11 +184,38 @@ def test_the_session_key_is_made_once_owner_only_and_then_reused(tmp_path) -> No
     assert load_session_key(path) == first
 
 
-def test_check_config_warns_when_an_exposed_page_has_no_login_or_trusts_a_header(tmp_path) -> None:
+def test_check_config_says_who_may_read_the_page_and_warns_when_exposed(tmp_path) -> None:
     def found(http: dict) -> list[str]:
         settings = Settings.model_validate({"data_dir": str(tmp_path), "http": http})
         return [line for line in warnings(settings) if "status page" in line or "proxy_user_header" in line]
 
+    def described(http: dict) -> str:
+        settings = Settings.model_validate({"data_dir": str(tmp_path), "http": http})
+        return next(line for line in describe(settings).splitlines() if "status page" in line)
+
+    assert "open to anyone on this machine" in described({"listen": "127.0.0.1:8080"})
+    assert "refused (403)" in described({"listen": "0.0.0.0:8080"})
+    assert "X-User" in described({"listen": "0.0.0.0:8080", "ui": {"proxy_user_header": "X-User"}})
     assert found({"listen": "127.0.0.1:8080"}) == []
     assert "answers 403" in found({"listen": "0.0.0.0:8080"})[0]
     assert "claim any user" in found({"listen": "0.0.0.0:8080", "ui": {"proxy_user_header": "X-User"}})[0]
+
+
+def test_the_page_can_be_turned_off_and_its_key_file_chosen(store, tmp_path) -> None:
+    def router(ui: dict) -> object:
+        http = {"listen": "127.0.0.1:8080", "ui": ui}
+        settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "http": http})
+        return ui_router_for(
+            settings, store=store, stacks=dict, tokens=[READ], next_check=lambda name: None,
+            scrub=str, git=None,
+        )  # fmt: skip
+
+    off = router({"enabled": False})
+    with pytest.raises(SessionKeyError, match=r"page\.key"):  # its folder is not there
+        router({"session_key_file": str(tmp_path / "keys" / "page.key")})
+    (tmp_path / "keys").mkdir()
+    on = router({"session_key_file": str(tmp_path / "keys" / "page.key")})
+
+    assert off is None and on is not None
+    assert stat.S_IMODE((tmp_path / "keys" / "page.key").stat().st_mode) == 0o600
+    assert not (tmp_path / "data" / SESSION_KEY_FILE).exists()

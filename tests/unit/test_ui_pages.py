@@ -194,6 +194,7 @@ def test_the_run_page_shows_timeline_plan_drift_before_after_approver_and_log(pa
     for section in ("timeline", "plan", "drift", "decisions", "log"):
         assert f'<section data-section="{section}">' in drift
     assert '<span class="before">hello</span> → <span class="after">edited by hand</span>' in drift
+    assert "changed by arn:aws:iam::111111111111:user/alice (PutObject, console" in section_of(drift, "drift")
     assert "plan saved; waiting for 2 approvals" in drift
     decisions = section_of(awaiting, "decisions")
     assert "Bob Approver" in decisions and "via cli" in decisions and "alice" in decisions

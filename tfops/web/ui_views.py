@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from tfops.attribution import ResourceAttribution, render_who
 from tfops.incidents import Incident
 from tfops.models import FAILURE_STATUSES, Run, RunStatus, Stack, StackState
 from tfops.store.decisions import Decision
@@ -177,6 +178,7 @@ class ResourceView:
     address: str
     action: str
     attributes: list[AttributeView] = field(default_factory=list)
+    who: str | None = None  # who changed it, from CloudTrail (drift of stacks with aws.attribution)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def plan_view(summary: Mapping[str, Any] | None) -> PlanView | None:
     order += sorted(action for action in by_action if action not in ACTION_ORDER)
     return PlanView(
         groups=[(action, by_action[action]) for action in order],
-        drift=[_resource(change) for change in plan.drift],
+        drift=[_with_who(_resource(change), plan.attribution_of(change.address)) for change in plan.drift],
         outputs=list(plan.output_changes),
         ignored=[_resource(change) for change in plan.ignored],
         pending_code=plan.pending_code,
@@ -235,6 +237,12 @@ def _resource(change: Any) -> ResourceView:
             for item in change.attributes
         ],
     )
+
+
+def _with_who(resource: ResourceView, found: ResourceAttribution | None) -> ResourceView:
+    if found is None:
+        return resource
+    return replace(resource, who=render_who(found, [attr.path for attr in resource.attributes]))
 
 
 def show_value(value: Any) -> str:
