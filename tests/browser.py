@@ -80,11 +80,15 @@ def launch(playwright: Playwright) -> Browser:
 
 
 class RequestLog:
-    """Every URL a page asks for (documents, scripts, styles, images, event streams, fetches)."""
+    """Every URL a page asks for (documents, scripts, styles, images, event streams, fetches), and
+    every error it reports (console errors, such as a CSP violation, and uncaught exceptions)."""
 
     def __init__(self, page: Page) -> None:
         self.urls: list[str] = []
+        self.errors: list[str] = []
         page.on("request", lambda request: self.urls.append(request.url))
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     def origins(self) -> set[str]:
         return {f"{part.scheme}://{part.netloc}" for part in map(urlsplit, self.urls)}

@@ -257,13 +257,15 @@ def test_without_a_token_the_login_page_a_bad_token_refused_and_an_api_token_wor
 # --- headers, and nothing from outside -----------------------------------------------------------------
 
 
-def test_pages_send_a_csp_and_load_nothing_but_their_own_origin(page, estate):
+def test_pages_send_a_csp_load_nothing_but_their_own_origin_and_report_no_error(page, estate):
     daemon, _ = estate
     requests = RequestLog(page)
     log_in(page, daemon.base, READ_TOKEN)
     [run, *_] = daemon.runs("app")
 
     answers = [page.goto(f"{daemon.base}{path}") for path in ("/", "/stacks/app", f"/runs/{run['id']}")]
+    # live.js runs under the CSP: it asks the server for changes (a /ui/ request that is no file)
+    page.wait_for_event("request", lambda r: re.match(r"/ui/(?!static/)", urlsplit(r.url).path) is not None)
 
     for answer in answers:
         assert answer is not None and answer.status == 200
@@ -275,6 +277,7 @@ def test_pages_send_a_csp_and_load_nothing_but_their_own_origin(page, estate):
         assert headers.get("referrer-policy") == "no-referrer"
     assert any(urlsplit(url).path == "/ui/static/live.js" for url in requests.urls), requests.urls
     assert requests.origins() == {daemon.base}, requests.urls
+    assert requests.errors == [], "no CSP violation, failed load or script error"
 
 
 def _directives(csp: str) -> dict[str, list[str]]:
