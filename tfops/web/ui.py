@@ -32,7 +32,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from tfops.models import Stack
+from tfops.models import Stack, StackState
 from tfops.store import ui_queries
 from tfops.store.store import Store
 from tfops.views import Scrub, unchanged
@@ -161,13 +161,15 @@ def stack_page(
     name: str, ui: Ui, viewer: Reader, page: Annotated[int, Query(ge=1, le=100_000)] = 1
 ) -> HTMLResponse:
     mark = ui_queries.change_mark(ui.store)
+    stack = ui.stacks().get(name)
     state = ui.store.get_stack(name)
+    if state is None and stack is not None:
+        state = StackState(name, stack.path)  # configured; the poller has not recorded it yet
     if state is None:
         raise HTTPException(404, detail=f"no stack named {name!r}", headers=SECURITY_HEADERS)
     runs = ui_queries.stack_runs(ui.store, name, page=page)
     finished = list(reversed(ui_queries.finished_runs(ui.store, name)))  # oldest first
     applied = ui_queries.applied_runs(ui.store, name)
-    stack = ui.stacks().get(name)
     return render(
         "stack.html",
         state=state,
