@@ -168,10 +168,13 @@ def test_without_any_login_the_page_is_open_on_loopback_and_refused_elsewhere(st
         local = client.get("/", headers=HTML)
     with served(store, gate(tokens=[], loopback=False), tmp_path) as client:
         exposed = client.get("/", headers=HTML)
+        script = client.get("/runs/1")
         login = client.post("/login", data={"token": "anything"})
 
     assert local.status_code == 200 and 'data-stack="network"' in local.text
-    assert exposed.status_code == 403 and "loopback" in exposed.json()["detail"]
+    assert exposed.status_code == 403 and "not a loopback address" in exposed.text
+    assert "frame-ancestors 'none'" in exposed.headers["content-security-policy"]
+    assert script.status_code == 403 and "loopback" in script.json()["detail"]
     assert login.status_code == 401
 
 

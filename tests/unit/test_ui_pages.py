@@ -119,6 +119,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     store.upgrade()
     runs = fill_more(store, data_dir)
     stacks = {**STACKS, EVIL_STACK: Stack(name=EVIL_STACK, path="stacks/evil")}
+    stacks["fresh"] = Stack(name="fresh", path="stacks/fresh")
     context = UiContext(
         store=store,
         stacks=lambda: stacks,
@@ -173,7 +174,7 @@ def test_the_filters_and_the_search_narrow_the_table_but_not_the_counts(page: Pa
     assert stack_names(drifted) == ["network"]
     assert stack_names(failed) == ["dns", EVIL_STACK.replace("<", "&lt;").replace(">", "&gt;")]
     assert stack_names(searched) == ["dns"]
-    assert re.search(r'data-count="total">4<', searched)
+    assert re.search(r'data-count="total">5<', searched)
 
 
 def test_the_stack_page_shows_its_runs_drift_history_and_applied_commits(page: Page) -> None:
@@ -185,6 +186,7 @@ def test_the_stack_page_shows_its_runs_drift_history_and_applied_commits(page: P
     assert 'data-section="drift-history"' in html
     assert "demo_object.site" in html and "content" in html
     assert page.get("/stacks/nothing-here").status_code == 404
+    assert "No runs yet." in page.get("/stacks/fresh").text  # configured, not recorded yet
 
 
 def test_the_run_page_shows_timeline_plan_drift_before_after_approver_and_log(page: Page) -> None:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from tfops.models import DriftState, Run, RunKind, RunStatus, StackState, Trigger, TriggerSource
+from tfops.models import DriftState, Run, RunKind, RunStatus, Stack, StackState, Trigger, TriggerSource
 from tfops.store.ui_queries import TroubleDay
 from tfops.terraform.plan import summarize, summary_to_dict
 from tfops.web import ui_views as views
@@ -58,6 +58,18 @@ def test_counts_cover_every_stack_while_filters_and_search_pick_rows() -> None:
     assert [row.name for row in failed.rows] == ["web"]
     assert [row.name for row in searched.rows] == ["jobs"]
     assert bogus.state is None and bogus.page == 1 and len(bogus.rows) == 4
+
+
+def test_a_configured_stack_not_recorded_yet_is_listed_as_unknown() -> None:
+    recorded = [(StackState("b", "stacks/b", drift=DriftState.IN_SYNC), None)]
+    configured = {"a": Stack(name="a", path="stacks/a"), "b": Stack(name="b", path="stacks/b")}
+
+    found = views.stack_rows(recorded, configured, {}, lambda name: None)
+
+    assert [(row.name, row.drift, row.configured) for row in found] == [
+        ("a", "unknown", True),
+        ("b", "in_sync", True),
+    ]
 
 
 def test_the_overview_is_paged() -> None:

@@ -20,7 +20,7 @@ only from under the data directory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,9 +30,10 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from tfops.models import Stack
+from tfops.models import Stack, StackState
 from tfops.store import ui_queries
 from tfops.store.store import Store
 from tfops.views import Scrub, unchanged
@@ -94,13 +95,42 @@ def _viewer(request: Request, ui: Ui) -> Viewer:
         client = request.client.host if request.client else "unknown"
         log.info("status page refused %s %s from %s: %s", request.method, request.url.path, client,
                  refused.reason)  # fmt: skip
-        if refused.status == 401 and wants_html(request) and "authorization" not in request.headers:
-            headers = {**SECURITY_HEADERS, "Location": login_location(request)}
-            raise HTTPException(303, detail="log in first", headers=headers) from None
-        headers = dict(SECURITY_HEADERS)
-        if refused.status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="tfops"'
-        raise HTTPException(refused.status, detail=refused.reason, headers=headers) from None
+        raise Answer(_refusal(request, refused)) from None
+
+
+def _refusal(request: Request, refused: NotAllowed) -> Response:
+    browser = wants_html(request)
+    if refused.status == 401 and browser and "authorization" not in request.headers:
+        return RedirectResponse(login_location(request), status_code=303, headers=SECURITY_HEADERS)
+    headers = dict(SECURITY_HEADERS)
+    if refused.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="tfops"'
+    if browser:
+        return render("refused.html", refused.status, reason=refused.reason, headers=headers)
+    return JSONResponse({"detail": refused.reason}, status_code=refused.status, headers=headers)
+
+
+class Answer(Exception):
+    """Raised by a dependency to answer with `response` instead of running the page's handler."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class _PageRoute(APIRoute):
+    """A route whose dependencies may answer for it (`Answer`): an HTML refusal, not FastAPI's JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Answer as given:
+                return given.response
+
+        return answer
 
 
 Reader = Annotated[Viewer, Depends(_viewer)]
@@ -115,7 +145,9 @@ _templates = Environment(
 )
 
 
-def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+def render(
+    template: str, status: int = 200, *, headers: Mapping[str, str] = SECURITY_HEADERS, **values: Any
+) -> HTMLResponse:
     """A page with the security headers; every value escaped by the template."""
     now = values.setdefault("now", datetime.now(UTC))
     values.setdefault("viewer", None)
@@ -123,7 +155,7 @@ def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     html = _templates.get_template(template).render(
         ago=lambda at: views.ago(at, now), duration=views.duration, **values
     )
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 # --------------------------------------------------------------------------- the pages
@@ -161,13 +193,15 @@ def stack_page(
     name: str, ui: Ui, viewer: Reader, page: Annotated[int, Query(ge=1, le=100_000)] = 1
 ) -> HTMLResponse:
     mark = ui_queries.change_mark(ui.store)
+    stack = ui.stacks().get(name)
     state = ui.store.get_stack(name)
+    if state is None and stack is not None:
+        state = StackState(name, stack.path)  # configured; the poller has not recorded it yet
     if state is None:
         raise HTTPException(404, detail=f"no stack named {name!r}", headers=SECURITY_HEADERS)
     runs = ui_queries.stack_runs(ui.store, name, page=page)
     finished = list(reversed(ui_queries.finished_runs(ui.store, name)))  # oldest first
     applied = ui_queries.applied_runs(ui.store, name)
-    stack = ui.stacks().get(name)
     return render(
         "stack.html",
         state=state,
@@ -301,7 +335,9 @@ def static_file(name: str) -> Response:
 
 def ui_router(context: UiContext) -> APIRouter:
     """The page's routes; every one but the login, the logout and the assets needs a viewer."""
-    router = APIRouter(tags=["ui"], include_in_schema=False, dependencies=[Depends(context.attach)])
+    router = APIRouter(
+        tags=["ui"], include_in_schema=False, dependencies=[Depends(context.attach)], route_class=_PageRoute
+    )
     router.add_api_route("/", overview_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/stacks/{name}", stack_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/runs/{run_id}", run_page, methods=["GET"], response_class=HTMLResponse)

@@ -87,9 +87,14 @@ def stack_rows(
     incidents: Mapping[str, Incident],
     next_check: Callable[[str], datetime | None],
 ) -> list[StackRow]:
-    """One row per recorded stack, by name; `with_commits` adds the commits of the rows shown."""
+    """One row per recorded or configured stack, by name (as the API lists them; a configured stack
+    the poller has not recorded yet shows as unknown); `with_commits` adds the commits shown."""
+    recorded = {state.name for state, _ in states}
+    unrecorded = [
+        (StackState(name, stack.path), None) for name, stack in configured.items() if name not in recorded
+    ]
     rows = []
-    for state, last in states:
+    for state, last in sorted([*states, *unrecorded], key=lambda pair: pair[0].name):
         stack = configured.get(state.name)
         incident = incidents.get(state.name)
         rows.append(
