@@ -185,7 +185,9 @@ def test_the_stack_page_shows_its_runs_drift_history_and_applied_commits(page: P
         assert f'<tr data-run="{run_id}"' in html and f'href="/runs/{run_id}"' in html
     assert 'data-section="drift-history"' in html
     assert "demo_object.site" in html and "content" in html
-    assert page.get("/stacks/nothing-here").status_code == 404
+    missing = page.get("/stacks/nothing-here")
+    assert missing.status_code == 404 and "no stack named &#39;nothing-here&#39;" in missing.text
+    assert page.get("/runs/424242", Accept="application/json").json() == {"detail": "no run 424242"}
     assert "No runs yet." in page.get("/stacks/fresh").text  # configured, not recorded yet
 
 

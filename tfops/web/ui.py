@@ -106,8 +106,14 @@ def _refusal(request: Request, refused: NotAllowed) -> Response:
     if refused.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="tfops"'
     if browser:
-        return render("refused.html", refused.status, reason=refused.reason, headers=headers)
+        return render("refused.html", refused.status, reason=refused.reason, title=None, headers=headers)
     return JSONResponse({"detail": refused.reason}, status_code=refused.status, headers=headers)
+
+
+def _not_found(request: Request, what: str) -> Response:
+    if wants_html(request):
+        return render("refused.html", 404, reason=what, title="Not found")
+    return JSONResponse({"detail": what}, status_code=404, headers=SECURITY_HEADERS)
 
 
 class Answer(Exception):
@@ -190,7 +196,7 @@ def overview_page(
 
 
 def stack_page(
-    name: str, ui: Ui, viewer: Reader, page: Annotated[int, Query(ge=1, le=100_000)] = 1
+    request: Request, name: str, ui: Ui, viewer: Reader, page: Annotated[int, Query(ge=1, le=100_000)] = 1
 ) -> HTMLResponse:
     mark = ui_queries.change_mark(ui.store)
     stack = ui.stacks().get(name)
@@ -198,7 +204,7 @@ def stack_page(
     if state is None and stack is not None:
         state = StackState(name, stack.path)  # configured; the poller has not recorded it yet
     if state is None:
-        raise HTTPException(404, detail=f"no stack named {name!r}", headers=SECURITY_HEADERS)
+        raise Answer(_not_found(request, f"no stack named {name!r}"))
     runs = ui_queries.stack_runs(ui.store, name, page=page)
     finished = list(reversed(ui_queries.finished_runs(ui.store, name)))  # oldest first
     applied = ui_queries.applied_runs(ui.store, name)
@@ -217,9 +223,9 @@ def stack_page(
     )
 
 
-def run_page(run_id: int, ui: Ui, viewer: Reader) -> HTMLResponse:
+def run_page(request: Request, run_id: int, ui: Ui, viewer: Reader) -> HTMLResponse:
     mark = ui_queries.change_mark(ui.store)
-    run = _run_or_404(ui, run_id)
+    run = _run_or_404(request, ui, run_id)
     commit = ui.commits.commit(run.commit_sha)
     incident = ui.store.incident_of_run(run.stack, run.id)
     return render(
@@ -239,8 +245,8 @@ def run_page(run_id: int, ui: Ui, viewer: Reader) -> HTMLResponse:
     )
 
 
-def run_log(run_id: int, ui: Ui, viewer: Reader) -> PlainTextResponse:
-    run = _run_or_404(ui, run_id)
+def run_log(request: Request, run_id: int, ui: Ui, viewer: Reader) -> PlainTextResponse:
+    run = _run_or_404(request, ui, run_id)
     return PlainTextResponse(_read_log(ui, run.log_path, LOG_MAX_BYTES), headers=SECURITY_HEADERS)
 
 
@@ -248,10 +254,10 @@ def changes(ui: Ui, viewer: Reader) -> JSONResponse:
     return JSONResponse({"mark": ui_queries.change_mark(ui.store)}, headers=SECURITY_HEADERS)
 
 
-def _run_or_404(ui: UiContext, run_id: int) -> Any:
+def _run_or_404(request: Request, ui: UiContext, run_id: int) -> Any:
     run = ui.store.get_run(run_id) if 1 <= run_id <= MAX_RUN_ID else None
     if run is None:
-        raise HTTPException(404, detail=f"no run {run_id}", headers=SECURITY_HEADERS)
+        raise Answer(_not_found(request, f"no run {run_id}"))
     return run
 
 
