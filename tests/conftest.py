@@ -7,6 +7,8 @@
 - ``tf_env``: a fresh, minimal environment for Terraform processes (never the machine's own
   ``TF_CLI_CONFIG_FILE``); add ``TFOPS_DEMO_CLOUD`` or pass ``root`` in the stack's provider block.
 - ``demo_cloud``: an empty folder per test, to be the demo provider's "cloud".
+- ``browser`` / ``page``: headless Chromium under Playwright (tests/browser.py), one per test module,
+  a fresh context per test.
 
 Nothing here changes ``os.environ``.
 """
@@ -17,6 +19,7 @@ import os
 from pathlib import Path
 
 import awsstack
+import browser as browser_module
 import cloudtrailfake
 import motoserver
 import pytest
@@ -79,9 +82,9 @@ def _tf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tf-home")
 
 
-@pytest.fixture
-def tf_env(tf_cli_config: Path, _tf_home: Path) -> dict[str, str]:
-    """A new dict per test: safe to extend, e.g. ``{**tf_env, "TFOPS_DEMO_CLOUD": str(demo_cloud)}``."""
+@pytest.fixture(scope="session")
+def tf_session_env(tf_cli_config: Path, _tf_home: Path) -> dict[str, str]:
+    """``tf_env`` for fixtures that outlive one test (a daemon shared by a module): copy it to extend."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(_tf_home),
@@ -90,6 +93,12 @@ def tf_env(tf_cli_config: Path, _tf_home: Path) -> dict[str, str]:
         "TF_INPUT": "0",
         "CHECKPOINT_DISABLE": "1",
     }
+
+
+@pytest.fixture
+def tf_env(tf_session_env: dict[str, str]) -> dict[str, str]:
+    """A new dict per test: safe to extend, e.g. ``{**tf_env, "TFOPS_DEMO_CLOUD": str(demo_cloud)}``."""
+    return dict(tf_session_env)
 
 
 @pytest.fixture
@@ -126,6 +135,28 @@ def trail():
     yield fake
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/browser.py) for a test module; a test opens its own `page`.
+
+    Per module, not per session: while Playwright's sync API runs, its event loop is the main
+    thread's running loop, and any later test calling `asyncio.run` would fail.
+    """
+    browser_module.require_browser()
+    with browser_module.chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser):
+    """A page in a fresh browser context: no cookies or storage from another test."""
+    context = browser.new_context(viewport=browser_module.VIEWPORT)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture

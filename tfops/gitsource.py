@@ -222,6 +222,13 @@ class GitSource:
         # 0: yes, 1: no; anything else (an unknown commit) counts as no.
         return self._run("merge-base", "--is-ancestor", older, newer, check=False).exit_code == 0
 
+    def commits_between(self, older: str, newer: str, path: str | None = None) -> int:
+        """How many commits `newer` has that `older` has not (touching `path`, when given)."""
+        args = ["rev-list", "--count", f"{older}..{newer}"]
+        if path:
+            args += ["--", path]
+        return int(self._run(*args).stdout.strip() or 0)
+
     def is_on_branch(self, sha: str) -> bool:
         """True when `sha` is the fetched head or one of its ancestors."""
         head = self._ref_sha(self.remote_ref)

@@ -22,6 +22,7 @@ from tfops.web.app import create_app
 from tfops.web.health import health_router
 from tfops.web.server import HttpOptions, WebServer
 from tfops.web.slack import slack_router
+from tfops.web.ui_setup import ui_router_for
 from tfops.web.webhooks import RepoMatch, WebhookSecrets, webhook_router
 
 
@@ -65,8 +66,9 @@ def _optional_routers(parts: Parts) -> list[APIRouter]:
         routers.append(slack_router(secret, parts.interactions))
     if "webhooks" in needs:
         routers.append(_webhooks(parts))
+    tokens = [ApiToken(name, token, scope) for name, token, scope in settings.api_tokens()]
+    scrub = partial(_hide_host_paths, str(settings.data_dir))
     if "api.tokens" in needs:
-        tokens = [ApiToken(name, token, scope) for name, token, scope in settings.api_tokens()]
         routers.append(
             api_router(
                 store=parts.store,
@@ -74,9 +76,21 @@ def _optional_routers(parts: Parts) -> list[APIRouter]:
                 queue_run=partial(queue_for_api, parts.store, parts.queue),
                 tokens=tokens,
                 next_check=parts.scheduler.next_drift_check,
-                scrub=partial(_hide_host_paths, str(settings.data_dir)),
+                scrub=scrub,
             )
         )
+    # The status page, last: its `GET /` must not shadow a route of the others.
+    page = ui_router_for(
+        settings,
+        store=parts.store,
+        stacks=parts.registry.current,
+        tokens=tokens,
+        next_check=parts.scheduler.next_drift_check,
+        scrub=scrub,
+        git=parts.git,
+    )
+    if page is not None:
+        routers.append(page)
     return routers
 
 

@@ -93,6 +93,7 @@ def _http_warnings(settings: Settings) -> list[str]:
             f"http.listen is {http.listen} without TLS: tokens and secrets would cross the network in "
             "clear; keep it on loopback behind a TLS proxy, or set http.tls_cert and http.tls_key"
         )
+    found += _ui_warnings(settings)
     secrets = [
         (f"webhooks.{source}", lambda s=source: settings.webhook_secret(s))
         for source in settings.webhooks.sources
@@ -110,6 +111,24 @@ def _http_warnings(settings: Settings) -> list[str]:
                 f"{where}: the secret has {len(value)} characters; use {MIN_SECRET_CHARS} or more random ones"
             )
     return found
+
+
+def _ui_warnings(settings: Settings) -> list[str]:
+    """The status page off for want of a login, or trusting a header anyone could send."""
+    http = settings.http
+    if not http.listen or not http.ui.enabled or http.listen.startswith(_LOOPBACK_HOSTS):
+        return []
+    if http.ui.proxy_user_header:
+        return [
+            f"http.ui.proxy_user_header is set but http.listen is {http.listen}: whoever reaches tfops "
+            f"directly can claim any user in {http.ui.proxy_user_header}; listen on loopback behind the proxy"
+        ]
+    if not settings.api.tokens:
+        return [
+            f"http.listen is {http.listen} and no login is configured: the status page answers 403; "
+            "set api.tokens (log in with a read token) or http.ui.proxy_user_header behind an auth proxy"
+        ]
+    return []
 
 
 def _effective_policies(settings: Settings) -> list[tuple[str, StackDefaults]]:

@@ -56,6 +56,7 @@ def describe(settings: Settings) -> str:
         f"http              {_describe_http(settings.http)}",
         f"  webhooks        {_describe_webhooks(settings)}",
         f"  api             {_describe_api(settings)}",
+        f"  status page     {_describe_ui(settings)}",
         f"aws               {_describe_aws(settings.aws)}",
         f"stack defaults    {_describe_policy(settings.defaults)}",
         *_describe_stack_aws(settings, settings.defaults.aws, settings.defaults.secrets, (), indent="  "),
@@ -142,6 +143,24 @@ def _describe_http(http: HttpSettings) -> str:
         return "off (http.listen not set)"
     tls = "TLS" if http.tls_cert else "plain HTTP (put a TLS proxy in front)"
     return f"listening on {http.listen}, {tls}, requests up to {http.max_body} bytes"
+
+
+def _describe_ui(settings: Settings) -> str:
+    """Who may read the status page at / (tfops/web/ui_auth.py decides the same way)."""
+    http = settings.http
+    if not http.listen:
+        return "off (http.listen not set)"
+    if not http.ui.enabled:
+        return "off (http.ui.enabled: false)"
+    ways = ["API tokens (login form or Bearer)"] if settings.api.tokens else []
+    if http.ui.proxy_user_header:
+        ways.append(f"the proxy's {http.ui.proxy_user_header} header")
+    if ways:
+        return f"at /, for {' or '.join(ways)}"
+    host = http.listen.rpartition(":")[0].strip("[]")
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return "at /, open to anyone on this machine (loopback, no login configured)"
+    return "refused (403): no login configured and http.listen is not loopback"
 
 
 def _describe_webhooks(settings: Settings) -> str:

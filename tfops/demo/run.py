@@ -26,7 +26,7 @@ def interactive(directory: Path, console: Console) -> int:
     app = _app(layout)
     view = LiveView(app.store, console)
     app.notifier.add(view)
-    console.print(_instructions(layout, resumed))
+    console.print(_instructions(layout, resumed, status_page_url(app.settings.http.listen)))
     with view.showing():
         app.serve()
     console.print(f"stopped. Everything is kept in {layout.root}; run the same command to resume.")
@@ -72,12 +72,18 @@ def _log_to_file(layout: DemoLayout) -> None:
     setup_logging("info", "text", logging.FileHandler(layout.log))
 
 
-def _instructions(layout: DemoLayout, resumed: bool) -> str:
+def status_page_url(listen: str | None) -> str | None:
+    """The demo's status page (http.listen on loopback, written by `prepare`)."""
+    return f"http://{listen}/" if listen else None
+
+
+def _instructions(layout: DemoLayout, resumed: bool, page: str | None = None) -> str:
     q = shlex.quote
     cloud, work, config = q(str(layout.cloud)), q(str(layout.work)), q(str(layout.config))
     start = "Resuming the demo" if resumed else "Demo ready"
     return f"""[bold]{start} in {escape(str(layout.root))}[/bold]
 tfops polls {escape(str(layout.remote))} every 3 s and checks every stack for drift every ~15 s.
+{f"Status page: [bold]{escape(page)}[/bold] (open it in a browser; it updates by itself)" if page else ""}
 
 Three things to try, in another terminal:
 

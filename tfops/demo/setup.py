@@ -15,6 +15,7 @@ DIR/
 from __future__ import annotations
 
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,8 @@ def _write_config(layout: DemoLayout, cli_config: Path) -> None:
             "timeout": "5m",
             "stop_grace": "30s",
         },
+        # The status page, on loopback only (no login needed there): `tfops demo` prints its URL.
+        "http": {"listen": f"127.0.0.1:{_free_loopback_port()}"},
         "defaults": {"on_merge": "apply", "on_drift": "notify", "drift_interval": "15s"},
         "stacks": [
             {"name": "web", "path": "stacks/web", "on_drift": "remediate", "env": env},
@@ -140,3 +143,10 @@ def _write_config(layout: DemoLayout, cli_config: Path) -> None:
     }
     header = "# Written by `tfops demo`. Every option is explained in config/tfops.example.yaml.\n"
     layout.config.write_text(header + yaml.safe_dump(config, sort_keys=False))
+
+
+def _free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now, for the demo's status page (picked again at each start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -3,6 +3,7 @@
 - `app.create_app(routers)` builds the app: a request body cap (413), JSON errors that never
   carry a traceback, OpenAPI at /openapi.json. Each feature brings its own `APIRouter`.
 - `slack.slack_router(...)`: `POST /slack/interactions` (Slack's HTTP mode).
+- `ui.ui_router(...)`: the read-only status page at `/` (built from the config by `ui_setup`).
 - `server.WebServer(app, HttpOptions(...))`: uvicorn on a daemon thread, started and stopped
   by the daemon, which keeps its own signal handlers.
 
