@@ -14,7 +14,8 @@ every instance takes queued runs in at its heartbeat, whoever queued them, and t
 decides who runs each) and is timed from the queueing to the last run ending. Reported: the
 median sweep time, runs per second, the throughput ratio to one instance, and where the time goes:
 the CPU seconds of the daemons and their Terraform processes (and providers) during the sweep,
-against the machine's cores, and the simulated waiting (S x K x latency, spread over the runs).
+against the machine's cores, and the simulated waiting of a run (one latency per 10 objects:
+Terraform refreshes 10 resources at once).
 Usage:
 
     .venv/bin/python bench/bench_scaleout.py [--stacks 200] [--objects 3] [--latency 300ms]
@@ -50,6 +51,7 @@ from tfops.models import RunKind, RunStatus, Trigger, TriggerSource  # noqa: E40
 from tfops.store import Store  # noqa: E402
 
 NAMES = ("vm-1", "vm-2", "vm-3")
+TERRAFORM_PARALLELISM = 10  # terraform plan's default -parallelism
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -215,12 +217,14 @@ def cpu_seconds(pid: int) -> float:
 
 def report(args, results: dict[int, list[Sweep]]) -> None:
     latency, _ = resolve_read_latency(args.latency, {})
-    waiting = args.stacks * args.objects * latency
+    # Terraform refreshes up to 10 resources at once (-parallelism) and the provider answers them
+    # concurrently: a run waits about one latency per 10 objects, not one per object.
+    waiting = latency * -(-args.objects // TERRAFORM_PARALLELISM)
     cores = os.cpu_count() or 1
     print(
         f"stacks {args.stacks} x {args.objects} objects; read_latency {args.latency}; "
         f"max_parallel {args.max_parallel} per instance; {cores} cores; "
-        f"simulated waiting per sweep {waiting:.0f} s; timed sweeps per row {args.repeats} (after a warm-up)"
+        f"simulated waiting per run {waiting:.1f} s; timed sweeps per row {args.repeats} (after a warm-up)"
     )
     print(
         "| instances | sweep (median) | runs/s | throughput vs 1 | CPU s (daemons + Terraform) | CPU busy "
