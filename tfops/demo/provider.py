@@ -6,12 +6,15 @@ Built on PyPI ``tf`` (plugin protocol 6); ``python -m tfops.demo.provider`` serv
 
 Resources: ``demo_object`` (one JSON file per object) and ``demo_wait`` (sleeps on
 create, for slow applies). Data source: ``demo_wait`` (sleeps on read, for slow plans).
+``read_latency`` (or $TFOPS_DEMO_READ_LATENCY) makes every read of a resource wait like a
+real cloud API's round trip; by default reads do not wait.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -42,6 +45,8 @@ from tf.utils import Diagnostics
 FULL_NAME = "registry.terraform.io/tfops/demo"
 MODEL_PREFIX = "demo_"
 CLOUD_ENV_VAR = "TFOPS_DEMO_CLOUD"
+LATENCY_ENV_VAR = "TFOPS_DEMO_READ_LATENCY"
+_LATENCY = re.compile(r"(\d+(?:\.\d+)?)(ms|s)?")
 WAITS_DIR = ".waits"
 
 # Set by SIGINT. Terraform (and tfops, which signals the whole process group) interrupt
@@ -114,6 +119,11 @@ class _DemoModel:
     def root(self) -> Path:
         return self.provider.cloud_root()
 
+    def api_round_trip(self) -> None:
+        # A real provider's read is an API call: dominated by its latency, not by CPU. A SIGINT
+        # cuts the wait short; the read itself still answers, so Terraform can finish cleanly.
+        interruptible_sleep(self.provider.read_latency)
+
 
 class DemoObject(_DemoModel, Resource):
     """One JSON file, ``<root>/<name>.json``, holding the object's attributes."""
@@ -166,6 +176,7 @@ class DemoObject(_DemoModel, Resource):
         return state
 
     def read(self, ctx: ReadContext, current: State) -> State | None:
+        self.api_round_trip()
         path = object_path(self.root, current["name"])
         try:
             data = read_json(path)
@@ -248,6 +259,7 @@ class DemoWait(_DemoModel, Resource):
         return state
 
     def read(self, ctx: ReadContext, current: State) -> State | None:
+        self.api_round_trip()
         return current if self._record(current["id"]).exists() else None
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> State | None:
@@ -295,9 +307,27 @@ def resolve_root(configured: Any, environ: Mapping[str, str]) -> tuple[Path | No
     return Path(value).expanduser().absolute(), None
 
 
+def resolve_read_latency(configured: Any, environ: Mapping[str, str]) -> tuple[float, str | None]:
+    """Seconds each resource read waits, from ``read_latency`` or $TFOPS_DEMO_READ_LATENCY
+    (``"300ms"``, ``"1.5s"``, ``"0.3"``; unset: 0): (seconds, None) or (0, problem)."""
+    if configured is Unknown:
+        return 0.0, "The provider's read_latency must be known at plan time."
+    given = configured if isinstance(configured, str) and configured.strip() else None
+    value = (given or environ.get(LATENCY_ENV_VAR, "")).strip()
+    if not value:
+        return 0.0, None
+    match = _LATENCY.fullmatch(value)
+    if match is None:
+        source = "read_latency" if given else LATENCY_ENV_VAR
+        return 0.0, f"{source} {value!r} is not a duration: use milliseconds or seconds, e.g. 300ms or 1.5s."
+    number, unit = match.groups()
+    return float(number) * (0.001 if unit == "ms" else 1.0), None
+
+
 class DemoProvider(Provider):
     def __init__(self) -> None:
         self._root: Path | None = None
+        self.read_latency = 0.0
 
     def full_name(self) -> str:
         return FULL_NAME
@@ -314,7 +344,13 @@ class DemoProvider(Provider):
                     String(),
                     optional=True,
                     description=f"Folder of the demo cloud. Defaults to ${CLOUD_ENV_VAR}.",
-                )
+                ),
+                Attribute(
+                    "read_latency",
+                    String(),
+                    optional=True,
+                    description=f"Simulated API latency of each read (300ms). Default ${LATENCY_ENV_VAR}.",
+                ),
             ],
         )
 
@@ -331,7 +367,11 @@ class DemoProvider(Provider):
         if root is not None and root.exists() and not root.is_dir():
             diags.add_error("The demo provider's cloud folder is not a folder", f"{root} is a file.")
             return
-        self._root = root
+        latency, problem = resolve_read_latency(config.get("read_latency"), os.environ)
+        if problem:
+            diags.add_error("Invalid read_latency", problem, path=["read_latency"])
+            return
+        self._root, self.read_latency = root, latency
 
     def cloud_root(self) -> Path:
         if self._root is None:
