@@ -88,7 +88,7 @@ class ApiToken:
 # --------------------------------------------------------------------------- authentication
 
 
-class _TokenTable:
+class TokenTable:
     """The configured tokens by SHA-256 digest; `find` compares against all of them, every time."""
 
     def __init__(self, tokens: Sequence[ApiToken]) -> None:
@@ -103,8 +103,13 @@ class _TokenTable:
         self._entries = list(zip(digests, tokens, strict=True))
 
     def find(self, presented: str) -> ApiToken | None:
+        """The token an Authorization header presents."""
         # Starlette decodes header bytes as latin-1: encoding back gives the bytes the client sent.
-        wanted = _digest(presented.encode("latin-1", "replace"))
+        return self.find_secret(presented.encode("latin-1", "replace"))
+
+    def find_secret(self, secret: bytes) -> ApiToken | None:
+        """The configured token whose secret is `secret` (a form field: its UTF-8 bytes)."""
+        wanted = _digest(secret)
         found = None
         for digest, token in self._entries:
             if hmac.compare_digest(digest, wanted):
@@ -137,7 +142,7 @@ class ApiContext:
     store: Store
     stacks: Callable[[], Mapping[str, Stack]]
     queue_run: Callable[[str, RunKind, str], Run | None]
-    tokens: _TokenTable
+    tokens: TokenTable
     next_check: Callable[[str], datetime | None]
     scrub: Scrub
 
@@ -298,7 +303,7 @@ def api_router(
     `scrub(text)` rewrites the free texts of runs (error, event messages, trigger note) before they
     leave, e.g. to hide the data directory in the commands an error quotes.
     """
-    context = ApiContext(store, stacks, queue_run, _TokenTable(tokens), next_check, scrub)
+    context = ApiContext(store, stacks, queue_run, TokenTable(tokens), next_check, scrub)
     router = APIRouter(
         prefix="/api",
         tags=["api"],

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from fastapi import Request
 
 from tfops.errors import TerminalError
-from tfops.web.api import ApiToken
+from tfops.web.api import ApiToken, TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class UiAccess:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._tokens = {token.name: token for token in tokens}
-        self._digests = [(_sha256(token.token.encode("utf-8")), token) for token in tokens]
+        self._table = TokenTable(tokens) if tokens else None  # the API's lookup, one copy
         self._key = key
         self.proxy_header = proxy_header
         self.ttl = ttl
@@ -132,13 +132,8 @@ class UiAccess:
         )
 
     def token(self, presented: str) -> ApiToken | None:
-        """The configured token equal to `presented`; compared with every one, in constant time."""
-        wanted = _sha256(presented.encode("utf-8", "replace"))
-        found = None
-        for digest, token in self._digests:
-            if hmac.compare_digest(digest, wanted):
-                found = token
-        return found
+        """The token typed into the login form (compared with every one, in constant time)."""
+        return self._table.find_secret(presented.encode("utf-8", "replace")) if self._table else None
 
     def viewer(self, request: Request) -> Viewer:
         """Who the request is from; NotAllowed when nobody the page may be shown to."""
@@ -147,7 +142,7 @@ class UiAccess:
             raise NotAllowed(403, refusal)
         bearer = _bearer(request.headers.get("authorization"))
         if bearer is not None:
-            token = self.token(bearer)
+            token = self._table.find(bearer) if self._table else None
             if token is None:
                 raise NotAllowed(401, "the bearer token is not valid")
             return Viewer(token.name, "token")
