@@ -1,0 +1,111 @@
+"""`pg_ctl restart` of the store's PostgreSQL while a real `tfops serve` is mid-apply: the run ends
+`applied`, recorded once, its Terraform was not stopped for it, and the daemon carries on.
+
+The store's cluster is this test's own (restarting it must not disturb other tests); Terraform's
+state lives in a second cluster (the stacks' `pg` backend), which stays up, as a remote backend on
+other machines would. The apply is slow because the demo provider's `demo_wait` sleeps on create.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from harness import Daemons, Remote, cloud_object, wait_for
+from pgserver import PostgresServer, start_or_skip
+from sqlalchemy.exc import OperationalError
+from test_ha_daemons import _applied, _config, _new_database, _runs, _stack
+
+from tfops.models import RunKind, RunStatus
+from tfops.store import Store
+from tfops.store.engine import utc_now
+
+# Long enough that the restart (about a second) ends well before the apply does.
+APPLY_SECONDS = 20
+
+
+@pytest.fixture
+def clusters() -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """(the store's cluster, Terraform's state cluster)."""
+    store_cluster = start_or_skip()
+    try:
+        state_cluster = start_or_skip()
+    except BaseException:
+        store_cluster.stop()
+        raise
+    yield store_cluster, state_cluster
+    store_cluster.stop()
+    state_cluster.stop()
+
+
+@pytest.fixture
+def daemons() -> Iterator[Daemons]:
+    started = Daemons()
+    yield started
+    started.kill_all()
+
+
+def _restart(server: PostgresServer) -> None:
+    """`pg_ctl restart -m fast`: the server terminates every session, then starts on its data with
+    the options it had (its output goes to its log, so that pg_ctl returns)."""
+    log = str(server.root / "server.log")
+    server._run("pg_ctl", "-D", str(server.data), "-m", "fast", "-w", "-t", "60", "-l", log, "restart")
+
+
+@pytest.mark.terraform
+def test_a_database_restart_mid_apply_records_the_run_once_and_the_daemon_carries_on(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, clusters
+):
+    store_cluster, state_cluster = clusters
+    store_url, _ = _new_database(store_cluster, "ha_restart")
+    _, conn_str = _new_database(state_cluster, "ha_restart_state")
+    remote = Remote(tmp_path)
+    slow = f'resource "demo_wait" "slow" {{\n  seconds = {APPLY_SECONDS}\n}}\n'
+    first = remote.commit_and_push(
+        "app, slow to apply", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1") + slow}
+    )
+    config = _config(tmp_path, "vm-1", remote, store_url, terraform_bin, tf_cli_config)
+    daemon = daemons(config, tf_env, tmp_path / "vm-1.log")
+    store = Store(store_url)  # the test's own reader: it does not wait through the restart
+    try:
+        [applying] = wait_for(
+            lambda: [r for r in _runs(store) if r.status is RunStatus.APPLYING], timeout=240, what="the apply"
+        )
+        wait_for(lambda: store.run_process_group(applying.id), timeout=60, what="its Terraform running")
+
+        _restart(store_cluster)
+        restarted_at = utc_now()
+
+        ended = wait_for(
+            lambda: _quietly(lambda: (run := store.get_run(applying.id)).status.is_terminal and run),
+            timeout=240,
+            what="the run to end",
+        )
+        assert ended.status is RunStatus.APPLIED, ended.error
+        assert ended.exit_code == 0  # Terraform was not stopped for the outage
+        assert ended.finished_at is not None and ended.finished_at > restarted_at  # recorded after it
+        terminal = [e for e in store.events(applying.id) if e.to_status.is_terminal]
+        assert [e.to_status for e in terminal] == [RunStatus.APPLIED]
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v1"
+        assert len(list((demo_cloud / ".waits").glob("*.json"))) == 1  # the slow create finished
+
+        second = remote.commit_and_push(
+            "app v2", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v2") + slow}
+        )
+        wait_for(lambda: _quietly(lambda: _applied(store, "app", second)), timeout=240, what="the next merge")
+        assert daemon.poll() is None  # it carried on
+        deploys = [r for r in store.list_runs(stack="app", limit=50) if r.kind is RunKind.DEPLOY]
+        assert sorted((r.commit_sha, r.status) for r in deploys if r.status.is_terminal) == sorted(
+            [(first, RunStatus.APPLIED), (second, RunStatus.APPLIED)]
+        )
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v2"
+    finally:
+        store.close()
+
+
+def _quietly(check):
+    """`check()`, or False while the restarted server does not answer the test's own reads yet."""
+    try:
+        return check()
+    except OperationalError:
+        return False
