@@ -1,5 +1,9 @@
-"""`pg_ctl restart` of the store's PostgreSQL while a real `tfops serve` is mid-apply: the run ends
-`applied`, recorded once, its Terraform was not stopped for it, and the daemon carries on.
+"""The store's PostgreSQL goes away while a real `tfops serve` is mid-apply:
+
+- `pg_ctl restart`: the run ends `applied`, recorded once, its Terraform was not stopped for it,
+  and the daemon carries on (the next merge is applied);
+- the server stays down until after Terraform finished: the run's result waits for it and is
+  recorded once it is back.
 
 The store's cluster is this test's own (restarting it must not disturb other tests); Terraform's
 state lives in a second cluster (the stacks' `pg` backend), which stays up, as a remote backend on
@@ -8,6 +12,7 @@ other machines would. The apply is slow because the demo provider's `demo_wait` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -101,6 +106,58 @@ def test_a_database_restart_mid_apply_records_the_run_once_and_the_daemon_carrie
         assert cloud_object(demo_cloud, "app-obj")["content"] == "v2"
     finally:
         store.close()
+
+
+@pytest.mark.terraform
+def test_a_result_that_arrives_while_the_database_is_down_is_recorded_once_it_is_back(
+    tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, clusters
+):
+    store_cluster, state_cluster = clusters
+    store_url, _ = _new_database(store_cluster, "ha_down")
+    _, conn_str = _new_database(state_cluster, "ha_down_state")
+    remote = Remote(tmp_path)
+    slow = 'resource "demo_wait" "slow" {\n  seconds = 5\n}\n'
+    remote.commit_and_push("app", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1") + slow})
+    log = tmp_path / "vm-1.log"
+    daemon = daemons(_config(tmp_path, "vm-1", remote, store_url, terraform_bin, tf_cli_config), tf_env, log)
+    store = Store(store_url)
+    try:
+        [applying] = wait_for(
+            lambda: [r for r in _runs(store) if r.status is RunStatus.APPLYING], timeout=240, what="the apply"
+        )
+        pgid, _ = wait_for(lambda: store.run_process_group(applying.id), timeout=60, what="its Terraform")
+
+        _stop(store_cluster)
+        wait_for(lambda: not _group_alive(pgid), timeout=120, what="Terraform to finish without the store")
+        waiting = f"[run {applying.id} app] the database does not answer"  # the run's own result
+        wait_for(lambda: waiting in log.read_text(), timeout=60, what="the result to wait for the store")
+        store_cluster.resume()
+
+        ended = wait_for(
+            lambda: _quietly(lambda: (run := store.get_run(applying.id)).status.is_terminal and run),
+            timeout=240,
+            what="the run to end",
+        )
+        assert (ended.status, ended.exit_code) == (RunStatus.APPLIED, 0), ended.error
+        terminal = [e for e in store.events(applying.id) if e.to_status.is_terminal]
+        assert [e.to_status for e in terminal] == [RunStatus.APPLIED]
+        assert cloud_object(demo_cloud, "app-obj")["content"] == "v1"
+        assert daemon.poll() is None
+    finally:
+        store.close()
+
+
+def _stop(server: PostgresServer) -> None:
+    """`pg_ctl stop -m fast`: every session is terminated and the server stays down."""
+    server._run("pg_ctl", "-D", str(server.data), "-m", "fast", "-w", "stop")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _quietly(check):
