@@ -21,7 +21,7 @@ from pgserver import PostgresServer, start_or_skip
 from sqlalchemy.exc import OperationalError
 from test_ha_daemons import _applied, _config, _new_database, _runs, _stack
 
-from tfops.models import RunKind, RunStatus
+from tfops.models import Run, RunKind, RunStatus
 from tfops.store import Store
 from tfops.store.engine import utc_now
 
@@ -50,6 +50,31 @@ def daemons() -> Iterator[Daemons]:
     started.kill_all()
 
 
+def _slow_app(cloud, conn_str: str, content: str, seconds: int) -> str:
+    """Stack `app`: one object, and a `demo_wait` that makes its first apply take `seconds`."""
+    wait = f'resource "demo_wait" "slow" {{\n  seconds = {seconds}\n}}\n'
+    return _stack(cloud, conn_str, "app", content) + wait
+
+
+def _slow_app_estate(tmp_path, clusters, cloud, seconds: int) -> tuple[str, str, Remote, str]:
+    """The store's database on the first cluster, Terraform's state on the second, and a remote
+    whose stack `app` applies slowly: (store URL, state conn_str, remote, the merge's sha)."""
+    store_url, _ = _new_database(clusters[0], "tfops")
+    _, conn_str = _new_database(clusters[1], "state")
+    remote = Remote(tmp_path)
+    sha = remote.commit_and_push("app", {"stacks/app/main.tf": _slow_app(cloud, conn_str, "v1", seconds)})
+    return store_url, conn_str, remote, sha
+
+
+def _applying(store: Store) -> tuple[Run, int]:
+    """The run being applied, once its Terraform runs: (run, Terraform's process group)."""
+    [applying] = wait_for(
+        lambda: [r for r in _runs(store) if r.status is RunStatus.APPLYING], timeout=240, what="the apply"
+    )
+    pgid, _ = wait_for(lambda: store.run_process_group(applying.id), timeout=60, what="its Terraform")
+    return applying, pgid
+
+
 def _restart(server: PostgresServer) -> None:
     """`pg_ctl restart -m fast`: the server terminates every session, then starts on its data with
     the options it had (its output goes to its log, so that pg_ctl returns)."""
@@ -61,24 +86,14 @@ def _restart(server: PostgresServer) -> None:
 def test_a_database_restart_mid_apply_records_the_run_once_and_the_daemon_carries_on(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, clusters
 ):
-    store_cluster, state_cluster = clusters
-    store_url, _ = _new_database(store_cluster, "ha_restart")
-    _, conn_str = _new_database(state_cluster, "ha_restart_state")
-    remote = Remote(tmp_path)
-    slow = f'resource "demo_wait" "slow" {{\n  seconds = {APPLY_SECONDS}\n}}\n'
-    first = remote.commit_and_push(
-        "app, slow to apply", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1") + slow}
-    )
+    store_url, conn_str, remote, first = _slow_app_estate(tmp_path, clusters, demo_cloud, APPLY_SECONDS)
     config = _config(tmp_path, "vm-1", remote, store_url, terraform_bin, tf_cli_config)
     daemon = daemons(config, tf_env, tmp_path / "vm-1.log")
     store = Store(store_url)  # the test's own reader: it does not wait through the restart
     try:
-        [applying] = wait_for(
-            lambda: [r for r in _runs(store) if r.status is RunStatus.APPLYING], timeout=240, what="the apply"
-        )
-        wait_for(lambda: store.run_process_group(applying.id), timeout=60, what="its Terraform running")
+        applying, _ = _applying(store)
 
-        _restart(store_cluster)
+        _restart(clusters[0])
         restarted_at = utc_now()
 
         ended = wait_for(
@@ -95,7 +110,7 @@ def test_a_database_restart_mid_apply_records_the_run_once_and_the_daemon_carrie
         assert len(list((demo_cloud / ".waits").glob("*.json"))) == 1  # the slow create finished
 
         second = remote.commit_and_push(
-            "app v2", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v2") + slow}
+            "app v2", {"stacks/app/main.tf": _slow_app(demo_cloud, conn_str, "v2", APPLY_SECONDS)}
         )
         wait_for(lambda: _quietly(lambda: _applied(store, "app", second)), timeout=240, what="the next merge")
         assert daemon.poll() is None  # it carried on
@@ -112,20 +127,13 @@ def test_a_database_restart_mid_apply_records_the_run_once_and_the_daemon_carrie
 def test_a_result_that_arrives_while_the_database_is_down_is_recorded_once_it_is_back(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, clusters
 ):
-    store_cluster, state_cluster = clusters
-    store_url, _ = _new_database(store_cluster, "ha_down")
-    _, conn_str = _new_database(state_cluster, "ha_down_state")
-    remote = Remote(tmp_path)
-    slow = 'resource "demo_wait" "slow" {\n  seconds = 5\n}\n'
-    remote.commit_and_push("app", {"stacks/app/main.tf": _stack(demo_cloud, conn_str, "app", "v1") + slow})
+    store_cluster = clusters[0]
+    store_url, _, remote, _ = _slow_app_estate(tmp_path, clusters, demo_cloud, 5)
     log = tmp_path / "vm-1.log"
     daemon = daemons(_config(tmp_path, "vm-1", remote, store_url, terraform_bin, tf_cli_config), tf_env, log)
     store = Store(store_url)
     try:
-        [applying] = wait_for(
-            lambda: [r for r in _runs(store) if r.status is RunStatus.APPLYING], timeout=240, what="the apply"
-        )
-        pgid, _ = wait_for(lambda: store.run_process_group(applying.id), timeout=60, what="its Terraform")
+        applying, pgid = _applying(store)
 
         _stop(store_cluster)
         wait_for(lambda: not _group_alive(pgid), timeout=120, what="Terraform to finish without the store")
