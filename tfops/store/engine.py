@@ -53,9 +53,9 @@ class StoreBase:
     """The engine and the sessions every table's methods share; see :class:`tfops.store.Store`."""
 
     def __init__(self, url: str, *, outage_wait: float = 0.0) -> None:
-        """`outage_wait`: how long a call waits for a database server that does not answer (a
-        PostgreSQL restart) before it raises: the daemon waits (OUTAGE_WAIT), a reading command
-        answers at once; SQLite has no server to wait for."""
+        """`outage_wait`: how long a call waits for a database server that does not answer or
+        dropped its session (a PostgreSQL restart; see tfops.store.outages) before it raises: the
+        daemon waits (OUTAGE_WAIT), a reading command answers at once; SQLite has no server."""
         parsed = make_url(url)
         self._outage_wait = 0.0
         if parsed.get_backend_name() == "sqlite":
