@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from tfops.models import RunKind, RunStatus, Trigger, TriggerSource
 from tfops.store import InvalidTransition, Store
@@ -37,30 +38,48 @@ def _applying_run(store: Store) -> int:
     return store.transition(run.id, RunStatus.APPLYING).id
 
 
-def _terminate_before_the_run_update(store: Store, url: str) -> list[int]:
-    """Once, just before the UPDATE of a run's status, have the server drop the session that sends
-    it (from another connection, waiting until the backend is gone). Returns the pids dropped."""
-    admin = create_engine(url)
+def _drop_session_before(
+    store: Store, url: str, statement_start: str = "UPDATE RUNS", *, times: int = 1
+) -> list[int]:
+    """`times` times, just before a statement starting with `statement_start` (by default a run's
+    UPDATE), have the server drop the session that sends it (from another connection, waiting
+    until the backend is gone). Returns the pids dropped."""
+    admin = create_engine(url, poolclass=NullPool)  # nothing left open after the test
     dropped: list[int] = []
 
     @event.listens_for(store.engine, "before_cursor_execute")
     def drop_session(_conn, cursor, statement, _params, _context, _many):
-        if dropped or not statement.lstrip().upper().startswith("UPDATE RUNS"):
+        if len(dropped) >= times or not " ".join(statement.split()).upper().startswith(statement_start):
             return
         pid = cursor.connection.info.backend_pid
         dropped.append(pid)
         with admin.connect() as other:
             assert other.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar()
-        admin.dispose()
 
     return dropped
+
+
+def test_a_call_the_server_keeps_cutting_off_fails_once_its_outage_wait_is_spent(postgres_store_url, caplog):
+    store = Store(postgres_store_url, outage_wait=1)
+    store.upgrade()
+    store.sync_stacks([("app", "stacks/app")])
+    run_id = _applying_run(store)
+    dropped = _drop_session_before(store, postgres_store_url, times=1000)
+    caplog.set_level(logging.WARNING, logger="tfops.store.outages")
+
+    with pytest.raises(OperationalError, match="terminating connection"):
+        store.transition(run_id, RunStatus.APPLIED)
+
+    assert 1 < len(dropped) < 1000  # it tried again, then gave up
+    assert store.get_run(run_id).status is RunStatus.APPLYING
+    store.close()
 
 
 def test_a_transition_whose_update_the_server_cuts_off_is_recorded_once(
     daemon_store, postgres_store_url, caplog
 ):
     run_id = _applying_run(daemon_store)
-    dropped = _terminate_before_the_run_update(daemon_store, postgres_store_url)
+    dropped = _drop_session_before(daemon_store, postgres_store_url)
     caplog.set_level(logging.WARNING, logger="tfops.store.outages")
 
     applied = daemon_store.transition(run_id, RunStatus.APPLIED, message="applied", exit_code=0)
@@ -71,6 +90,17 @@ def test_a_transition_whose_update_the_server_cuts_off_is_recorded_once(
     assert applied.status is RunStatus.APPLIED and applied.exit_code == 0
     terminal = [e for e in daemon_store.events(run_id) if e.to_status.is_terminal]
     assert [(e.to_status, e.message) for e in terminal] == [(RunStatus.APPLIED, "applied")]
+
+
+def test_other_writes_and_reads_cut_off_by_the_server_run_again(daemon_store, postgres_store_url):
+    run_id = _applying_run(daemon_store)
+    dropped = _drop_session_before(daemon_store, postgres_store_url)
+    daemon_store.set_run_process_group(run_id, 4242, "terraform")
+    assert dropped and daemon_store.run_process_group(run_id) == (4242, "terraform")
+
+    dropped_read = _drop_session_before(daemon_store, postgres_store_url, "SELECT RUNS.ID")
+    assert daemon_store.get_run(run_id).status is RunStatus.APPLYING
+    assert dropped_read, "the read was never cut off"
 
 
 def test_a_transition_whose_commit_answer_is_lost_returns_the_run_it_moved(daemon_store, caplog):
@@ -110,7 +140,7 @@ def test_a_reading_commands_store_fails_at_once_when_its_session_is_dropped(
 ):
     run_id = _applying_run(daemon_store)
     reader = Store(postgres_store_url)  # a reading command's store: no waiting
-    dropped = _terminate_before_the_run_update(reader, postgres_store_url)
+    dropped = _drop_session_before(reader, postgres_store_url)
     caplog.set_level(logging.WARNING, logger="tfops.store.outages")
 
     with pytest.raises(OperationalError, match="terminating connection"):
