@@ -9,9 +9,7 @@ on PostgreSQL the same checks lock the rows they read (``SELECT ... FOR UPDATE``
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -21,15 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
+from tfops.store.outages import connect_through_outages
 from tfops.store.revision import MIGRATIONS_DIR, check_current, head_revisions, recorded_revisions
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
-
-log = logging.getLogger(__name__)
 
 __all__ = ["MIGRATIONS_DIR", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "utc_now"]
 
@@ -56,9 +53,9 @@ class StoreBase:
     """The engine and the sessions every table's methods share; see :class:`tfops.store.Store`."""
 
     def __init__(self, url: str, *, outage_wait: float = 0.0) -> None:
-        """`outage_wait`: how long a call waits for a database server that does not answer (a
-        PostgreSQL restart) before it raises: the daemon waits (OUTAGE_WAIT), a reading command
-        answers at once; SQLite has no server to wait for."""
+        """`outage_wait`: how long a call waits for a database server that does not answer or
+        dropped its session (a PostgreSQL restart; see tfops.store.outages) before it raises: the
+        daemon waits (OUTAGE_WAIT), a reading command answers at once; SQLite has no server."""
         parsed = make_url(url)
         self._outage_wait = 0.0
         if parsed.get_backend_name() == "sqlite":
@@ -112,7 +109,7 @@ class StoreBase:
     def _connect(self) -> Connection:
         if not self._outage_wait:
             return self._engine.connect()
-        return _connect_through_outages(self._engine, self._outage_wait)
+        return connect_through_outages(self._engine, self._outage_wait)
 
     def ping(self) -> bool:
         """True when the database answers a trivial query (readiness check)."""
@@ -141,31 +138,6 @@ class StoreBase:
             connection.execution_options(**{_WRITE_OPTION: True})
             with connection.begin():
                 yield connection
-
-
-def _connect_through_outages(engine: Engine, wait: float) -> Connection:
-    """A connection, retried with backoff for up to `wait` seconds while the server does not answer.
-
-    Only connecting is retried: nothing was sent yet, so nothing can happen twice. A restart of
-    PostgreSQL then costs the callers (a run recording its result, a heartbeat) a wait, not an
-    error. `pool_pre_ping` makes a pooled connection that died with the old server fail here too.
-    """
-    deadline = time.monotonic() + wait
-    delay = 0.2
-    while True:
-        try:
-            return engine.connect()
-        except OperationalError as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("the database does not answer; trying again in %.1fs: %s", delay, _first_line(exc))
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- SQLite --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from tfops.errors import IllegalTransition, TerminalError
 from tfops.models import ALLOWED_TRANSITIONS, WORKING_STATUSES, Run, RunKind, RunReason, RunStatus, Trigger
 from tfops.store import schema
 from tfops.store.engine import StoreBase, existing, from_row, new_id, utc_now
+from tfops.store.outages import retries_itself, run_through_outages
 from tfops.store.stacks import StackNotFound, stack_exists
 
 # What transition() may set besides the status; the rest of a run is fixed at creation.
@@ -141,6 +142,7 @@ class RunsMixin(StoreBase):
             .order_by(schema.runs.c.id)
         )
 
+    @retries_itself
     def transition(
         self,
         run_id: int,
@@ -159,39 +161,35 @@ class RunsMixin(StoreBase):
         ``allowed_from``; TypeError for a field that is not settable. ``finished_at`` is set
         when ``to`` is terminal and ``started_at`` when the run leaves ``queued`` for work,
         unless given. ``error`` and ``summary`` must already be redacted.
+
+        In the daemon, a transaction cut off by a database restart runs again once the server is
+        back (tfops.store.outages); when the cut-off attempt did commit (the connection went away
+        with COMMIT in flight), the next attempt finds its own event and returns the moved run.
         """
         unknown = set(fields) - SETTABLE_RUN_FIELDS
         if unknown:
             raise TypeError(f"transition() got fields it may not set: {', '.join(sorted(unknown))}")
-        to = RunStatus(to)
-        allowed = None if allowed_from is None else frozenset(RunStatus(s) for s in allowed_from)
-        now = utc_now()
+        move = _Move(
+            run_id=run_id,
+            to=RunStatus(to),
+            allowed=None if allowed_from is None else frozenset(RunStatus(s) for s in allowed_from),
+            message=message,
+            reason=None if reason is None else RunReason(reason),
+            fields=fields,
+            at=utc_now(),  # once for every attempt: it is how a later attempt knows the first one
+        )
+        return run_through_outages(lambda attempt: self._move(move, again=attempt > 1), self._outage_wait)
+
+    def _move(self, move: _Move, *, again: bool) -> Run:
         with self._writing() as connection:
-            current = _status(require_run(connection, run_id, for_update=True).status)
-            _check_transition(run_id, current, to, allowed)
-            values = {
-                **_automatic_timestamps(current, to, now, fields),
-                **fields,
-                "status": to.value,
-                "reason": None if reason is None else RunReason(reason).value,
-            }
-            try:
-                result = connection.execute(
-                    update(schema.runs)
-                    .where(schema.runs.c.id == run_id, schema.runs.c.status == current.value)
-                    .values(**values)
-                )
-            except IntegrityError as exc:
-                if to in WORKING_STATUSES:  # uq_runs_stack_working: one working run per stack
-                    raise StackBusy(
-                        f"run {run_id}: another run of its stack is planning or applying"
-                    ) from exc
-                raise
-            if result.rowcount != 1:
-                # Only reachable on a database without row locks: someone else moved it first.
-                raise InvalidTransition(f"run {run_id} changed status concurrently; not moved to {to}")
-            _append_event(connection, run_id, now, current, to, message, reason)
-            return _run_from_row(existing(select_run(connection, run_id), f"run {run_id}"))
+            row = require_run(connection, move.run_id, for_update=True)
+            if again and _moved_already(connection, row, move):
+                return _run_from_row(row)  # the cut-off attempt committed; its answer was lost
+            current = _status(row.status)
+            _check_transition(move.run_id, current, move.to, move.allowed)
+            _update_status(connection, move, current)
+            _append_event(connection, move.run_id, move.at, current, move.to, move.message, move.reason)
+            return _run_from_row(existing(select_run(connection, move.run_id), f"run {move.run_id}"))
 
     def set_run_process_group(self, run_id: int, pgid: int | None, leader: str | None) -> None:
         """Record the process group of the run's running Terraform, or clear it (None) when it ended."""
@@ -248,6 +246,61 @@ def require_run(connection: Connection, run_id: int, *, for_update: bool = False
     if row is None:
         raise RunNotFound(f"run {run_id} does not exist")
     return row
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One transition() call: the same for each of its attempts."""
+
+    run_id: int
+    to: RunStatus
+    allowed: frozenset[RunStatus] | None
+    message: str
+    reason: RunReason | None
+    fields: dict[str, Any]
+    at: datetime
+
+
+def _update_status(connection: Connection, move: _Move, current: RunStatus) -> None:
+    values = {
+        **_automatic_timestamps(current, move.to, move.at, move.fields),
+        **move.fields,
+        "status": move.to.value,
+        "reason": None if move.reason is None else move.reason.value,
+    }
+    try:
+        result = connection.execute(
+            update(schema.runs)
+            .where(schema.runs.c.id == move.run_id, schema.runs.c.status == current.value)
+            .values(**values)
+        )
+    except IntegrityError as exc:
+        if move.to in WORKING_STATUSES:  # uq_runs_stack_working: one working run per stack
+            raise StackBusy(f"run {move.run_id}: another run of its stack is planning or applying") from exc
+        raise
+    if result.rowcount != 1:
+        # Only reachable on a database without row locks: someone else moved it first.
+        raise InvalidTransition(f"run {move.run_id} changed status concurrently; not moved to {move.to}")
+
+
+def _moved_already(connection: Connection, row: Row, move: _Move) -> bool:
+    """True when the run is where `move` takes it and its newest event is the one `move` writes: the
+    same status, message and timestamp (taken once per call, to the microsecond), so another
+    caller's transition to the same status is not mistaken for this one."""
+    if row.status != move.to.value:
+        return False
+    newest = connection.execute(
+        select(schema.run_events)
+        .where(schema.run_events.c.run_id == move.run_id)
+        .order_by(schema.run_events.c.id.desc())
+        .limit(1)
+    ).first()
+    return (
+        newest is not None
+        and newest.to_status == move.to.value
+        and newest.message == move.message
+        and newest.at == move.at
+    )
 
 
 def _check_transition(

@@ -18,15 +18,19 @@ their events, and the guarantee that a run ends in exactly one terminal status),
 facts in one read, for the poller), ``incidents.py`` (drift incidents) and ``instances.py``
 (the daemons sharing the store). A new table gets its
 own module and mixin, listed here.
+
+Every public method of the mixins is wrapped (below) so that, in the daemon, a call cut off by a
+PostgreSQL restart runs again once the server is back (``outages.py``).
 """
 
 from __future__ import annotations
 
 from tfops.store.decisions import AuditEntry, Decision, DecisionsMixin
 from tfops.store.deploys import DeployFacts, DeploysMixin
-from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, utc_now
+from tfops.store.engine import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, StoreBase, utc_now
 from tfops.store.incidents import IncidentsMixin
 from tfops.store.instances import InstancesMixin
+from tfops.store.outages import wrap_public_methods
 from tfops.store.outbox import (
     DEFAULT_CLAIM_LEASE,
     MAX_OUTBOX_ERROR_CHARS,
@@ -87,3 +91,7 @@ class Store(
     Only redacted data may be passed in: summaries, errors and messages are
     stored as given and are shown by the CLI and the status page.
     """
+
+
+# In the daemon (outage_wait > 0) a store call cut off by a database restart runs again (outages.py).
+wrap_public_methods(Store, StoreBase)
