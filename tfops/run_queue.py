@@ -252,7 +252,9 @@ class RunQueue:
             return True
         if self._held.get(run.id) != verdict.reason:
             self._held[run.id] = verdict.reason
-            self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
+            # Said once per run, whichever instances hold it: the store decides (its last event).
+            if self.store.note_once(run.id, verdict.reason):
+                self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
         self._schedule_recheck()
         return True
 
