@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tfops.config import load_settings
 from tfops.config.ha import HaSettings
+from tfops.config.summary import describe
 from tfops.errors import ConfigError
 from tfops.ha.pinning import LocalStateRefused, Pinning, local_state_stacks, refuse_local_state, runs_here
 from tfops.models import RunKind, RunStatus, Stack, Trigger, TriggerSource
@@ -124,3 +126,18 @@ def test_the_pin_is_an_instance_id_and_names_the_instance_that_gives_local_state
     assert HaSettings().runs_local_state(tmp_path) is False  # no pin: no instance
     with pytest.raises(ValidationError):
         HaSettings(local_state_instance="vm 2; rm")
+
+
+def test_check_config_shows_the_pin_and_refuses_a_pin_that_is_no_instance_id(tmp_path):
+    path = tmp_path / "tfops.yaml"
+    path.write_text(
+        "store: {url: 'postgresql+psycopg://tfops@db/tfops'}\n"
+        "ha: {instance_id: vm-1, local_state_instance: vm-2}\n"
+    )
+    settings = load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path / "data")})
+    path.write_text("ha: {local_state_instance: 'two words'}\n")
+
+    [line] = [line for line in describe(settings).splitlines() if line.startswith("ha ")]
+    assert line.endswith("several daemons share this PostgreSQL store, stacks with local state run on vm-2")
+    with pytest.raises(ConfigError, match="local_state_instance"):
+        load_settings(path, {"TFOPS_DATA_DIR": str(tmp_path / "data")})
