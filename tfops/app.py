@@ -20,6 +20,7 @@ from tfops.approvals import Answer, DecisionRequest, Verdict
 from tfops.compose import Parts, build, housekeeping
 from tfops.config import Settings, check_serving
 from tfops.errors import GitFetchError, TfopsError, UnknownStackError
+from tfops.ha.pinning import refuse_at_start
 from tfops.listeners import socket_mode_for, web_server_for
 from tfops.models import FAILURE_STATUSES, Run, RunKind, RunStatus, Trigger, TriggerSource
 from tfops.notify import Notifier
@@ -130,6 +131,7 @@ class App(Parts):
             # Before anything: a second daemon on one SQLite file stops here (AlreadyServing).
             self.leadership.start()
             self.heartbeat.check_id_free()  # ... and one with this instance id on another host
+            refuse_at_start(self.settings, self.git.ensure_clone)  # ... and local state (tfops.ha.pinning)
         except BaseException:
             self.close()
             raise

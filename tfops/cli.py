@@ -335,6 +335,7 @@ def check_config(ctx: Context, check_aws: bool) -> None:
     from tfops.cli_render import out, print_role_checks
     from tfops.cli_status import refused_in_checkout
     from tfops.config import describe, warnings
+    from tfops.ha.pinning import refuse_in_checkout
 
     settings = ctx.settings
     out.print(describe(settings), markup=False)
@@ -343,6 +344,7 @@ def check_config(ctx: Context, check_aws: bool) -> None:
     out.print(f"terraform binary: {binary}", markup=False)
     for warning in [*warnings(settings), *refused_in_checkout(settings)]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    refuse_in_checkout(settings)  # several daemons: stacks with local state stop `serve` (an error)
     if check_aws and not print_role_checks(settings):
         raise TfopsError("some AWS roles cannot be assumed (above)")
     out.print("[green]configuration OK[/green]")

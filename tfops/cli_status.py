@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfops.ha.shown_role import PRESUMED_DEAD, shown_role
 from tfops.models import TERMINAL_STATUSES, RunKind, RunStatus
 from tfops.ordering import Verdict, admit, ancestors
 from tfops.readview import ReaderView, recorded_rules
@@ -184,9 +185,11 @@ def instance_lines(store: Store, now: datetime | None = None, *, failover: float
     for instance in found:
         ago = max(0, round((now - instance.heartbeat_at).total_seconds()))
         flying = instance.runs_in_flight
-        silent = "  (silent: presumed dead)" if failover is not None and ago > failover else ""
+        # A silent leader is not shown as one: its row says `leader` until the new leader settles it.
+        role = shown_role(instance, now, failover)
+        silent = "  (silent: presumed dead)" if role == PRESUMED_DEAD else ""
         lines.append(
-            f"  {instance.id:<{width}}  {instance.host:<{host_width}}  {instance.role.value:<8}  "
+            f"  {instance.id:<{width}}  {instance.host:<{host_width}}  {role:<8}  "
             f"heartbeat {ago}s ago  {flying} run{'' if flying == 1 else 's'} in flight{silent}"
         )
     return lines

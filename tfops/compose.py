@@ -35,6 +35,7 @@ from tfops.ha.hints import HintRelay
 from tfops.ha.instances import Duties, Heartbeat, Me
 from tfops.ha.intake import Intake
 from tfops.ha.leadership import Leadership, leadership_for
+from tfops.ha.pinning import Pinning
 from tfops.ha.routing import HolderBinding, PlanHolderRouting
 from tfops.ha.serve_lock import ServeLock
 from tfops.incident_tracker import IncidentTracker
@@ -209,7 +210,13 @@ def wire(
 
     terraform = settings.terraform
     order = StackOrder(registry.current, transitions)  # depends_on: upstreams' deploys go first
-    queue = RunQueue(store, transitions, execute, terraform.max_parallel, terraform.drift_parallel, order)
+    # Several daemons with `ha.local_state_instance`: only that instance runs local-state stacks.
+    pinned_to = settings.ha.local_state_instance
+    keeps = Pinning(settings.checkout_dir, registry.current, pinned_to=pinned_to, me=me.id)
+    queue = RunQueue(
+        store, transitions, execute, terraform.max_parallel, terraform.drift_parallel, order,
+        keeps=keeps.takes if several_daemons(settings) else None,
+    )  # fmt: skip
     metrics = Metrics(
         snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None), instance=me.id
     )
@@ -348,7 +355,8 @@ def runner_for(settings: Settings, binary: str, environ: Mapping[str, str], stor
             stop_grace=terraform.stop_grace,
             passthrough=tuple(terraform.env_passthrough),
             inherit=dict(environ),
-            remote_state_only=several_daemons(settings),
+            remote_state_only=several_daemons(settings)
+            and not settings.ha.runs_local_state(settings.data_dir),
         ),
         on_group=partial(record_group, store),
     )

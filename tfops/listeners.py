@@ -52,6 +52,7 @@ def web_server_for(parts: Parts) -> WebServer | None:
         poll_interval=settings.repo.poll_interval,
         started_at=parts.started_at,
         leading=parts.leadership.is_leader,
+        failover=settings.ha.failover,
     )
     routers = [health_router(facts), metrics_router(parts.metrics), *_optional_routers(parts)]
     options = HttpOptions.from_listen(http.listen, tls_cert=http.tls_cert, tls_key=http.tls_key)

@@ -139,12 +139,14 @@ def readiness_facts(
     poll_interval: float,
     started_at: datetime,
     leading: Callable[[], bool] = lambda: True,
+    failover: float | None = None,
 ):
     def facts() -> ReadinessFacts:
         store_ok = store.ping()  # never waits out an outage: a probe must answer at once
         return ReadinessFacts(
             leader=leading(),
             instances=_instances(store) if store_ok else (),
+            failover=failover,
             store_ok=store_ok,
             scheduler_running=scheduler.running,
             last_fetch_ok_at=poller.last_fetch_ok_at,

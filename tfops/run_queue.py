@@ -108,9 +108,12 @@ class RunQueue:
         max_parallel: int,
         drift_parallel: int | None = None,
         order: StackOrder | None = None,
+        keeps: Callable[[str], bool] | None = None,
     ) -> None:
         """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`);
-        `order`: keep `depends_on` between deploys (None: no order)."""
+        `order`: keep `depends_on` between deploys (None: no order); `keeps`: whether this queue
+        runs a stack's runs (tfops.ha.pinning; the others stay queued in the store for another
+        instance)."""
         self.store = store
         self.transitions = transitions
         self.execute = execute
@@ -122,6 +125,7 @@ class RunQueue:
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="tfops-run")
         self._accepting = True
         self.order = order
+        self.keeps = keeps or (lambda _stack: True)
         self._held: dict[int, str] = {}  # run id -> what it waits for, as last announced
         self._recheck: threading.Timer | None = None
         self._order_source: Mapping[str, Stack] | None = None
@@ -149,7 +153,8 @@ class RunQueue:
             run = self.store.create_run(
                 stack, kind, trigger, commit_sha, message=f"queued by {trigger.source}"
             )
-            self._pending.append(_Entry(run.id, stack, _is_drift_check(run), run))
+            if self.keeps(stack):
+                self._pending.append(_Entry(run.id, stack, _is_drift_check(run), run))
             self._dispatch_locked()
             return run
 
@@ -159,7 +164,8 @@ class RunQueue:
             if not self._accepting:
                 return  # they stay queued/approved in the store for the next start
             for run in sorted(runs, key=lambda r: r.id):
-                self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run), run))
+                if self.keeps(run.stack):
+                    self._pending.append(_Entry(run.id, run.stack, _is_drift_check(run), run))
             self._dispatch_locked()
 
     def adopt(self, runs: Iterable[Run]) -> list[Run]:
@@ -169,7 +175,7 @@ class RunQueue:
         which instance runs each. Returns the runs taken in."""
         with self._cond:
             known = {entry.run_id for entry in self._pending} | {busy.run_id for busy in self._busy.values()}
-            new = [run for run in runs if run.id not in known]
+            new = [run for run in runs if run.id not in known and self.keeps(run.stack)]
             if new:
                 self.resume(new)
             return new
@@ -246,7 +252,9 @@ class RunQueue:
             return True
         if self._held.get(run.id) != verdict.reason:
             self._held[run.id] = verdict.reason
-            self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
+            # Said once per run, whichever instances hold it: the store decides (its last event).
+            if self.store.note_once(run.id, verdict.reason):
+                self.order.transitions.note_decision(run, verdict.reason)  # its Slack message says so
         self._schedule_recheck()
         return True
 

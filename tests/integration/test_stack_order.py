@@ -117,9 +117,8 @@ def test_network_failing_blocks_app_naming_its_run_until_a_fix_of_network_deploy
     assert (web.status, web.reason) == (RunStatus.BLOCKED, RunReason.UPSTREAM_FAILED)
     [blocked] = [event for event in app.store.events(web.id) if event.to_status is RunStatus.BLOCKED]
     assert blocked.message == f"upstream network failed in run {network.id}"
-    assert [e.to_status for e in app.store.events(web.id)] == [RunStatus.QUEUED, RunStatus.BLOCKED], (
-        "never planned"
-    )
+    moves = [e.to_status for e in app.store.events(web.id) if e.from_status is not e.to_status]  # no notes
+    assert moves == [RunStatus.QUEUED, RunStatus.BLOCKED], "never planned"
     assert cloud_object(demo_cloud, "app-web")["content"] == "v1"
 
     remote.commit_and_push("fix network only", {"stacks/network/main.tf": network_code(demo_cloud, "v3")})

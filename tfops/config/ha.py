@@ -23,6 +23,8 @@ MIN_FAILOVER = 3.0
 MAX_FAILOVER = 600.0
 # The heartbeat (and the leadership check) runs this many times per failover period.
 BEATS_PER_FAILOVER = 5
+# What an instance id may be: it is shown in logs, metrics labels and `tfops status`.
+INSTANCE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 
 
 class HaSettings(Section):
@@ -33,7 +35,11 @@ class HaSettings(Section):
     failover: Annotated[PositiveDuration, Field(ge=MIN_FAILOVER, le=MAX_FAILOVER)] = 15.0
     # This daemon's name among the instances; default: the host name and a digest of data_dir, so
     # that a restarted daemon knows its own runs again.
-    instance_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")] | None = None
+    instance_id: Annotated[str, Field(pattern=INSTANCE_ID)] | None = None
+    # The one instance that runs the stacks with local state (no backend block), by its id: the
+    # others never take their runs (tfops.ha.pinning). None: `tfops serve` refuses to start while
+    # the checkout has such a stack, and a run of one that arrives later fails, saying why.
+    local_state_instance: Annotated[str, Field(pattern=INSTANCE_ID)] | None = None
 
     @property
     def heartbeat(self) -> float:
@@ -46,3 +52,9 @@ class HaSettings(Section):
         digest = hashlib.sha256(str(Path(data_dir).absolute()).encode()).hexdigest()[:8]
         host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:60] or "host"
         return f"{host}-{digest}"
+
+    def runs_local_state(self, data_dir: Path) -> bool:
+        """Whether this instance may give stacks local state: it is the one `local_state_instance`
+        names (with several daemons; on one VM every stack may keep its state locally)."""
+        pinned_to = self.local_state_instance
+        return pinned_to is not None and pinned_to == self.instance_for(data_dir)

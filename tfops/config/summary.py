@@ -75,6 +75,9 @@ def _describe_ha(settings: Settings) -> str:
     many = not settings.store_url.startswith("sqlite")
     mode = "several daemons share this PostgreSQL store" if many else "one daemon per SQLite file"
     instance = settings.ha.instance_for(settings.data_dir)
+    pinned = settings.ha.local_state_instance
+    if many and pinned:
+        mode += f", stacks with local state run on {pinned}"
     return f"instance {instance}, failover {format_duration(settings.ha.failover)}, {mode}"
 
 

@@ -191,6 +191,21 @@ class RunsMixin(StoreBase):
             _append_event(connection, move.run_id, move.at, current, move.to, move.message, move.reason)
             return _run_from_row(existing(select_run(connection, move.run_id), f"run {move.run_id}"))
 
+    def note_once(self, run_id: int, message: str) -> bool:
+        """Record `message` on a run without moving it (an event from its status to the same),
+        unless its last event says it already: True when this call recorded it. Under the run's
+        row lock, so of several instances noting the same thing (what a held deploy waits for,
+        tfops.run_queue) one records and announces it."""
+        with self._writing() as connection:
+            status = _status(require_run(connection, run_id, for_update=True).status)
+            events = schema.run_events
+            newest = select(events.c.message).where(events.c.run_id == run_id)
+            last = connection.execute(newest.order_by(events.c.id.desc()).limit(1)).scalar()
+            if last == message:
+                return False
+            _append_event(connection, run_id, utc_now(), status, status, message)
+            return True
+
     def set_run_process_group(self, run_id: int, pgid: int | None, leader: str | None) -> None:
         """Record the process group of the run's running Terraform, or clear it (None) when it ended."""
         with self._writing() as connection:
@@ -208,7 +223,8 @@ class RunsMixin(StoreBase):
         return row.pgid, row.pgid_leader or ""
 
     def events(self, run_id: int) -> list[RunEvent]:
-        """The run's status history, oldest first."""
+        """The run's status history, oldest first; an event from a status to the same one is a
+        note that did not move the run (`note_once`)."""
         query = (
             select(schema.run_events)
             .where(schema.run_events.c.run_id == run_id)

@@ -50,16 +50,21 @@ from tfops.errors import (
 )
 from tfops.models import Stack
 from tfops.terraform.diagnostics import classify
+from tfops.terraform.local_state import (
+    BACKEND_BLOCK,
+    BACKEND_FILE,
+    local_state_refusal,
+    top_level_code,
+    without_backend,
+)
 
 log = logging.getLogger(__name__)
 
-BACKEND_FILE = "_tfops_backend.tf"
 LOCK_FILE = ".terraform.lock.hcl"
 PLAN_FILE = "plan.tfplan"  # in the run's directory: the saved plan an apply reads
 # Beside a lock file tfops put into a view (the repository commits none): views are shared
 # by the runs of a commit, so "the commit's own lock file" must be told apart from our copy.
 LOCK_COPY_MARK = ".terraform.lock.hcl.tfops-copy"
-_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"', re.MULTILINE)
 _LOCAL_BACKEND_BLOCK = re.compile(r'^\s*backend\s+"local"', re.MULTILINE)
 _DRIFT_NOTE = re.compile(r"outside of (?:Terraform|OpenTofu)")
 
@@ -144,7 +149,8 @@ class RunnerSettings:
     passthrough: Sequence[str] = ()
     inherit: Mapping[str, str] = field(default_factory=dict)
     # Several daemons share the store (tfops.ha): runs move between instances, each with its own
-    # data_dir, so a stack without a remote backend is refused rather than given local state.
+    # data_dir, so a stack without a remote backend is refused rather than given local state;
+    # False on the instance `ha.local_state_instance` names (tfops.ha.pinning).
     remote_state_only: bool = False
 
 
@@ -338,8 +344,8 @@ class TerraformRunner:
 
     def _place_local_state(self, ws: Workspace) -> None:
         """Keep local state outside the per-run view; leave declared backends alone."""
-        code = _top_level_code(ws.source_dir)
-        if _BACKEND_BLOCK.search(code) and not _LOCAL_BACKEND_BLOCK.search(code):
+        code = top_level_code(ws.source_dir)
+        if not without_backend(code) and not _LOCAL_BACKEND_BLOCK.search(code):
             return
         if _LOCAL_BACKEND_BLOCK.search(code):
             # A declared local backend with a relative path would put state inside the
@@ -350,11 +356,8 @@ class TerraformRunner:
                 "or use a remote backend",
             )
         if self.settings.remote_state_only:
-            raise TerraformError(
-                f"stack {ws.stack.name} keeps its state locally (no backend block), and several tfops "
-                "daemons share this store: each instance would have a state of its own",
-                hint="give the stack a remote backend with locking (s3, pg, azurerm, gcs...); see docs/ha.md",
-            )
+            message, hint = local_state_refusal([ws.stack.name])
+            raise TerraformError(message, hint=hint)
         state = ws.state_dir / "terraform.tfstate"
         workspaces = ws.state_dir / "terraform.tfstate.d"
         (ws.source_dir / BACKEND_FILE).write_text(
@@ -391,7 +394,7 @@ class TerraformRunner:
             _read(self.settings.cli_config),
             _committed_lock(ws),
             _read(ws.source_dir / BACKEND_FILE),
-            "\n".join(_BACKEND_BLOCK.findall(_top_level_code(ws.source_dir))),
+            "\n".join(BACKEND_BLOCK.findall(top_level_code(ws.source_dir))),
             ws.stack.workspace,
             *_backend_config_parts(ws),
         ):
@@ -452,14 +455,6 @@ def _raise_for_outcome(result: proc.ProcResult) -> proc.ProcResult:
     if result.exit_code is None:
         raise TerraformError(result.tail.strip() or "terraform could not be started", argv=result.argv)
     raise classify(result.tail, argv=result.argv, exit_code=result.exit_code)
-
-
-def _top_level_code(directory: Path) -> str:
-    parts = []
-    for path in sorted(directory.glob("*.tf")):
-        if path.name != BACKEND_FILE:
-            parts.append(path.read_text(errors="replace"))
-    return "\n".join(parts)
 
 
 def _committed_lock(ws: Workspace) -> str:

@@ -41,6 +41,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from tfops.config import format_duration
+from tfops.ha.shown_role import shown_role
 from tfops.models import Instance
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ReadinessFacts:
     refused_stacks: tuple[str, ...] = ()  # one line per stack refused at the head, naming it and why
     leader: bool = True  # this daemon leads (tfops.ha); a follower does not fetch: the leader polls
     instances: tuple[Instance, ...] = ()  # the daemons sharing the store, leader first
+    failover: float | None = None  # seconds (ha.failover): an instance silent longer is presumed dead
 
     def __post_init__(self) -> None:
         for name in ("last_fetch_ok_at", "started_at", "now"):
@@ -186,7 +188,7 @@ def _instances(facts: ReadinessFacts) -> dict[str, object]:
             {
                 "id": instance.id,
                 "host": instance.host,
-                "role": instance.role.value,
+                "role": shown_role(instance, facts.now, facts.failover),  # a silent leader is none
                 "heartbeat_at": instance.heartbeat_at.isoformat(),
                 "runs_in_flight": instance.runs_in_flight,
             }
