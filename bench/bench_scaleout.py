@@ -8,14 +8,15 @@ Git remote holds S stacks of K objects; three instances (own data dirs, one stor
 
 Then, for 1, 2 and 3 instances (vm-1..vm-n started, the others stopped), with the same
 `terraform.max_parallel` each: a warm-up sweep (every instance then has most stacks initialised,
-as in a daemon that has run a while), then timed sweeps. A sweep queues one drift run per stack
-in the store at once (a `queued` row per stack, as the API's POST /api/stacks/{name}/drift does;
-every instance takes queued runs in at its heartbeat, whoever queued them, and the store's claim
-decides who runs each) and is timed from the queueing to the last run ending. Reported: the
-median sweep time, runs per second, the throughput ratio to one instance, and where the time goes:
-the CPU seconds of the daemons and their Terraform processes (and providers) during the sweep,
-against the machine's cores, and the simulated waiting of a run (one latency per 10 objects:
-Terraform refreshes 10 resources at once).
+as in a daemon that has run a while), then timed sweeps. A sweep
+queues one drift run per stack in the store at once (a `queued` row per stack, as the API's
+POST /api/stacks/{name}/drift does; every instance takes queued runs in at its heartbeat or when
+a worker frees, whoever queued them, and the store's claim decides who runs each) and is timed
+from the queueing to the last run ending. Reported: the median sweep time, runs per second, the
+throughput ratio to one instance, and where the time goes: the CPU seconds of the daemons
+themselves and of their Terraform processes (and providers, git) during the sweep, against the
+machine's cores, the machine's load average, the time from the queueing to the first claim, and
+the simulated waiting of a run (one latency per 10 objects: Terraform refreshes 10 resources at once).
 Usage:
 
     .venv/bin/python bench/bench_scaleout.py [--stacks 200] [--objects 3] [--latency 300ms]
