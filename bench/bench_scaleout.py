@@ -8,14 +8,15 @@ Git remote holds S stacks of K objects; three instances (own data dirs, one stor
 
 Then, for 1, 2 and 3 instances (vm-1..vm-n started, the others stopped), with the same
 `terraform.max_parallel` each: a warm-up sweep (every instance then has most stacks initialised,
-as in a daemon that has run a while), then timed sweeps. A sweep queues one drift run per stack
-in the store at once (a `queued` row per stack, as the API's POST /api/stacks/{name}/drift does;
-every instance takes queued runs in at its heartbeat, whoever queued them, and the store's claim
-decides who runs each) and is timed from the queueing to the last run ending. Reported: the
-median sweep time, runs per second, the throughput ratio to one instance, and where the time goes:
-the CPU seconds of the daemons and their Terraform processes (and providers) during the sweep,
-against the machine's cores, and the simulated waiting of a run (one latency per 10 objects:
-Terraform refreshes 10 resources at once).
+as in a daemon that has run a while), then timed sweeps. A sweep
+queues one drift run per stack in the store at once (a `queued` row per stack, as the API's
+POST /api/stacks/{name}/drift does; every instance takes queued runs in at its heartbeat or when
+a worker frees, whoever queued them, and the store's claim decides who runs each) and is timed
+from the queueing to the last run ending. Reported: the median sweep time, runs per second, the
+throughput ratio to one instance, and where the time goes: the CPU seconds of the daemons
+themselves and of their Terraform processes (and providers, git) during the sweep, against the
+machine's cores, the machine's load average, the time from the queueing to the first claim, and
+the simulated waiting of a run (one latency per 10 objects: Terraform refreshes 10 resources at once).
 Usage:
 
     .venv/bin/python bench/bench_scaleout.py [--stacks 200] [--objects 3] [--latency 300ms]
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--instances", default="1,2,3")
     args = parser.parse_args()
     counts = [int(n) for n in args.instances.split(",")]
+    args.load = load()
     root = Path(tempfile.mkdtemp(prefix="tfops-bench-scaleout-"))
     server = start_server()
     try:
@@ -184,16 +187,21 @@ class Estate:
 
     def sweep(self, daemons: dict[str, subprocess.Popen]) -> Sweep:
         trigger = Trigger(TriggerSource.API, actor="bench")
-        cpu_before = sum(cpu_seconds(d.pid) for d in daemons.values())
-        start = time.monotonic()
+        cpu_before = [cpu_seconds(d.pid) for d in daemons.values()]
+        start, queued_at = time.monotonic(), datetime.now(UTC)
         ids = {self.store.create_run(s, RunKind.DRIFT, trigger, self.head).id for s in self.stacks}
         runs = until(lambda: self.finished(ids), 60 * 60)
         took = time.monotonic() - start
-        cpu = sum(cpu_seconds(d.pid) for d in daemons.values()) - cpu_before
+        cpu_after = [cpu_seconds(d.pid) for d in daemons.values()]
+        own = sum(after[0] - before[0] for before, after in zip(cpu_before, cpu_after, strict=True))
+        children = sum(after[1] - before[1] for before, after in zip(cpu_before, cpu_after, strict=True))
         statuses = sorted({r.status.value for r in runs})
         per_instance = sorted(sum(1 for r in runs if r.instance_id == n) for n in daemons)
         run_wall = statistics.median((r.finished_at - r.started_at).total_seconds() for r in runs)
-        return Sweep(took, cpu, statuses, per_instance, run_wall)
+        first = min(r.started_at for r in runs if r.started_at) - queued_at
+        sweep = Sweep(took, own, children, statuses, per_instance, run_wall)
+        sweep.first_start = first.total_seconds()  # the intake's latency: queued to the first claim
+        return sweep
 
     def finished(self, ids: set[int]):
         runs = [r for r in self.store.list_runs(limit=len(ids) + 50) if r.id in ids]
@@ -202,17 +210,27 @@ class Estate:
 
 class Sweep:
     def __init__(
-        self, seconds: float, cpu: float, statuses: list[str], per_instance: list[int], run_wall: float
+        self,
+        seconds: float,
+        daemons: float,
+        terraform: float,
+        statuses: list[str],
+        per_instance: list[int],
+        run_wall: float,
     ) -> None:
-        self.seconds, self.cpu, self.statuses, self.per_instance = seconds, cpu, statuses, per_instance
+        self.seconds, self.statuses, self.per_instance = seconds, statuses, per_instance
+        self.daemons, self.terraform = daemons, terraform  # CPU seconds: tfops itself; its children
+        self.cpu = daemons + terraform
         self.run_wall = run_wall  # the median run's time from its claim to its end
+        self.first_start = 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system time of a process and of its children it has waited for (Terraform, and
-    through Terraform its provider plugins), from /proc/<pid>/stat."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system time of a process itself, and of its children it has waited for (Terraform,
+    and through Terraform its provider plugins), from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / TICKS
+    own, children = fields[11:13], fields[13:15]
+    return sum(int(value) for value in own) / TICKS, sum(int(value) for value in children) / TICKS
 
 
 def report(args, results: dict[int, list[Sweep]]) -> None:
@@ -224,25 +242,36 @@ def report(args, results: dict[int, list[Sweep]]) -> None:
     print(
         f"stacks {args.stacks} x {args.objects} objects; read_latency {args.latency}; "
         f"max_parallel {args.max_parallel} per instance; {cores} cores; "
-        f"simulated waiting per run {waiting:.1f} s; timed sweeps per row {args.repeats} (after a warm-up)"
+        f"simulated waiting per run {waiting:.1f} s; timed sweeps per row {args.repeats} (after a warm-up); "
+        f"load average at the start: {args.load}"
     )
+    print(f"load average at the end: {load()}")
     print(
-        "| instances | sweep (median) | runs/s | throughput vs 1 | CPU s (daemons + Terraform) | CPU busy "
-        "| CPU s per run | median run | runs per instance | statuses |"
+        "| instances | sweep (median) | runs/s | throughput vs 1 | CPU s: daemons + Terraform | CPU busy "
+        "| CPU s per run | first run started | median run | runs per instance | statuses |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     base = None
     for count, sweeps in results.items():
         seconds = statistics.median(s.seconds for s in sweeps)
-        cpu = statistics.median(s.cpu for s in sweeps)
+        daemons = statistics.median(s.daemons for s in sweeps)
+        terraform = statistics.median(s.terraform for s in sweeps)
+        cpu = daemons + terraform
         base = base or (seconds if count == 1 else None)
         ratio = f"{base / seconds:.2f}x" if base else "n/a"
         last = sweeps[-1]
+        first = statistics.median(s.first_start for s in sweeps)
         print(
-            f"| {count} | {seconds:.1f} s | {args.stacks / seconds:.2f} | {ratio} | {cpu:.0f} | "
-            f"{cpu / (seconds * cores):.0%} of {cores} | {cpu / args.stacks:.2f} | {last.run_wall:.1f} s | "
+            f"| {count} | {seconds:.1f} s | {args.stacks / seconds:.2f} | {ratio} | "
+            f"{daemons:.0f} + {terraform:.0f} | {cpu / (seconds * cores):.0%} of {cores} | "
+            f"{cpu / args.stacks:.2f} | {first:.1f} s | {last.run_wall:.1f} s | "
             f"{last.per_instance} | {', '.join(last.statuses)} |"
         )
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): other processes share the cores."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

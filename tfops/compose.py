@@ -34,6 +34,7 @@ from tfops.gitsource import GitSource, git_env, write_askpass
 from tfops.ha.hints import HintRelay
 from tfops.ha.instances import Duties, Heartbeat, Me
 from tfops.ha.intake import Intake
+from tfops.ha.intake_wake import IntakeWake
 from tfops.ha.leadership import Leadership, leadership_for
 from tfops.ha.pinning import Pinning
 from tfops.ha.routing import HolderBinding, PlanHolderRouting
@@ -213,10 +214,14 @@ def wire(
     # Several daemons with `ha.local_state_instance`: only that instance runs local-state stacks.
     pinned_to = settings.ha.local_state_instance
     keeps = Pinning(settings.checkout_dir, registry.current, pinned_to=pinned_to, me=me.id)
+    # Several daemons: a worker left free takes others' queued runs in at once, not at the heartbeat.
+    wake = IntakeWake()
+    several = several_daemons(settings)
     queue = RunQueue(
         store, transitions, execute, terraform.max_parallel, terraform.drift_parallel, order,
-        keeps=keeps.takes if several_daemons(settings) else None,
+        keeps=keeps.takes if several else None, on_free=wake.wake if several else None,
     )  # fmt: skip
+    wake.slots = queue
     metrics = Metrics(
         snapshot=snapshot_of(store, queue, slack_on=checked.slack_client is not None), instance=me.id
     )
@@ -277,6 +282,7 @@ def wire(
         intake=partial(ha_tick, Intake(store, queue, git, registry, me.id, leadership.is_leader), relay)
         if shared
         else None,
+        wake=wake,
     )
     # In the order of Parts' fields; each has a type of its own, so mypy checks the order.
     return Parts(
@@ -291,11 +297,12 @@ def several_daemons(settings: Settings) -> bool:
     return not settings.store_url.startswith("sqlite")
 
 
-def ha_tick(intake: Intake, relay: HintRelay) -> None:
-    """Every heartbeat interval, off the heartbeat's thread (several daemons): the leader acts on a
-    webhook hint a follower left, then every instance takes in the runs queued by others."""
+def ha_tick(intake: Intake, relay: HintRelay) -> list[Run]:
+    """Every heartbeat interval, or sooner when a worker is free (tfops.ha.intake_wake), off the
+    heartbeat's thread (several daemons): the leader acts on a webhook hint a follower left, then
+    every instance takes in the runs queued by others. Returns the runs taken in."""
     relay.check()
-    intake()
+    return intake()
 
 
 def git_for(

@@ -109,11 +109,13 @@ class RunQueue:
         drift_parallel: int | None = None,
         order: StackOrder | None = None,
         keeps: Callable[[str], bool] | None = None,
+        on_free: Callable[[], object] | None = None,
     ) -> None:
         """`drift_parallel`: at most this many drift checks at once (None: up to `max_parallel`);
         `order`: keep `depends_on` between deploys (None: no order); `keeps`: whether this queue
         runs a stack's runs (tfops.ha.pinning; the others stay queued in the store for another
-        instance)."""
+        instance); `on_free`: called when a worker ends and its slot stays free (several daemons:
+        take others' runs in now)."""
         self.store = store
         self.transitions = transitions
         self.execute = execute
@@ -131,6 +133,7 @@ class RunQueue:
         self._order_source: Mapping[str, Stack] | None = None
         self._order_graph: Mapping[str, Sequence[str]] = {}
         self._upstream_deploys: dict[str, Sequence[Run]] = {}
+        self.on_free = on_free
 
     # -- intake ---------------------------------------------------------------
 
@@ -226,6 +229,9 @@ class RunQueue:
                 if self._accepting:
                     self._dispatch_locked()
                 self._cond.notify_all()
+                free = self._accepting and len(self._busy) < self.max_parallel
+            if free and self.on_free is not None:
+                self.on_free()
 
     # -- stack order ----------------------------------------------------------
 
@@ -299,6 +305,11 @@ class RunQueue:
     def depth(self) -> int:
         with self._cond:
             return len(self._pending)
+
+    def has_free_slot(self) -> bool:
+        """A worker is free and nothing held here may start on it: the queue could take more runs."""
+        with self._cond:
+            return len(self._busy) < self.max_parallel and not self._pending
 
     def running(self) -> dict[str, int]:
         with self._cond:

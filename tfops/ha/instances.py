@@ -17,10 +17,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Protocol
 
+from tfops.ha.intake_wake import IntakeWake
 from tfops.ha.leadership import Leadership
 from tfops.ha.serve_lock import AlreadyServing
 from tfops.models import InstanceRole, Run, RunReason, RunStatus
@@ -79,10 +80,12 @@ class Heartbeat:
         roles: Roles,
         transitions: Interrupting,
         queue: Resuming,
-        intake: Callable[[], object] | None = None,
+        intake: Callable[[], Sized | None] | None = None,
+        wake: IntakeWake | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`intake`: called every `interval` on a thread of its own, to take in runs queued by others."""
+        """`intake`: called every `interval` on a thread of its own, to take in runs queued by others
+        (returns the runs it took in); `wake`: what makes it look sooner (tfops.ha.intake_wake)."""
         self.store = store
         self.leadership = leadership
         self.me = me
@@ -92,6 +95,7 @@ class Heartbeat:
         self.transitions = transitions
         self.queue = queue
         self.intake = intake
+        self.wake = wake or IntakeWake()
         self.clock = clock
         self.leading = False
         self._judging_since: float | None = None  # clock() since which it leads with every beat written
@@ -130,6 +134,7 @@ class Heartbeat:
         if self._thread is None:
             return
         self._stop.set()
+        self.wake.wake()  # the intake thread stops waiting at once
         self._thread.join(self.interval + 5)
         if self._intake_thread is not None:
             self._intake_thread.join(self.interval + 5)
@@ -201,10 +206,15 @@ class Heartbeat:
 
     def _take_in(self) -> None:
         assert self.intake is not None
-        while not self._stop.wait(self.interval):
+        took_in = 0
+        while True:
+            self.wake.wait(took_in, self.interval)
+            if self._stop.is_set():
+                return
             try:
-                self.intake()
+                took_in = len(self.intake() or ())
             except Exception:
+                took_in = 0
                 log.exception("taking in the queued runs failed; trying again in %.1fs", self.interval)
 
     def _loop(self) -> None:

@@ -78,9 +78,14 @@ class Intake:
     def runnable(self) -> list[Run]:
         """Queued runs, whoever queued them, and approved runs whose saved plan is this instance's;
         the leader also takes the approved runs of instances that are gone: their plan went with
-        them, so the worker supersedes the run and plans afresh (never an apply of anything else)."""
-        queued = self.store.runs_with_status({RunStatus.QUEUED})
-        approved = self.store.runs_with_status({RunStatus.APPROVED})
+        them, so the worker supersedes the run and plans afresh (never an apply of anything else).
+        Not the runs of a stack that has a run planning or applying (here or elsewhere): the claim
+        would refuse them until it ends, and a free worker would take them in again and again."""
+        working = {run.stack for run in self.store.runs_with_status({RunStatus.PLANNING, RunStatus.APPLYING})}
+        queued = [run for run in self.store.runs_with_status({RunStatus.QUEUED}) if run.stack not in working]
+        approved = [
+            run for run in self.store.runs_with_status({RunStatus.APPROVED}) if run.stack not in working
+        ]
         live = {instance.id for instance in self.store.instances()} if approved else set()
         leading = self.leading()
         mine = [
