@@ -190,7 +190,9 @@ class Reconciler:
             self._executing.add(run_id)
         try:
             run = self._execute(run_id, cancel)
-            if run is not None:
+            # A run another instance works (or finished) is only looked at here: its end is that
+            # instance's to report, or every instance that saw it would count it (tfops.ha).
+            if run is not None and run.instance_id in (None, self.transitions.instance_id):
                 terraform = self.runner.thread_terraform_seconds() - terraform_before
                 self._account(run, RunTiming(time.monotonic() - started, terraform))
             return run
