@@ -271,6 +271,20 @@ def _config(
     )
 
 
+def _http_instances(
+    tmp_path: Path, remote: Remote, store_url: str, terraform_bin, tf_cli_config, tf_env, daemons, **extra
+) -> dict[str, int]:
+    """Start vm-1 and vm-2, each serving HTTP on a port of its own (as behind a load balancer)."""
+    ports = {name: _free_port() for name in ("vm-1", "vm-2")}
+    for name, port in ports.items():
+        config = _config(
+            tmp_path, name, remote, store_url, terraform_bin, tf_cli_config,
+            http={"listen": f"127.0.0.1:{port}"}, **extra,
+        )  # fmt: skip
+        daemons(config, tf_env, tmp_path / f"{name}.log")
+    return ports
+
+
 @pytest.mark.terraform
 def test_an_instance_lost_mid_apply_has_its_run_interrupted_after_the_lease_and_the_stack_goes_on(
     tmp_path, demo_cloud, terraform_bin, tf_cli_config, tf_env, daemons, postgres
@@ -392,20 +406,11 @@ def test_a_webhook_sent_to_a_follower_makes_the_leader_fetch_and_deploy(
 ):
     store_url, conn_str, remote = _app_estate(tmp_path, postgres, demo_cloud, "ha_webhook")
     (tmp_path / "github-secret").write_text(GITHUB_SECRET + "\n")
-    ports = {name: _free_port() for name in ("vm-1", "vm-2")}
-    for name, port in ports.items():
-        config = _config(
-            tmp_path,
-            name,
-            remote,
-            store_url,
-            terraform_bin,
-            tf_cli_config,
-            repo={"url": remote.url, "branch": remote.branch, "poll_interval": "1h"},
-            http={"listen": f"127.0.0.1:{port}"},
-            webhooks={"repository": "acme/infra", "github": {"secret_file": str(tmp_path / "github-secret")}},
-        )
-        daemons(config, tf_env, tmp_path / f"{name}.log")
+    ports = _http_instances(
+        tmp_path, remote, store_url, terraform_bin, tf_cli_config, tf_env, daemons,
+        repo={"url": remote.url, "branch": remote.branch, "poll_interval": "1h"},
+        webhooks={"repository": "acme/infra", "github": {"secret_file": str(tmp_path / "github-secret")}},
+    )  # fmt: skip
     store = Store(store_url)
     try:
         first = wait_for(lambda: _leader(store), timeout=120, what="a leader")

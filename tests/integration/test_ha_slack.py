@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from harness import cloud_object, wait_for
 from slackfake import FakeSlack, FakeSocketMode
-from test_ha_daemons import _app_estate, _config, _free_port, _runs, daemons, postgres  # noqa: F401
+from test_ha_daemons import _app_estate, _http_instances, _runs, daemons, postgres  # noqa: F401
 from test_slack_approvals import ALICE, CHANNEL, SIGNING_SECRET, buttons, post_signed
 
 from tfops.models import DecisionOutcome, RunStatus
@@ -53,26 +53,17 @@ def test_a_slack_click_sent_to_the_follower_is_applied_by_the_instance_holding_t
     (tmp_path / "signing-secret").write_text(SIGNING_SECRET)
     policy = {"on_merge": "ask", "on_drift": "notify", "drift_interval": 0, "approvers": [ALICE]}
     asking = [{"discover": "stacks/*", **policy}]
-    ports = {name: _free_port() for name in ("vm-1", "vm-2")}
-    for name, port in ports.items():
-        config = _config(
-            tmp_path,
-            name,
-            remote,
-            store_url,
-            terraform_bin,
-            tf_cli_config,
-            stacks=asking,
-            http={"listen": f"127.0.0.1:{port}"},
-            slack={
-                "bot_token_file": str(tmp_path / "bot-token"),
-                "channel": CHANNEL,
-                "base_url": slack.api_url,
-                "mode": "http",
-                "signing_secret_file": str(tmp_path / "signing-secret"),
-            },
-        )
-        daemons(config, tf_env, tmp_path / f"{name}.log")
+    slack_config = {
+        "bot_token_file": str(tmp_path / "bot-token"),
+        "channel": CHANNEL,
+        "base_url": slack.api_url,
+        "mode": "http",
+        "signing_secret_file": str(tmp_path / "signing-secret"),
+    }
+    ports = _http_instances(
+        tmp_path, remote, store_url, terraform_bin, tf_cli_config, tf_env, daemons,
+        stacks=asking, slack=slack_config,
+    )  # fmt: skip
     store = Store(store_url)
     try:
         [waiting] = wait_for(
